@@ -1,0 +1,1 @@
+"""memberlog's query CLI: read one service member's whole log from CloudWatch Logs."""

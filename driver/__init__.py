@@ -1,0 +1,1 @@
+"""memberlog's Docker log-driver plugin: FIFO -> decode -> member -> spool -> batch -> ship."""

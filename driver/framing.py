@@ -1,0 +1,239 @@
+"""Decode the FIFO a Docker daemon writes for a log plugin.
+
+Each frame is a 4-byte big-endian length and a protobuf ``LogEntry`` (moby's
+``api/types/plugins/logdriver/entry.proto``): source=1, time_nano=2, line=3, partial=4,
+partial_log_metadata=5 {last=1, id=2, ordinal=3}, attrs=6. The decoder is hand-written because
+this is the hot path: a generic protobuf parser would build a message object per line. Unknown
+fields are skipped, so newer daemons keep working.
+
+Docker cuts lines longer than 16 KiB into chunks that share an id; they are joined back here,
+keeping the first chunk's timestamp. A line is never held beyond ``max_line_bytes``: longer ones
+leave as consecutive pieces in order, which the batch stage splits further if needed.
+"""
+
+from __future__ import annotations
+
+from .limits import FRAME_HEADER_BYTES, MAX_FRAME_BYTES
+
+Line = tuple[int, bytes]  # (timestamp in ms since the epoch, line without its newline)
+
+_MAX_OPEN_PARTIALS = 8  # stdout and stderr each have at most one open line; more means garbage
+
+
+class CorruptFrame(ValueError):
+    """The byte stream is not a sequence of LogEntry frames; this FIFO cannot be trusted further."""
+
+
+def _varint(buf: bytes, p: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if p >= end or shift > 63:
+            raise CorruptFrame("truncated or overlong varint")
+        b = buf[p]
+        p += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, p
+        shift += 7
+
+
+def _skip(buf: bytes, p: int, end: int, wire: int) -> int:
+    if wire == 0:
+        return _varint(buf, p, end)[1]
+    if wire == 1:
+        return p + 8
+    if wire == 2:
+        n, p = _varint(buf, p, end)
+        return p + n
+    if wire == 5:
+        return p + 4
+    raise CorruptFrame(f"unsupported protobuf wire type {wire}")
+
+
+def _metadata(buf: bytes, p: int, end: int) -> tuple[bool, bytes]:
+    """Parse PartialLogEntryMetadata into (last, id); chunks arrive in ordinal order."""
+    last, pid = False, b""
+    while p < end:
+        key = buf[p]
+        p += 1
+        if key == 0x08:
+            v, p = _varint(buf, p, end)
+            last = v != 0
+        elif key == 0x12:
+            n, p = _varint(buf, p, end)
+            pid = buf[p : p + n]
+            p += n
+        else:
+            p = _skip(buf, p, end, key & 7)
+    if p != end:
+        raise CorruptFrame("partial metadata overruns its field")
+    return last, pid
+
+
+class FrameDecoder:
+    """Incremental decoder: feed it raw FIFO bytes, get back whole lines."""
+
+    __slots__ = ("_rest", "_open", "_high", "max_line_bytes")
+
+    def __init__(self, max_line_bytes: int) -> None:
+        self._rest = b""
+        # partial id -> [timestamp_ms, chunks, total bytes]
+        self._open: dict[bytes, list] = {}
+        self._high: dict[bytes, int] = {}  # time varint bytes 3..8 -> their bits, cached
+        self.max_line_bytes = max_line_bytes
+
+    def feed(self, data: bytes) -> list[Line]:
+        """Decode every complete frame in ``self._rest + data``; keep the incomplete tail."""
+        buf = self._rest + data if self._rest else data
+        out: list[Line] = []
+        append = out.append
+        high = self._high
+        n = len(buf)
+        pos = 0
+        try:
+            while n - pos >= FRAME_HEADER_BYTES:
+                size = int.from_bytes(buf[pos : pos + FRAME_HEADER_BYTES], "big")
+                if size > MAX_FRAME_BYTES:
+                    raise CorruptFrame(f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
+                p = pos + FRAME_HEADER_BYTES
+                end = p + size
+                if end > n:
+                    break
+                pos = end
+                # Fast path, the daemon's own layout: short source, a 9-byte time varint (every
+                # date from 2004 to 2262), a short whole line. The time's upper 42 bits change
+                # every 2 ms, so they are decoded once and cached.
+                if buf[p] == 0x0A:
+                    p += 2 + buf[p + 1]
+                if buf[p] == 0x10 and buf[p + 9] < 0x80 and buf[p + 10] == 0x1A:
+                    key = buf[p + 4 : p + 10]
+                    t = high.get(key)
+                    if t is None:
+                        t = _varint(buf, p + 1, end)[0] & ~0x1FFFFF
+                        if len(high) > 1024:
+                            high.clear()
+                        high[key] = t
+                    t |= (buf[p + 1] & 0x7F) | (buf[p + 2] & 0x7F) << 7 | (buf[p + 3] & 0x7F) << 14
+                    ln = buf[p + 11]
+                    if ln < 0x80 and p + 12 + ln == end and not self._open:
+                        append((t // 1_000_000, buf[p + 12 : end]))
+                        continue
+                self._slow(out, buf, pos - size, end)
+        except IndexError:
+            raise CorruptFrame("frame ends inside a field") from None
+        self._rest = buf[pos:]
+        return out
+
+    def _slow(self, out: list[Line], buf: bytes, p: int, end: int) -> None:
+        """Any field order, long lines, partial chunks, unknown fields."""
+        t = 0
+        line = b""
+        partial = False
+        meta = None
+        while p < end:
+            key = buf[p]
+            p += 1
+            if key == 0x1A:  # line
+                ln, p = _varint(buf, p, end)
+                line = buf[p : p + ln]
+                p += ln
+            elif key == 0x10:  # time_nano
+                t, p = _varint(buf, p, end)
+            elif key == 0x20:  # partial
+                v, p = _varint(buf, p, end)
+                partial = v != 0
+            elif key == 0x2A:  # partial_log_metadata
+                ln, p = _varint(buf, p, end)
+                if p + ln > end:
+                    raise CorruptFrame("partial metadata overruns the frame")
+                meta = _metadata(buf, p, p + ln)
+                p += ln
+            else:  # source=1 (a stream holds both), attrs=6 and anything newer
+                p = _skip(buf, p, end, key & 7)
+        if p != end:
+            raise CorruptFrame("fields overrun the frame")
+        if partial or self._open:
+            self._partial(out, t // 1_000_000, line, partial, meta)
+        else:
+            out.append((t // 1_000_000, line))
+
+    def _partial(
+        self, out: list[Line], ts: int, line: bytes, partial: bool, meta: tuple | None
+    ) -> None:
+        """Join Docker's 16 KiB chunks: same id, in order, until one says last."""
+        if not partial and meta is None:
+            # A whole line. Daemons older than PartialLogMetadata end a split line with a
+            # non-partial chunk; that is the case only when an id-less partial is open.
+            held = self._open.pop(b"", None)
+            if held is None:
+                out.append((ts, line))
+            else:
+                held[1].append(line)
+                out.append((held[0], b"".join(held[1])))
+            return
+        last, pid = meta if meta is not None else (False, b"")
+        held = self._open.get(pid)
+        if held is None:
+            if len(self._open) >= _MAX_OPEN_PARTIALS:
+                oldest = next(iter(self._open))
+                self._emit(out, self._open.pop(oldest))
+            held = self._open[pid] = [ts, [], 0]
+        held[1].append(line)
+        held[2] += len(line)
+        if last:
+            self._emit(out, self._open.pop(pid))
+        elif held[2] >= self.max_line_bytes:
+            # Bound memory: ship what we have as the line's first piece, keep collecting.
+            out.append((held[0], b"".join(held[1])))
+            held[1] = []
+            held[2] = 0
+
+    @staticmethod
+    def _emit(out: list[Line], held: list) -> None:
+        if held[1]:
+            out.append((held[0], b"".join(held[1])))
+
+    def finish(self) -> list[Line]:
+        """At EOF: an unterminated line may never get its last chunk; keep what arrived."""
+        out: list[Line] = []
+        for held in self._open.values():
+            self._emit(out, held)
+        self._open.clear()
+        if self._rest:
+            rest, self._rest = self._rest, b""
+            raise CorruptFrame(f"{len(rest)} bytes of an incomplete frame at end of stream")
+        return out
+
+
+def encode_entry(
+    line: bytes,
+    time_nano: int,
+    source: str = "stdout",
+    partial_id: bytes | None = None,
+    ordinal: int = 0,
+    last: bool = False,
+) -> bytes:
+    """Encode one frame as the daemon does (used by tests and benchmarks to play the daemon)."""
+
+    def varint(v: int) -> bytes:
+        out = bytearray()
+        while True:
+            b = v & 0x7F
+            v >>= 7
+            if v:
+                out.append(b | 0x80)
+            else:
+                out.append(b)
+                return bytes(out)
+
+    def field(num: int, payload: bytes) -> bytes:
+        return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+    msg = field(1, source.encode()) if source else b""
+    msg += varint(2 << 3) + varint(time_nano) if time_nano else b""
+    msg += field(3, line) if line else b""
+    if partial_id is not None:
+        meta = (varint(1 << 3) + b"\x01" if last else b"") + field(2, partial_id)
+        meta += varint(3 << 3) + varint(ordinal) if ordinal else b""
+        msg += varint(4 << 3) + b"\x01" + field(5, meta)
+    return len(msg).to_bytes(4, "big") + msg

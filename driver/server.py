@@ -1,0 +1,139 @@
+"""The plugin's HTTP face: Docker's LogDriver protocol on a unix socket.
+
+Every call is ``POST /<Method>`` with a JSON body - or an empty body where the daemon has no
+arguments (Activate, Capabilities). Errors go back as ``{"Err": "..."}``; the daemon shows a
+StartLogging error to the user as ``docker run``'s failure, so it is written for a person.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+
+from flask import Flask, Response, request
+
+from .driver import Driver, DriverError
+
+log = logging.getLogger("memberlog.driver")
+
+CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
+DEFAULT_SOCKET = "/run/docker/plugins/memberlog.sock"
+DEFAULT_STATE_DIR = "/var/lib/memberlog"
+HTTP_THREADS = 32  # StopLogging may wait for shipping; others must not queue behind it
+
+
+def _reply(body: dict, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, content_type=CONTENT_TYPE)
+
+
+def _body() -> dict:
+    raw = request.get_data()
+    if not raw.strip():
+        return {}
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("request body is not a JSON object")
+    return data
+
+
+def create_app(driver: Driver) -> Flask:
+    """The Flask app serving the LogDriver protocol for ``driver``."""
+    # Explicit paths: Flask cannot guess them for a package mapped under a namespace.
+    here = os.path.dirname(os.path.abspath(__file__))
+    app = Flask(__name__, root_path=here, instance_path=here)
+
+    @app.post("/Plugin.Activate")
+    def activate() -> Response:
+        return _reply({"Implements": ["LogDriver"]})
+
+    @app.post("/LogDriver.Capabilities")
+    def capabilities() -> Response:
+        # Docker >= 20.10 keeps its own copy for `docker logs` when a driver cannot read.
+        return _reply({"Cap": {"ReadLogs": False}})
+
+    @app.post("/LogDriver.StartLogging")
+    def start_logging() -> Response:
+        req = _body()
+        fifo, info = req.get("File"), req.get("Info")
+        if not isinstance(fifo, str) or not fifo or not isinstance(info, dict):
+            return _reply({"Err": "memberlog: StartLogging needs File and Info"}, 400)
+        driver.start(fifo, info)
+        return _reply({"Err": ""})
+
+    @app.post("/LogDriver.StopLogging")
+    def stop_logging() -> Response:
+        fifo = _body().get("File")
+        if not isinstance(fifo, str) or not fifo:
+            return _reply({"Err": "memberlog: StopLogging needs File"}, 400)
+        driver.stop(fifo)
+        return _reply({"Err": ""})
+
+    @app.post("/LogDriver.ReadLogs")
+    def read_logs() -> Response:
+        return _reply(
+            {"Err": "memberlog: reading logs back is not supported; use memberlog logs"}, 501
+        )
+
+    @app.errorhandler(DriverError)
+    def driver_error(e: DriverError) -> Response:
+        return _reply({"Err": str(e)}, 400)
+
+    @app.errorhandler(ValueError)
+    def bad_request(e: ValueError) -> Response:
+        return _reply({"Err": f"memberlog: bad request: {e}"}, 400)
+
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def unknown(e: Exception) -> Response:
+        return _reply({"Err": f"memberlog: no such method {request.path}"}, 404)
+
+    @app.errorhandler(Exception)
+    def internal(e: Exception) -> Response:
+        log.exception("handling %s", request.path)
+        return _reply({"Err": f"memberlog: internal error: {e}"}, 500)
+
+    return app
+
+
+def serve(app: Flask, socket_path: str) -> None:
+    """Serve ``app`` with waitress (a production threaded WSGI server) on a 0600 unix socket."""
+    from waitress import serve as waitress_serve
+
+    os.makedirs(os.path.dirname(socket_path) or ".", exist_ok=True)
+    if os.path.exists(socket_path):
+        os.unlink(socket_path)  # a stale socket from a previous run
+    waitress_serve(
+        app, unix_socket=socket_path, unix_socket_perms="600", threads=HTTP_THREADS, ident=None
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``memberlog-driver``: run the plugin server."""
+    parser = argparse.ArgumentParser(prog="memberlog-driver", description=__doc__)
+    parser.add_argument("--socket", default=DEFAULT_SOCKET, help="unix socket to listen on")
+    parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="member files and state")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    driver = Driver(args.state_dir)
+    resumed = driver.resume()
+    if resumed:
+        log.info("resumed %d container logs after a restart", resumed)
+
+    def shutdown(signum: int, _frame: object) -> None:
+        log.info("signal %d: shipping what is pending, then exiting", signum)
+        driver.close(timeout=10)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    log.info("memberlog-driver listening on %s, state in %s", args.socket, args.state_dir)
+    serve(create_app(driver), args.socket)

@@ -1,0 +1,222 @@
+"""A moto CloudWatch Logs server that enforces the real PutLogEvents limits.
+
+moto accepts any PutLogEvents batch, so a driver that sends 20,000 events or a 5 MB batch
+would pass every test and then fail against AWS.  This script runs moto's server in this
+process behind a small WSGI middleware that checks each PutLogEvents request against the
+documented limits first, answers a violation the way AWS does (HTTP 400,
+InvalidParameterException) and records it, so tests can assert that nothing broke a limit.
+
+    python3 tests/cwlogs_server.py --port 4566 [--host 127.0.0.1] [--violations FILE]
+
+Extra endpoint: GET /_strict/stats -> {"put_requests": n, "events": n, "violations": [...]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
+
+# Limits of PutLogEvents, from the CloudWatch Logs API reference and quotas page.
+MAX_EVENTS_PER_BATCH = 10_000
+MAX_BATCH_BYTES = 1_048_576
+MAX_EVENT_BYTES = 1_048_576  # the message's UTF-8 bytes plus the overhead below
+EVENT_OVERHEAD_BYTES = 26
+MAX_BATCH_SPAN_MS = 24 * 60 * 60 * 1000
+MAX_NAME_CHARS = 512
+LOG_GROUP_NAME_RE = re.compile(r"[.\-_/#A-Za-z0-9]+")
+LOG_STREAM_FORBIDDEN = (":", "*")
+
+# AWS's own wording for the two rules whose message tests may want to match.
+ORDER_MESSAGE = "Log events in a single PutLogEvents request must be in chronological order."
+SPAN_MESSAGE = "A batch of log events in a single request cannot span more than 24 hours."
+
+PUT_LOG_EVENTS_TARGET = "Logs_20140328.PutLogEvents"
+STATS_PATH = "/_strict/stats"
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+def event_bytes(event: dict[str, Any]) -> int:
+    """Size of one event as AWS counts it against the batch and event limits."""
+    return len((event.get("message") or "").encode("utf-8")) + EVENT_OVERHEAD_BYTES
+
+
+def check_put_log_events(request: dict[str, Any]) -> list[tuple[str, str]]:
+    """Return every (rule, message) the request breaks; empty when AWS would accept it.
+
+    All rules are reported, not just the first, so a violation record explains the whole
+    problem with a batch.
+    """
+    broken: list[tuple[str, str]] = []
+    group = request.get("logGroupName") or ""
+    stream = request.get("logStreamName") or ""
+    events = request.get("logEvents") or []
+
+    if not 1 <= len(group) <= MAX_NAME_CHARS or not LOG_GROUP_NAME_RE.fullmatch(group):
+        broken.append(("log_group_name", f"Invalid logGroupName {group!r}"))
+    if not 1 <= len(stream) <= MAX_NAME_CHARS or any(c in stream for c in LOG_STREAM_FORBIDDEN):
+        broken.append(("log_stream_name", f"Invalid logStreamName {stream!r}"))
+    if not 1 <= len(events) <= MAX_EVENTS_PER_BATCH:
+        count_message = f"{len(events)} log events; a batch holds 1..{MAX_EVENTS_PER_BATCH}"
+        broken.append(("event_count", count_message))
+
+    batch_bytes = 0
+    for i, event in enumerate(events):
+        size = event_bytes(event)
+        batch_bytes += size
+        if not event.get("message"):
+            broken.append(("empty_message", f"logEvents[{i}].message is empty"))
+        elif size > MAX_EVENT_BYTES:
+            broken.append(("event_size", f"logEvents[{i}] is {size} bytes > {MAX_EVENT_BYTES}"))
+    if batch_bytes > MAX_BATCH_BYTES:
+        broken.append(("batch_size", f"Batch is {batch_bytes} bytes > {MAX_BATCH_BYTES}"))
+
+    stamps = [event.get("timestamp", 0) for event in events]
+    if any(later < earlier for earlier, later in zip(stamps, stamps[1:], strict=False)):
+        broken.append(("chronological_order", ORDER_MESSAGE))
+    if stamps and max(stamps) - min(stamps) > MAX_BATCH_SPAN_MS:
+        broken.append(("time_span", SPAN_MESSAGE))
+    return broken
+
+
+class StrictLogsMiddleware:
+    """WSGI middleware in front of moto that rejects PutLogEvents requests AWS would reject.
+
+    It is the only place that sees every request, so it also keeps the counters that
+    tests read to prove their requests actually went through the checker.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], violations_file: str | None) -> None:
+        self.app = app
+        self.violations_file = violations_file
+        self.lock = threading.Lock()
+        self.put_requests = 0
+        self.events = 0
+        self.violations: list[dict[str, Any]] = []
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == STATS_PATH:
+            with self.lock:
+                stats = {
+                    "put_requests": self.put_requests,
+                    "events": self.events,
+                    "violations": list(self.violations),
+                }
+            return self._json(start_response, "200 OK", stats, {})
+        if environ.get("HTTP_X_AMZ_TARGET") != PUT_LOG_EVENTS_TARGET:
+            return self.app(environ, start_response)
+
+        body = self._read_body(environ)
+        try:
+            request = json.loads(body or b"{}")
+            broken = check_put_log_events(request)
+        except (ValueError, TypeError, AttributeError) as exc:
+            request, broken = {}, [("malformed", f"Unreadable PutLogEvents body: {exc}")]
+        if broken:
+            self._record(request, broken)
+            error = {"__type": "InvalidParameterException", "message": broken[0][1]}
+            headers = {"x-amzn-ErrorType": "InvalidParameterException"}
+            return self._json(start_response, "400 Bad Request", error, headers)
+
+        with self.lock:
+            self.put_requests += 1
+            self.events += len(request["logEvents"])
+        return self.app(environ, start_response)
+
+    @staticmethod
+    def _read_body(environ: Environ) -> bytes:
+        """Read the body once and put it back, because moto must read it again."""
+        length = environ.get("CONTENT_LENGTH")
+        stream = environ["wsgi.input"]
+        body = stream.read(int(length)) if length else stream.read()
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return body
+
+    def _record(self, request: dict[str, Any], broken: list[tuple[str, str]]) -> None:
+        """Keep one record per rejected request, in memory, on stderr and in the file."""
+        events = request.get("logEvents") or []
+        record = {
+            "time": time.time(),
+            "rule": broken[0][0],
+            "rules": [rule for rule, _ in broken],
+            "message": broken[0][1],
+            "group": request.get("logGroupName"),
+            "stream": request.get("logStreamName"),
+            "events": len(events),
+            "bytes": sum(event_bytes(event) for event in events),
+        }
+        line = json.dumps(record)
+        with self.lock:
+            self.violations.append(record)
+            print(f"VIOLATION {line}", file=sys.stderr, flush=True)
+            if self.violations_file:
+                with open(self.violations_file, "a", encoding="utf-8") as f:
+                    f.write(line + "\n")
+
+    @staticmethod
+    def _json(
+        start_response: StartResponse, status: str, payload: Any, headers: dict[str, str]
+    ) -> list[bytes]:
+        body = json.dumps(payload).encode()
+        start_response(
+            status,
+            [
+                ("Content-Type", "application/x-amz-json-1.1"),
+                ("Content-Length", str(len(body))),
+                *headers.items(),
+            ],
+        )
+        return [body]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; print 'ready' only once the socket is listening."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--violations", help="append one JSON line per rejected request")
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    app = StrictLogsMiddleware(DomainDispatcherApplication(create_backend_app), args.violations)
+    server = make_server(
+        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    # serve_forever runs in a thread because shutdown() blocks until it returns, which
+    # would deadlock if called from a signal handler interrupting serve_forever itself.
+    thread = threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True)
+    thread.start()
+    print(f"ready http://{args.host}:{server.server_port}", flush=True)
+    stop.wait()  # interruptible by signals on POSIX, so the handler above ends it
+    server.shutdown()
+    server.server_close()
+    thread.join()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
