@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
+
 from memberlog.driver.names import group_name, group_prefix, is_uuid, split_group
 
 FOLLOW_POLL_S = 1.0

@@ -10,6 +10,7 @@ import os
 import uuid
 
 import pytest
+
 from cwlogs import CloudWatchEndpoint
 from plugin import PluginProcess
 

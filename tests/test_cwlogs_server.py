@@ -11,6 +11,7 @@ import uuid
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
 from cwlogs import CloudWatchEndpoint
 
 MAX_EVENT_MESSAGE_BYTES = 1_048_576 - 26

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import uuid
 
-import dockerenv
 import pytest
+
+import dockerenv
 
 pytestmark = pytest.mark.docker
 
