@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from operator import itemgetter
 
+from .framing import utf8_cut
 from .limits import EVENT_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS
 
 Event = tuple[int, str, int]  # (timestamp ms, message, message UTF-8 bytes)
@@ -22,15 +23,11 @@ EMPTY_LINE_MESSAGE = " "
 def split_utf8(data: bytes, limit: int) -> list[bytes]:
     """Cut valid UTF-8 into pieces of at most ``limit`` bytes, never inside a character."""
     pieces = []
-    start = 0
-    n = len(data)
-    while n - start > limit:
-        cut = start + limit
-        while data[cut] & 0xC0 == 0x80:  # a continuation byte: back up to the character start
-            cut -= 1
-        pieces.append(data[start:cut])
-        start = cut
-    pieces.append(data[start:])
+    while len(data) > limit:
+        cut = utf8_cut(data, limit)
+        pieces.append(data[:cut])
+        data = data[cut:]
+    pieces.append(data)
     return pieces
 
 

@@ -24,6 +24,16 @@ class CorruptFrame(ValueError):
     """The byte stream is not a sequence of LogEntry frames; this FIFO cannot be trusted further."""
 
 
+def utf8_cut(data: bytes, limit: int) -> int:
+    """The largest cut <= ``limit`` that does not split a UTF-8 character of ``data``."""
+    if len(data) <= limit:
+        return len(data)
+    cut = limit
+    while cut > limit - 4 and data[cut] & 0xC0 == 0x80:  # a continuation byte: back up
+        cut -= 1
+    return cut if data[cut] & 0xC0 != 0x80 else limit  # not UTF-8 there: cut anywhere
+
+
 def _varint(buf: bytes, p: int, end: int) -> tuple[int, int]:
     value = shift = 0
     while True:
@@ -100,23 +110,35 @@ class FrameDecoder:
                 if end > n:
                     break
                 pos = end
-                # Fast path, the daemon's own layout: short source, a 9-byte time varint (every
+                # Fast path, the daemon's own layout: a short source, a 9-byte time varint (any
                 # date from 2004 to 2262), a short whole line. The time's upper 42 bits change
-                # every 2 ms, so they are decoded once and cached.
-                if buf[p] == 0x0A:
-                    p += 2 + buf[p + 1]
-                if buf[p] == 0x10 and buf[p + 9] < 0x80 and buf[p + 10] == 0x1A:
-                    key = buf[p + 4 : p + 10]
+                # every 2 ms, so they are decoded once and cached by their bytes.
+                q = p
+                if buf[q] == 0x0A and buf[q + 1] < 0x80:
+                    q += 2 + buf[q + 1]
+                if (
+                    q + 12 <= end
+                    and buf[q] == 0x10
+                    and buf[q + 1] & buf[q + 2] & buf[q + 3] & 0x80
+                    and buf[q + 10] == 0x1A
+                    and not self._open
+                ):
+                    key = buf[q + 4 : q + 10]
                     t = high.get(key)
                     if t is None:
-                        t = _varint(buf, p + 1, end)[0] & ~0x1FFFFF
+                        t, after = _varint(buf, q + 1, end)
+                        t = t & ~0x1FFFFF if after == q + 10 else -1
                         if len(high) > 1024:
                             high.clear()
                         high[key] = t
-                    t |= (buf[p + 1] & 0x7F) | (buf[p + 2] & 0x7F) << 7 | (buf[p + 3] & 0x7F) << 14
-                    ln = buf[p + 11]
-                    if ln < 0x80 and p + 12 + ln == end and not self._open:
-                        append((t // 1_000_000, buf[p + 12 : end]))
+                    ln = buf[q + 11]
+                    if t >= 0 and ln < 0x80 and q + 12 + ln == end:
+                        t |= (
+                            (buf[q + 1] & 0x7F)
+                            | (buf[q + 2] & 0x7F) << 7
+                            | (buf[q + 3] & 0x7F) << 14
+                        )
+                        append((t // 1_000_000, buf[q + 12 : end]))
                         continue
                 self._slow(out, buf, pos - size, end)
         except IndexError:
@@ -180,13 +202,16 @@ class FrameDecoder:
             held = self._open[pid] = [ts, [], 0]
         held[1].append(line)
         held[2] += len(line)
+        if held[2] > self.max_line_bytes:
+            # Bound memory: the line's first full-size piece leaves now, cut between characters
+            # (Docker's 16 KiB cuts ignore them); the rest keeps collecting.
+            data = b"".join(held[1])
+            cut = utf8_cut(data, self.max_line_bytes)
+            out.append((held[0], data[:cut]))
+            held[1] = [data[cut:]]
+            held[2] = len(data) - cut
         if last:
             self._emit(out, self._open.pop(pid))
-        elif held[2] >= self.max_line_bytes:
-            # Bound memory: ship what we have as the line's first piece, keep collecting.
-            out.append((held[0], b"".join(held[1])))
-            held[1] = []
-            held[2] = 0
 
     @staticmethod
     def _emit(out: list[Line], held: list) -> None:
