@@ -7,6 +7,7 @@ service's group ``<cluster>-<service>-<service-uuid>``, wherever its containers 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -27,7 +28,10 @@ class CliError(Exception):
 def _client(args: argparse.Namespace) -> object:
     config = Config(retries={"mode": "standard", "max_attempts": 5})
     return boto3.session.Session().client(
-        "logs", region_name=args.region, endpoint_url=args.endpoint_url, config=config
+        "logs",
+        region_name=args.region or os.environ.get("AWS_REGION") or None,
+        endpoint_url=args.endpoint_url,
+        config=config,
     )
 
 

@@ -11,12 +11,14 @@ import os
 import stat
 import threading
 
+from botocore.exceptions import NoRegionError
+
 from . import options
 from .limits import STOP_DRAIN_TIMEOUT_S
 from .member import static_member
 from .options import DriverConfig
 from .pipeline import ContainerLog
-from .ship import Destination, Shipper
+from .ship import Destination, Shipper, logs_client
 from .state import StateDir
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,13 @@ class Driver:
             member = static_member(cfg, info.get("ContainerEnv"))
         except options.OptionError as e:
             raise DriverError(f"memberlog: {e}") from None
+        try:
+            logs_client(cfg.region, cfg.endpoint)  # fail now, not later in a shipper thread
+        except NoRegionError:
+            raise DriverError(
+                "memberlog: no AWS region: set log-opt region, or AWS_REGION in the plugin's "
+                "environment (docker plugin set memberlog AWS_REGION=...)"
+            ) from None
         try:
             mode = os.stat(fifo).st_mode
         except OSError as e:

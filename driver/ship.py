@@ -8,6 +8,7 @@ No sequence tokens: the API ignores them, and several hosts write the same strea
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -54,7 +55,10 @@ def logs_client(region: str | None, endpoint: str | None) -> object:
                 max_pool_connections=64,
             )
             client = boto3.session.Session().client(
-                "logs", region_name=region, endpoint_url=endpoint, config=config
+                "logs",
+                region_name=region or os.environ.get("AWS_REGION") or None,
+                endpoint_url=endpoint,
+                config=config,
             )
             _clients[key] = client
         return client

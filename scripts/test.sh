@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: set up a fresh Debian machine if needed, lint, run every test.
+# With CI=true, tests whose component (Docker, PostgreSQL) is missing fail instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+exec .venv/bin/python -m pytest -ra "$@"
