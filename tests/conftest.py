@@ -11,10 +11,12 @@ import uuid
 
 import pytest
 
+import dockerenv
 from cwlogs import CloudWatchEndpoint
 from plugin import PluginProcess
 
 IN_CI = os.environ.get("CI") == "true"
+LEGACY_SOCKET = "/run/docker/plugins/memberlog.sock"
 
 
 def need(condition: bool, what: str) -> None:
@@ -48,6 +50,31 @@ def logs(cw):
 @pytest.fixture
 def driver(cw):
     proc = PluginProcess(cw.env()).start()
+    yield proc
+    proc.cleanup()
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A running Docker engine (Debian's dockerd is started when none answers)."""
+    try:
+        dockerenv.ensure_dockerd()
+        ok = True
+    except dockerenv.DockerUnavailable:
+        ok = False
+    need(ok, "a Docker engine")
+
+
+@pytest.fixture(scope="session")
+def busybox(docker_engine) -> str:
+    """A tiny local image (no registry here): busybox-static, imported."""
+    return dockerenv.busybox_image()
+
+
+@pytest.fixture(scope="session")
+def legacy_driver(docker_engine, cw_server):
+    """memberlog-driver as a legacy plugin: Docker finds it as ``--log-driver memberlog``."""
+    proc = PluginProcess(cw_server.env(), socket_path=LEGACY_SOCKET).start()
     yield proc
     proc.cleanup()
 

@@ -8,32 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import need
 
 import dockerenv
-from plugin import PluginProcess
 
 pytestmark = pytest.mark.docker
-
-LEGACY_SOCKET = "/run/docker/plugins/memberlog.sock"
-
-
-@pytest.fixture(scope="module")
-def image():
-    try:
-        dockerenv.ensure_dockerd()
-        ok = True
-    except dockerenv.DockerUnavailable:
-        ok = False
-    need(ok, "a Docker engine")
-    return dockerenv.busybox_image()
-
-
-@pytest.fixture(scope="module")
-def legacy_driver(image, cw_server):
-    proc = PluginProcess(cw_server.env(), socket_path=LEGACY_SOCKET).start()
-    yield proc
-    proc.cleanup()
 
 
 def run(image: str, script: str, *opts: str, env: tuple[str, ...] = (), check: bool = True):
@@ -62,9 +40,9 @@ def svc(service_uuid: str) -> tuple[str, ...]:
     return ("cluster=t1", "service=mypg", f"service-uuid={service_uuid}")
 
 
-def test_two_containers_of_one_member_fill_one_stream(cw, legacy_driver, image, service_uuid):
-    run(image, "seq 1 100000", *svc(service_uuid), env=("SERVICE_MEMBER=mypg-0",))
-    run(image, "seq 100001 200000", *svc(service_uuid), env=("SERVICE_MEMBER=mypg-0",))
+def test_two_containers_of_one_member_fill_one_stream(cw, legacy_driver, busybox, service_uuid):
+    run(busybox, "seq 1 100000", *svc(service_uuid), env=("SERVICE_MEMBER=mypg-0",))
+    run(busybox, "seq 100001 200000", *svc(service_uuid), env=("SERVICE_MEMBER=mypg-0",))
 
     out = memberlog_logs(cw, "--cluster", "t1", "--service", "mypg", "--member", "mypg-0")
     assert out.returncode == 0, out.stderr
@@ -73,8 +51,12 @@ def test_two_containers_of_one_member_fill_one_stream(cw, legacy_driver, image, 
     assert [s["logStreamName"] for s in streams["logStreams"]] == ["mypg-0"]
 
 
-def test_startup_line_names_the_member(cw, legacy_driver, image, service_uuid):
-    run(image, "echo before the marker; echo SERVICE_MEMBER=mypg-1; echo after", *svc(service_uuid))
+def test_startup_line_names_the_member(cw, legacy_driver, busybox, service_uuid):
+    run(
+        busybox,
+        "echo before the marker; echo SERVICE_MEMBER=mypg-1; echo after",
+        *svc(service_uuid),
+    )
 
     out = memberlog_logs(cw, "--cluster", "t1", "--service", "mypg", "--member", "mypg-1",
                          "--service-uuid", service_uuid)  # fmt: skip
@@ -84,7 +66,7 @@ def test_startup_line_names_the_member(cw, legacy_driver, image, service_uuid):
     assert [s["logStreamName"] for s in streams["logStreams"]] == ["mypg-1"]
 
 
-def test_long_invalid_and_empty_lines(cw, legacy_driver, image, service_uuid):
+def test_long_invalid_and_empty_lines(cw, legacy_driver, busybox, service_uuid):
     script = (
         "head -c 40000 /dev/zero | tr '\\0' a; echo; "  # 40 KB: three 16 KiB partial chunks
         "printf 'bad \\377\\376 end\\n'; "  # invalid UTF-8
@@ -92,7 +74,7 @@ def test_long_invalid_and_empty_lines(cw, legacy_driver, image, service_uuid):
         "seq 1 300000 | tr -d '\\n'; echo; "  # ~1.9 MB, must be split in order
         "echo done"
     )
-    run(image, script, *svc(service_uuid), "member=mypg-0")
+    run(busybox, script, *svc(service_uuid), "member=mypg-0")
 
     events = cw.client().get_log_events(
         logGroupName=f"t1-mypg-{service_uuid}", logStreamName="mypg-0", startFromHead=True
@@ -108,7 +90,7 @@ def test_long_invalid_and_empty_lines(cw, legacy_driver, image, service_uuid):
     assert messages[-1] == "done"
 
 
-def test_unknown_option_fails_docker_run(legacy_driver, image, service_uuid):
-    res = run(image, "echo hi", *svc(service_uuid), "colour=blue", check=False)
+def test_unknown_option_fails_docker_run(legacy_driver, busybox, service_uuid):
+    res = run(busybox, "echo hi", *svc(service_uuid), "colour=blue", check=False)
     assert res.returncode != 0
     assert "colour" in res.stderr
