@@ -38,11 +38,13 @@ class Driver:
         self._shippers: dict[Destination, Shipper] = {}
         self._lock = threading.RLock()  # a new pipeline may attach while start() holds it
 
-    def start(self, fifo: str, info: dict, persist: bool = True) -> None:
-        """StartLogging: check the options, then read the FIFO in the background."""
+    def start(self, fifo: str, info: dict, stream: str | None = None) -> None:
+        """StartLogging: check the options, then read the FIFO in the background.
+
+        ``stream`` is set when resuming a container whose stream was already known."""
         try:
             cfg = options.parse(info.get("Config"))
-            member = static_member(cfg, info.get("ContainerEnv"))
+            member = stream or static_member(cfg, info.get("ContainerEnv"))
         except options.OptionError as e:
             raise DriverError(f"memberlog: {e}") from None
         try:
@@ -61,16 +63,16 @@ class Driver:
         with self._lock:
             if fifo in self._containers:
                 raise DriverError(f"memberlog: already logging {fifo}")
+            self.state.save(fifo, info)  # first: the pipeline may record its stream at once
             try:
                 container = ContainerLog(
                     fifo, info.get("ContainerID") or "unknown", cfg, member, self.state_dir,
-                    self._attach,
+                    lambda stream, cfg: self._attach(fifo, info, stream, cfg),
                 )  # fmt: skip
             except OSError as e:
+                self.state.forget(fifo)
                 raise DriverError(f"memberlog: cannot open log FIFO {fifo}: {e}") from None
             self._containers[fifo] = container
-        if persist:
-            self.state.save(fifo, info)
 
     def stop(self, fifo: str) -> None:
         """StopLogging: drain and flush this container (bounded), then let it go."""
@@ -90,16 +92,17 @@ class Driver:
     def resume(self) -> int:
         """After a restart: reopen every FIFO the daemon still has; returns how many."""
         resumed = 0
-        for fifo, info in self.state.known():
+        for fifo, info, stream in self.state.known():
             try:
-                self.start(fifo, info, persist=False)
+                self.start(fifo, info, stream)
                 resumed += 1
             except DriverError as e:
                 log.info("not resuming %s: %s", fifo, e)
                 self.state.forget(fifo)
         return resumed
 
-    def _attach(self, stream: str, cfg: DriverConfig) -> Shipper:
+    def _attach(self, fifo: str, info: dict, stream: str, cfg: DriverConfig) -> Shipper:
+        self.state.save(fifo, info, stream)
         dest = Destination(cfg.group, stream, cfg.region, cfg.endpoint)
         with self._lock:
             shipper = self._shippers.get(dest)
