@@ -85,8 +85,10 @@ def members(client: object, group: str) -> list[str]:
     return [s["logStreamName"] for s in streams]
 
 
-def member_events(client: object, group: str, stream: str, follow: bool = False) -> Iterator[dict]:
-    """Every event of one stream, oldest first, paging GetLogEvents forward from the head.
+def member_pages(
+    client: object, group: str, stream: str, follow: bool = False
+) -> Iterator[list[dict]]:
+    """Every event of one stream, oldest first, a GetLogEvents page at a time from the head.
 
     The end is the forward token coming back unchanged (an empty page with a new token is not
     the end). With ``follow``, keep polling from there for new events.
@@ -97,7 +99,7 @@ def member_events(client: object, group: str, stream: str, follow: bool = False)
         if token:
             kwargs["nextToken"] = token
         page = client.get_log_events(**kwargs)  # type: ignore[attr-defined]
-        yield from page["events"]
+        yield page["events"]
         new = page.get("nextForwardToken")
         if new == token or new is None:
             if not follow:
@@ -106,14 +108,21 @@ def member_events(client: object, group: str, stream: str, follow: bool = False)
         token = new or token
 
 
+def member_events(client: object, group: str, stream: str, follow: bool = False) -> Iterator[dict]:
+    """Every event of one stream, oldest first (see member_pages)."""
+    for page in member_pages(client, group, stream, follow):
+        yield from page
+
+
 def cmd_logs(args: argparse.Namespace) -> None:
     client = _client(args)
     group = resolve_group(client, args)
     out = sys.stdout
     try:
-        for event in member_events(client, group, args.member, args.follow):
-            out.write(event["message"])
-            out.write("\n")
+        for page in member_pages(client, group, args.member, args.follow):
+            if page:
+                out.write("".join(f"{event['message']}\n" for event in page))
+                out.flush()  # with --follow into a pipe, lines must not wait in a buffer
     except ClientError as e:
         if e.response["Error"]["Code"] != "ResourceNotFoundException":
             raise

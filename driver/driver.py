@@ -35,13 +35,16 @@ class Driver:
         self.state_dir = state_dir
         self.state = StateDir(state_dir)
         self._containers: dict[str, ContainerLog] = {}
+        self._infos: dict[str, dict] = {}  # FIFO -> the StartLogging Info, for state records
         self._shippers: dict[Destination, Shipper] = {}
         self._lock = threading.RLock()  # a new pipeline may attach while start() holds it
 
-    def start(self, fifo: str, info: dict, stream: str | None = None) -> None:
+    def start(
+        self, fifo: str, info: dict, stream: str | None = None, carry: dict | None = None
+    ) -> None:
         """StartLogging: check the options, then read the FIFO in the background.
 
-        ``stream`` is set when resuming a container whose stream was already known."""
+        ``stream`` and ``carry`` come from the state record when resuming a container."""
         try:
             cfg = options.parse(info.get("Config"))
             member = stream or static_member(cfg, info.get("ContainerEnv"))
@@ -67,17 +70,19 @@ class Driver:
             try:
                 container = ContainerLog(
                     fifo, info.get("ContainerID") or "unknown", cfg, member, self.state_dir,
-                    lambda stream, cfg: self._attach(fifo, info, stream, cfg),
+                    lambda stream, cfg: self._attach(fifo, info, stream, cfg), carry,
                 )  # fmt: skip
             except OSError as e:
                 self.state.forget(fifo)
                 raise DriverError(f"memberlog: cannot open log FIFO {fifo}: {e}") from None
             self._containers[fifo] = container
+            self._infos[fifo] = info
 
     def stop(self, fifo: str) -> None:
         """StopLogging: drain and flush this container (bounded), then let it go."""
         with self._lock:
             container = self._containers.pop(fifo, None)
+            self._infos.pop(fifo, None)
         self.state.forget(fifo)
         if container is None:
             return  # unknown or already stopped: the daemon only wants it gone
@@ -92,9 +97,10 @@ class Driver:
     def resume(self) -> int:
         """After a restart: reopen every FIFO the daemon still has; returns how many."""
         resumed = 0
-        for fifo, info, stream in self.state.known():
+        for rec in self.state.known():
+            fifo = rec["File"]
             try:
-                self.start(fifo, info, stream)
+                self.start(fifo, rec["Info"], rec["Stream"], rec["Carry"])
                 resumed += 1
             except DriverError as e:
                 log.info("not resuming %s: %s", fifo, e)
@@ -122,7 +128,15 @@ class Driver:
         shipper.spool.close()  # the thread ships what is left, then ends
 
     def close(self, timeout: float) -> None:
-        """Shutdown: ship what is pending (bounded). FIFOs stay recorded for the next start."""
+        """Shutdown while containers run on: read their FIFOs dry, ship what has a stream
+        (bounded), and record what is left for the next start to carry on from."""
+        with self._lock:
+            running = [(fifo, c, self._infos[fifo]) for fifo, c in self._containers.items()]
+            self._containers.clear()
+        for fifo, container, info in running:
+            carry = container.suspend(timeout)
+            stream = container.shipper.dest.stream if container.shipper else None
+            self.state.save(fifo, info, stream, carry)
         with self._lock:
             shippers = list(self._shippers.values())
         for s in shippers:

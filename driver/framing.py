@@ -13,7 +13,11 @@ leave as consecutive pieces in order, which the batch stage splits further if ne
 
 from __future__ import annotations
 
+import logging
+
 from .limits import FRAME_HEADER_BYTES, MAX_FRAME_BYTES
+
+log = logging.getLogger(__name__)
 
 Line = tuple[int, bytes]  # (timestamp in ms since the epoch, line without its newline)
 
@@ -21,7 +25,35 @@ _MAX_OPEN_PARTIALS = 8  # stdout and stderr each have at most one open line; mor
 
 
 class CorruptFrame(ValueError):
-    """The byte stream is not a sequence of LogEntry frames; this FIFO cannot be trusted further."""
+    """The byte stream is not a sequence of LogEntry frames; this FIFO cannot be trusted further.
+
+    ``lines`` holds what was decoded from the same input before the damage: those are good."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lines: list[Line] = []
+
+
+# Docker always sets the source: a frame starts with a 4-byte length, then source="stdout"/"stderr"
+_SOURCE_PREFIX = b"\n\x06std"
+_SYNC_WINDOW = FRAME_HEADER_BYTES + 8
+
+
+def _frame_start(buf: bytes) -> int:
+    """Offset of the first plausible frame start in ``buf``, or -1."""
+    i = buf.find(_SOURCE_PREFIX, FRAME_HEADER_BYTES)
+    while i >= 0:
+        start = i - FRAME_HEADER_BYTES
+        size = int.from_bytes(buf[start:i], "big")
+        if 8 <= size <= MAX_FRAME_BYTES and buf[i + 5 : i + 9] in (
+            b"out\x10",
+            b"err\x10",
+            b"out",
+            b"err",
+        ):
+            return start
+        i = buf.find(_SOURCE_PREFIX, i + 1)
+    return -1
 
 
 def utf8_cut(data: bytes, limit: int) -> int:
@@ -47,6 +79,12 @@ def _varint(buf: bytes, p: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
+def _key(buf: bytes, p: int, end: int) -> tuple[int, int]:
+    """A field key: one byte for fields 1-15, a longer varint for fields 16 and up."""
+    key = buf[p]
+    return (key, p + 1) if key < 0x80 else _varint(buf, p, end)
+
+
 def _skip(buf: bytes, p: int, end: int, wire: int) -> int:
     if wire == 0:
         return _varint(buf, p, end)[1]
@@ -64,8 +102,7 @@ def _metadata(buf: bytes, p: int, end: int) -> tuple[bool, bytes]:
     """Parse PartialLogEntryMetadata into (last, id); chunks arrive in ordinal order."""
     last, pid = False, b""
     while p < end:
-        key = buf[p]
-        p += 1
+        key, p = _key(buf, p, end)
         if key == 0x08:
             v, p = _varint(buf, p, end)
             last = v != 0
@@ -83,9 +120,12 @@ def _metadata(buf: bytes, p: int, end: int) -> tuple[bool, bytes]:
 class FrameDecoder:
     """Incremental decoder: feed it raw FIFO bytes, get back whole lines."""
 
-    __slots__ = ("_rest", "_open", "_high", "max_line_bytes")
+    __slots__ = ("_rest", "_open", "_high", "_resync", "max_line_bytes")
 
-    def __init__(self, max_line_bytes: int) -> None:
+    def __init__(self, max_line_bytes: int, resync: bool = False) -> None:
+        """``resync``: the input may start inside a frame (a FIFO reopened after the driver
+        was killed mid-read); skip to the first plausible frame start."""
+        self._resync = resync
         self._rest = b""
         # partial id -> [timestamp_ms, chunks, total bytes]
         self._open: dict[bytes, list] = {}
@@ -95,6 +135,15 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[Line]:
         """Decode every complete frame in ``self._rest + data``; keep the incomplete tail."""
         buf = self._rest + data if self._rest else data
+        if self._resync:
+            start = _frame_start(buf)
+            if start < 0:
+                self._rest = buf[-_SYNC_WINDOW:]
+                return []
+            if start:
+                log.warning("skipped %d bytes to the next frame of a reopened FIFO", start)
+            buf = buf[start:]
+            self._resync = False
         out: list[Line] = []
         append = out.append
         high = self._high
@@ -141,8 +190,10 @@ class FrameDecoder:
                         append((t // 1_000_000, buf[q + 12 : end]))
                         continue
                 self._slow(out, buf, pos - size, end)
-        except IndexError:
-            raise CorruptFrame("frame ends inside a field") from None
+        except (CorruptFrame, IndexError) as e:
+            err = e if isinstance(e, CorruptFrame) else CorruptFrame("frame ends inside a field")
+            err.lines = out
+            raise err from None
         self._rest = buf[pos:]
         return out
 
@@ -153,8 +204,7 @@ class FrameDecoder:
         partial = False
         meta = None
         while p < end:
-            key = buf[p]
-            p += 1
+            key, p = _key(buf, p, end)
             if key == 0x1A:  # line
                 ln, p = _varint(buf, p, end)
                 line = buf[p : p + ln]
@@ -203,13 +253,15 @@ class FrameDecoder:
         held[1].append(line)
         held[2] += len(line)
         if held[2] > self.max_line_bytes:
-            # Bound memory: the line's first full-size piece leaves now, cut between characters
+            # Bound memory: full-size pieces of the line leave now, cut between characters
             # (Docker's 16 KiB cuts ignore them); the rest keeps collecting.
             data = b"".join(held[1])
-            cut = utf8_cut(data, self.max_line_bytes)
-            out.append((held[0], data[:cut]))
-            held[1] = [data[cut:]]
-            held[2] = len(data) - cut
+            while len(data) > self.max_line_bytes:
+                cut = utf8_cut(data, self.max_line_bytes)
+                out.append((held[0], data[:cut]))
+                data = data[cut:]
+            held[1] = [data]
+            held[2] = len(data)
         if last:
             self._emit(out, self._open.pop(pid))
 
@@ -217,6 +269,19 @@ class FrameDecoder:
     def _emit(out: list[Line], held: list) -> None:
         if held[1]:
             out.append((held[0], b"".join(held[1])))
+
+    def state(self) -> dict:
+        """What a successor decoder needs to continue this byte stream exactly (msgpack-able)."""
+        return {
+            "rest": self._rest,
+            "open": [[pid, held[0], b"".join(held[1])] for pid, held in self._open.items()],
+        }
+
+    def restore(self, state: dict) -> None:
+        """Continue from ``state()`` of a decoder in a previous process."""
+        self._resync = False
+        self._rest = state["rest"]
+        self._open = {pid: [ts, [data], len(data)] for pid, ts, data in state["open"]}
 
     def finish(self) -> list[Line]:
         """At EOF: an unterminated line may never get its last chunk; keep what arrived."""
@@ -226,7 +291,9 @@ class FrameDecoder:
         self._open.clear()
         if self._rest:
             rest, self._rest = self._rest, b""
-            raise CorruptFrame(f"{len(rest)} bytes of an incomplete frame at end of stream")
+            err = CorruptFrame(f"{len(rest)} bytes of an incomplete frame at end of stream")
+            err.lines = out
+            raise err
         return out
 
 

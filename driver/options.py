@@ -69,7 +69,7 @@ def _size(name: str, text: str) -> int:
     units = {"k": 1 << 10, "m": 1 << 20}
     scale = units.get(text[-1:].lower(), 1)
     digits = text[:-1] if scale > 1 else text
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):
         raise OptionError(f"log-opt {name}={text!r}: expected bytes, e.g. 262144 or 256k")
     value = int(digits) * scale
     if not limits.MIN_MESSAGE_BYTES <= value <= limits.MAX_MESSAGE_BYTES:
@@ -144,7 +144,7 @@ def parse(opts: dict[str, str] | None) -> DriverConfig:
         kw["create_group"] = _bool(origin["create-group"], given["create-group"])
     if "retention-days" in given:
         text = given["retention-days"]
-        if not text.isdigit() or int(text) not in limits.RETENTION_DAYS:
+        if not (text.isascii() and text.isdigit()) or int(text) not in limits.RETENTION_DAYS:
             allowed = ", ".join(map(str, sorted(limits.RETENTION_DAYS)))
             raise OptionError(f"log-opt retention-days={text!r}: must be one of {allowed}")
         kw["retention_days"] = int(text)

@@ -36,7 +36,10 @@ class ContainerLog:
         member: str | None,
         state_dir: str,
         attach: Attach,
+        carry: dict | None = None,
     ) -> None:
+        """``carry`` is what ``suspend`` returned in the driver's previous life, if anything:
+        without it a resumed FIFO may start mid-frame and the decoder must find its footing."""
         self.fifo_path = fifo_path
         self.container_id = container_id
         self.cfg = cfg
@@ -44,7 +47,11 @@ class ContainerLog:
         self._attach = attach
         self._position = 0  # spool position after this container's last event
         self._resolver = MemberResolver(cfg, state_dir)
-        self._held: list[Line] = []
+        self._held: list[Line] = [tuple(x) for x in carry["held"]] if carry else []
+        self._decoder = FrameDecoder(self.cfg.max_event_size, resync=carry is None)
+        if carry:
+            self._decoder.restore(carry["decoder"])
+        self._suspending = False
         if member is None:
             member = self._resolver.from_file()
         if member is not None:
@@ -73,7 +80,7 @@ class ContainerLog:
             self._position = self.shipper.spool.put(to_events(lines, self.cfg.max_event_size))
 
     def _run(self) -> None:
-        decoder = FrameDecoder(self.cfg.max_event_size)
+        decoder = self._decoder
         corrupt = False
         while True:
             wait = 1.0 if self.shipper else self._resolver.next_check(time.monotonic())
@@ -88,6 +95,7 @@ class ContainerLog:
                     # No way to find the next frame boundary: keep draining the FIFO so the
                     # container does not block, but stop decoding it.
                     corrupt = True
+                    lines = e.lines
                     log.error(
                         "container %s: corrupt log stream, discarding the rest: %s",
                         self.container_id[:12], e,
@@ -99,10 +107,12 @@ class ContainerLog:
                 decided, member = self._resolver.offer(lines, time.monotonic())
                 if decided:
                     self._use(member)
+        if self._suspending and not corrupt:
+            return  # the driver is going down: decoder state and held lines are carried over
         try:
             tail = [] if corrupt else decoder.finish()
         except CorruptFrame as e:
-            tail = []
+            tail = e.lines
             log.error("container %s: %s", self.container_id[:12], e)
         if self.shipper:
             self._ship(tail)
@@ -123,3 +133,11 @@ class ContainerLog:
             return False
         self.shipper.spool.flush()
         return self.shipper.spool.wait_acked(self._position, deadline - time.monotonic())
+
+    def suspend(self, timeout: float) -> dict:
+        """Driver shutdown while the container runs on: read what the FIFO holds, ship what
+        has a stream, and return what must outlive this process (held lines, a frame cut in
+        half by the last read, open partial lines) for ``carry`` in the next one."""
+        self._suspending = True
+        self.stop(timeout)
+        return {"held": self._held, "decoder": self._decoder.state()}

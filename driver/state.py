@@ -27,13 +27,16 @@ class StateDir:
     def _path(self, fifo: str) -> str:
         return os.path.join(self.dir, hashlib.sha256(fifo.encode()).hexdigest()[:32])
 
-    def save(self, fifo: str, info: dict, stream: str | None = None) -> None:
+    def save(
+        self, fifo: str, info: dict, stream: str | None = None, carry: dict | None = None
+    ) -> None:
         """Record a started container and, once known, its stream: a resumed container may
         never print its startup line again. Atomic: a crash leaves the old record or the new."""
         path = self._path(fifo)
         tmp = path + ".tmp"
         with open(tmp, "wb") as f:
-            f.write(msgpack.packb({"File": fifo, "Info": info, "Stream": stream}))
+            rec = {"File": fifo, "Info": info, "Stream": stream, "Carry": carry}
+            f.write(msgpack.packb(rec))
         os.replace(tmp, path)
 
     def forget(self, fifo: str) -> None:
@@ -43,15 +46,16 @@ class StateDir:
         except FileNotFoundError:
             pass
 
-    def known(self) -> list[tuple[str, dict, str | None]]:
-        """Every recorded (FIFO, Info, stream); unreadable records are dropped with a warning."""
+    def known(self) -> list[dict]:
+        """Every record (File, Info, Stream, Carry); unreadable ones are dropped with a warning."""
         found = []
         for name in sorted(os.listdir(self.dir)):
             path = os.path.join(self.dir, name)
             try:
                 with open(path, "rb") as f:
                     rec = msgpack.unpackb(f.read())
-                found.append((rec["File"], rec["Info"], rec.get("Stream")))
+                found.append({"File": rec["File"], "Info": rec["Info"], "Stream": rec.get("Stream"),
+                              "Carry": rec.get("Carry")})  # fmt: skip
             except (OSError, ValueError, KeyError, TypeError) as e:
                 log.warning("dropping unreadable state record %s: %s", path, e)
                 os.unlink(path)

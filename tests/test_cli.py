@@ -217,11 +217,6 @@ def test_logs_of_an_empty_stream_prints_nothing(cw, logs, cluster):
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cmd_logs flushes stdout only at the end, so with --follow into a pipe "
-    "(memberlog logs -f | grep ...) nothing appears until 8 KiB of output have accumulated",
-)
 def test_logs_follow_prints_new_events_as_they_arrive(cw, logs, cluster):
     u = new_uuid()
     group = f"{cluster}-pg-{u}"

@@ -288,11 +288,6 @@ def test_unknown_field_inside_partial_metadata_is_skipped():
     assert decode_all(first + second) == [(MS0, line)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: keys are read as one byte, so an unknown field numbered 16 or more "
-    "(a two-byte protobuf key) derails the parser and the frame is reported corrupt",
-)
 def test_unknown_field_with_a_two_byte_key_is_skipped():
     fields = [f_bytes(1, b"stdout"), f_varint(2, T0), f_bytes(3, b"the line"), f_varint(20, 5)]
     assert decode_all(frame(*fields)) == [(MS0, b"the line")]
@@ -347,14 +342,7 @@ def test_truncated_stream_raises_at_finish():
     [
         20_000,
         40_000,
-        pytest.param(
-            1_000,  # log-opt max-event-size accepts down to 256 bytes
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: below Docker's 16 KiB chunk size only one piece is cut per chunk, "
-                "so the held rest grows with the line (last piece 93,000 bytes for max 1,000)",
-            ),
-        ),
+        1_000,  # log-opt max-event-size accepts down to 256 bytes
     ],
 )
 def test_reassembled_line_beyond_max_line_bytes_leaves_in_ordered_pieces(max_line_bytes):
@@ -385,3 +373,37 @@ def test_pieces_of_a_long_line_are_cut_between_utf8_characters():
     out += dec.finish()
     assert len(out) > 1
     assert "".join(p.decode("utf-8") for _, p in out) == text  # strict: no piece splits a char
+
+
+# --- a driver restarted mid-stream ------------------------------------------------------------
+def test_resync_skips_a_frame_cut_by_a_killed_driver():
+    frames = [encode_entry(f"line {i}".encode(), T0 + i) for i in range(50)]
+    stream = b"".join(frames)
+    cut = len(frames[0]) + 7  # the killed driver had read frame 0 and 7 bytes of frame 1
+    for split in (0, 1, 5, 20):  # and the reopened FIFO arrives in arbitrary reads
+        dec = FrameDecoder(BIG, resync=True)
+        rest = stream[cut:]
+        lines = dec.feed(rest[:split]) + dec.feed(rest[split:]) + dec.finish()
+        assert [line for _, line in lines] == [f"line {i}".encode() for i in range(2, 50)]
+
+
+def test_resync_is_a_no_op_at_a_frame_boundary():
+    stream = b"".join(encode_entry(f"{i}".encode(), T0) for i in range(10))
+    dec = FrameDecoder(BIG, resync=True)
+    assert [line for _, line in dec.feed(stream)] == [f"{i}".encode() for i in range(10)]
+
+
+def test_state_carries_a_half_frame_and_an_open_partial_to_a_new_decoder():
+    long_line = b"x" * 40_000
+    chunks = chunked(long_line, T0, PID_A)
+    data = b"".join(chunks) + encode_entry(b"after", T0 + 1)
+    cut = len(chunks[0]) + len(chunks[1]) + 10  # two chunks held, the third cut in half
+    first = FrameDecoder(BIG)
+    first_lines = first.feed(data[:cut])
+    assert first_lines == []
+    second = FrameDecoder(BIG, resync=True)
+    second.restore(first.state())  # exact continuation: no resync needed
+    assert first_lines + second.feed(data[cut:]) + second.finish() == [
+        (MS0, long_line),
+        (MS0, b"after"),
+    ]

@@ -213,12 +213,6 @@ def test_bad_value_is_an_error_that_names_the_option(key, value):
     assert key in error({**DEST, key: value})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: str.isdigit() accepts digits int() cannot parse (superscripts), so parse() "
-    "raises a bare ValueError ('invalid literal for int()') instead of an OptionError naming "
-    "the option; through the plugin socket the Err then says 'bad request' without the option",
-)
 @pytest.mark.parametrize("key", ["max-event-size", "retention-days"])
 def test_unicode_digit_values_are_refused_naming_the_option(key):
     assert key in error({**DEST, key: "²"})

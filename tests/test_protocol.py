@@ -386,11 +386,6 @@ def test_corrupt_frame_in_one_fifo_does_not_affect_another(driver, make_fifo, lo
     assert messages(logs, group_of(service_uuid), "again") == ["after the corruption"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when FrameDecoder.feed raises CorruptFrame, the pipeline drops the whole read "
-    "chunk, including the valid lines decoded before the corrupt frame",
-)
 def test_lines_before_a_corrupt_frame_are_kept(driver, make_fifo, logs, service_uuid):
     fifo = make_fifo()
     start(driver, fifo, opts(service_uuid, member="mypg-0"))
@@ -429,11 +424,6 @@ def test_driver_killed_and_restarted_resumes_the_fifos_it_knew(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on SIGTERM the driver ships only its spools; lines held while the member is "
-    "still unknown live only in memory and are lost, and the resumed container never sees them",
-)
 def test_lines_held_for_the_member_survive_a_graceful_restart(
     driver, make_fifo, logs, service_uuid
 ):

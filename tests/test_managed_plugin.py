@@ -1,0 +1,244 @@
+"""Real Docker: memberlog as a *managed* plugin, built by plugin/build.sh from the Dockerfile
+and plugin/config.json, configured with ``docker plugin set``, used as
+``--log-driver memberlog-test:latest``.
+
+Not named ``memberlog``: a managed plugin ``memberlog:latest`` shadows the legacy plugin that
+test_docker_legacy.py serves as ``memberlog`` (even while disabled), so the two would clash.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import need
+
+import dockerenv
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD_SH = REPO / "plugin" / "build.sh"
+PLUGIN = "memberlog-test:latest"
+BUILD_TIMEOUT_S = 1800  # cold: debootstrap of the base (~75 s), wheels from PyPI, docker build
+
+
+@dataclass
+class ManagedPlugin:
+    name: str
+    id: str
+    state_dir: str
+    build_log: str
+
+
+def _engine_or_skip() -> None:
+    try:
+        dockerenv.ensure_dockerd()
+        ok = True
+    except dockerenv.DockerUnavailable:
+        ok = False
+    need(ok, "a Docker engine")
+
+
+@pytest.fixture(scope="session")
+def image():
+    _engine_or_skip()
+    return dockerenv.busybox_image()
+
+
+@pytest.fixture(scope="session")
+def managed_plugin(image, cw_server):
+    """Build and install the plugin once per session, disabled; point it at the session's
+    CloudWatch endpoint and a state dir of its own; enable it. Removed at the end (its rootfs
+    image memberlog-test-rootfs:latest stays, as the next build's cache)."""
+    need(shutil.which("bash") is not None, "bash")
+    # One session at a time per machine: another one's build or teardown would replace ours.
+    with open("/tmp/memberlog-managed-plugin.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state_dir = tempfile.mkdtemp(prefix="memberlog-plugin-state-", dir="/var/tmp")
+        try:
+            yield _install(cw_server, state_dir)
+        finally:
+            dockerenv.docker("plugin", "disable", "-f", PLUGIN, check=False)
+            dockerenv.docker("plugin", "rm", "-f", PLUGIN, check=False)
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _install(cw_server, state_dir: str) -> ManagedPlugin:
+    env = {**dockerenv.host_env(), "PYTHON": sys.executable, "DOCKER": dockerenv.DOCKER_CLI}
+    t0 = time.monotonic()
+    build = subprocess.run(
+        ["bash", str(BUILD_SH), "--no-enable", "--reset-settings", PLUGIN],
+        env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
+    )  # fmt: skip
+    log = f"{build.stdout}\n--- stderr ---\n{build.stderr}"
+    if build.returncode != 0:
+        pytest.fail(f"plugin/build.sh exited {build.returncode}:\n{log[-6000:]}")
+    print(f"plugin/build.sh took {time.monotonic() - t0:.0f}s")
+    info = dockerenv.docker("plugin", "inspect", "-f", "{{.Enabled}} {{.Id}}", PLUGIN)
+    enabled, plugin_id = info.stdout.split()
+    assert enabled == "false", "--no-enable left the plugin enabled"
+    cw_env = cw_server.env()
+    keys = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    settings = [f"{k}={cw_env[k]}" for k in keys]
+    dockerenv.docker("plugin", "set", PLUGIN, *settings, f"state.source={state_dir}")
+    dockerenv.docker("plugin", "enable", PLUGIN, timeout=120)
+    return ManagedPlugin(PLUGIN, plugin_id, state_dir, log)
+
+
+def run_detached(image: str, script: str, *opts: str) -> str:
+    args = ["run", "-d", "--log-driver", PLUGIN]
+    for opt in opts:
+        args += ["--log-opt", opt]
+    return dockerenv.docker(*args, image, "sh", "-c", script).stdout.strip()
+
+
+def finish(cid: str) -> None:
+    """Wait for the container's exit (by then StopLogging has shipped its lines); remove it."""
+    assert dockerenv.docker("wait", cid, timeout=120).stdout.strip() == "0"
+    dockerenv.docker("rm", cid)
+
+
+def messages(cw, group: str, stream: str) -> list[str]:
+    """Every message of one stream, oldest first (GetLogEvents pages until the token repeats)."""
+    client = cw.client()
+    out: list[str] = []
+    kw: dict[str, str] = {}
+    while True:
+        try:
+            page = client.get_log_events(
+                logGroupName=group, logStreamName=stream, startFromHead=True, **kw
+            )
+        except client.exceptions.ResourceNotFoundException:
+            return out
+        out += [e["message"] for e in page["events"]]
+        if page["nextForwardToken"] == kw.get("nextToken"):
+            return out
+        kw["nextToken"] = page["nextForwardToken"]
+
+
+def wait_for(what: str, probe, timeout: float = 60, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def plugin_pid(plugin_id: str) -> int | None:
+    """The plugin's memberlog-driver process: its cgroup is named by the plugin's ID (or, on
+    other cgroup layouts, its parent is the containerd shim started with ``-id <ID>``)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if b"memberlog-driver" not in _read(f"/proc/{pid}/cmdline"):
+            continue
+        if plugin_id.encode() in _read(f"/proc/{pid}/cgroup"):
+            return int(pid)
+        stat = _read(f"/proc/{pid}/stat")
+        ppid = stat.rsplit(b")", 1)[-1].split()[1].decode() if stat else "0"
+        if plugin_id.encode() in _read(f"/proc/{ppid}/cmdline"):
+            return int(pid)
+    return None
+
+
+def open_fifos(pid: int) -> list[str]:
+    """The log FIFOs a process holds open (paths as it sees them, inside the plugin rootfs)."""
+    found = []
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/run/docker/logging/"):
+            found.append(target)
+    return found
+
+
+def test_plugin_config_is_unprivileged(managed_plugin):
+    fmt = "{{json .Config.Linux.Capabilities}} {{.Config.Network.Type}} {{.Config.PropagatedMount}}"
+    out = dockerenv.docker("plugin", "inspect", "-f", fmt, managed_plugin.name).stdout.split()
+    assert out == ["[]", "host"]  # no capabilities, host network, no propagated mount
+
+
+def test_rootfs_has_the_driver_and_no_pip(managed_plugin):
+    rootfs_image = "memberlog-test-rootfs:latest"
+    script = (
+        "import importlib.util as u, sys; "
+        "sys.exit(0 if u.find_spec('pip') is None and u.find_spec('memberlog.driver') else 1)"
+    )
+    probe = ["run", "--rm", "--network", "none", "--entrypoint", "/opt/memberlog/bin/python"]
+    dockerenv.docker(*probe, rootfs_image, "-c", script)
+    help_ = dockerenv.docker("run", "--rm", "--network", "none", rootfs_image, "--help")
+    assert "--state-dir" in help_.stdout
+
+
+def test_container_lines_arrive(cw, managed_plugin, image):
+    group = f"managed-{uuid.uuid4().hex[:12]}"
+    finish(run_detached(image, "seq 1 1000", f"group={group}", "member=m1"))
+    assert messages(cw, group, "m1") == [str(i) for i in range(1, 1001)]
+    streams = cw.client().describe_log_streams(logGroupName=group)["logStreams"]
+    assert [s["logStreamName"] for s in streams] == ["m1"]
+
+
+def test_unknown_option_fails_docker_run(managed_plugin, image):
+    res = dockerenv.docker(
+        "run", "--rm", "--log-driver", PLUGIN, "--log-opt", "group=g", "--log-opt",
+        "colour=blue", image, "true", check=False,
+    )  # fmt: skip
+    assert res.returncode != 0
+    assert "colour" in res.stderr
+
+
+def test_killed_plugin_is_restarted_and_resumes_the_fifo(cw, managed_plugin, image):
+    need(dockerenv.host_env()["DOCKER_HOST"].startswith("unix://"), "a Docker engine on this host")
+    need(os.geteuid() == 0, "root (to find and kill the plugin's process)")
+    group = f"managed-kill-{uuid.uuid4().hex[:12]}"
+    script = "seq 1 100; while [ ! -e /tmp/go ]; do sleep 0.1; done; seq 101 200"
+    cid = run_detached(image, script, f"group={group}", "member=m1")
+    try:
+        wait_for("lines 1-100", lambda: len(messages(cw, group, "m1")) >= 100)
+        # The record a restarted driver resumes from, in the state dir set by state.source.
+        assert os.listdir(os.path.join(managed_plugin.state_dir, "containers"))
+        old = plugin_pid(managed_plugin.id)
+        assert old, "the plugin's memberlog-driver process is not to be found"
+        assert open_fifos(old), "the plugin does not hold the container's FIFO open"
+        os.kill(old, signal.SIGKILL)
+
+        def restarted() -> int | None:
+            pid = plugin_pid(managed_plugin.id)
+            return pid if pid and pid != old and open_fifos(pid) else None
+
+        new = wait_for("Docker to restart the plugin and the driver to reopen the FIFO", restarted)
+        assert new != old
+        dockerenv.docker("exec", cid, "touch", "/tmp/go")
+        finish(cid)
+        cid = ""
+    finally:
+        if cid:
+            dockerenv.docker("rm", "-f", cid, check=False)
+    assert messages(cw, group, "m1") == [str(i) for i in range(1, 201)]
+    enabled = dockerenv.docker("plugin", "inspect", "-f", "{{.Enabled}}", managed_plugin.name)
+    assert enabled.stdout.strip() == "true"
