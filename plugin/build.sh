@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Build memberlog as a managed Docker plugin and install it in the daemon that DOCKER_HOST
+# names (default: the local one).
+#
+#   plugin/build.sh [--no-enable] [--base IMAGE|auto|local] [--reset-settings] [NAME[:TAG]] \
+#       [KEY=VALUE ...]
+#
+#   NAME[:TAG]        the plugin's name (default memberlog:latest)
+#   KEY=VALUE         `docker plugin set` before enabling, e.g. AWS_REGION=eu-west-1 or
+#                     state.source=/var/lib/memberlog-2 (the host dir for the state mount)
+#   --no-enable       leave the plugin disabled (to `docker plugin set` it, then enable)
+#   --reset-settings  a rebuilt plugin keeps the settings of the one it replaces unless told so
+#   --base IMAGE      base image with python3 >= 3.11 on glibc (env BASE_IMAGE does the same):
+#       auto          (default) python:3.11-slim-bookworm if present or pullable, else `local`
+#       local         memberlog-base-bookworm:1, debootstrapped here by tests/dockerenv.py when
+#                     missing (needs root and debootstrap; no registry needed)
+#   env PYTHON        the host Python whose pip fetches the wheels (default .venv/bin/python,
+#                     then python3); env DOCKER: the docker CLI (default /usr/bin/docker)
+#
+# Steps: wheels on the host (memberlog's own, plus its dependencies from PyPI for the base
+# image's Python version and platform), an offline `docker build` of the Dockerfile at the top
+# of the repository (image <NAME>-rootfs:<TAG>, kept as the next build's cache), `docker
+# export` of it as the plugin's rootfs, then `docker plugin create` (replacing a plugin of that
+# name), `docker plugin set` and `docker plugin enable`. Run it as root: the rootfs is
+# unpacked on this machine keeping its files' owners.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+official_base=python:3.11-slim-bookworm
+local_base=memberlog-base-bookworm:1
+
+name=memberlog:latest
+enable=1
+keep_settings=1
+base=${BASE_IMAGE:-auto}
+settings=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --no-enable) enable=0 ;;
+    --reset-settings) keep_settings=0 ;;
+    --base) base=${2:?--base needs an image}; shift ;;
+    --base=*) base=${1#--base=} ;;
+    -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    -*) echo "build.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *=*) settings+=("$1") ;;
+    *) name=$1 ;;
+  esac
+  shift
+done
+[[ ${name##*/} == *:* ]] || name=$name:latest
+image="${name%:*}-rootfs:${name##*:}"
+
+if [ -n "${DOCKER:-}" ]; then :
+elif [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker  # Debian's CLI: no buildx needed
+else DOCKER=docker
+fi
+# A CLI whose `docker build` wants buildx, when buildx is missing: use the classic builder.
+if ! "$DOCKER" buildx version >/dev/null 2>&1; then export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}; fi
+
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x "$repo/.venv/bin/python" ]; then PYTHON=$repo/.venv/bin/python; else PYTHON=python3; fi
+fi
+
+t_start=$SECONDS
+step() { printf '==> [%3ds] %s\n' $((SECONDS - t_start)) "$*"; }
+die() { echo "build.sh: $*" >&2; exit 1; }
+have_image() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
+
+"$DOCKER" version >/dev/null || die "no Docker daemon answers at ${DOCKER_HOST:-the default socket}"
+"$PYTHON" -m pip --version >/dev/null 2>&1 || die "$PYTHON has no pip (set PYTHON=...)"
+
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/memberlog-plugin.XXXXXX")
+cid=
+cleanup() {
+  if [ -n "$cid" ]; then "$DOCKER" rm -f "$cid" >/dev/null 2>&1 || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- the base image ------------------------------------------------------------------------
+case $base in
+  auto)
+    if have_image "$official_base"; then
+      base=$official_base
+    else
+      step "pulling $official_base"
+      if "$DOCKER" pull -q "$official_base" >/dev/null 2>&1; then
+        base=$official_base
+      else
+        step "no $official_base and no registry: using the local Debian base $local_base"
+        base=local
+      fi
+    fi
+    ;;
+esac
+if [ "$base" = local ]; then
+  base=$local_base
+  if ! have_image "$base"; then
+    step "building $base with debootstrap (once; ~75 s)"
+    MEMBERLOG_DOCKER_CLI=$DOCKER "$PYTHON" "$repo/tests/dockerenv.py" debian
+  fi
+fi
+probe='import sys, platform
+print("%d.%d" % sys.version_info[:2], platform.machine(), *platform.libc_ver())'
+facts=$("$DOCKER" run --rm --network none --entrypoint python3 "$base" -c "$probe") \
+  || die "cannot run python3 in $base"
+# shellcheck disable=SC2086  # four words, split on purpose
+set -- $facts
+pyver=$1 arch=$2 libc=${3:-} glibc=${4:-}
+[ "$libc" = glibc ] || die "$base: python3 is not on glibc ($libc): no manylinux wheels fit"
+step "base $base: Python $pyver, $arch, glibc $glibc"
+
+# --- wheels, on the host (containers may not reach PyPI) -----------------------------------
+ctx=$work/context
+mkdir -p "$ctx/dist/pip" "$ctx/dist/deps" "$ctx/dist/app" "$work/src"
+# The files pyproject.toml packages (driver/, cli/ map to memberlog.driver, memberlog.cli),
+# copied so that the build leaves no build/ or *.egg-info in the repository.
+srcs=(pyproject.toml README.md driver cli)
+for f in "$repo"/LICEN[CS]E* "$repo"/NOTICE*; do [ -e "$f" ] && srcs+=("${f##*/}"); done
+tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' -cf - "${srcs[@]}" | tar -C "$work/src" -xf -
+# The same sources give the same wheel, so Docker's cache keeps the app layer.
+SOURCE_DATE_EPOCH=$(git -C "$repo" log -1 --format=%ct 2>/dev/null || echo 315532800)
+export SOURCE_DATE_EPOCH
+step "building memberlog's wheel"
+"$PYTHON" -m pip wheel -q --disable-pip-version-check --no-deps -w "$ctx/dist/app" "$work/src"
+
+platforms=()
+for ((m = ${glibc#*.}; m >= 17; m--)); do platforms+=(--platform "manylinux_2_${m}_$arch"); done
+platforms+=(--platform "manylinux2014_$arch")
+case $arch in x86_64 | i686) platforms+=(--platform "manylinux2010_$arch" --platform "manylinux1_$arch") ;; esac
+target=(--only-binary=:all: --python-version "$pyver" --implementation cp --abi "cp${pyver/./}")
+step "fetching dependency wheels for cp${pyver/./} ${arch}"
+"$PYTHON" -m pip download -q --disable-pip-version-check "${target[@]}" "${platforms[@]}" \
+  -d "$ctx/dist/deps" "$ctx"/dist/app/*.whl
+rm -f "$ctx"/dist/deps/memberlog-*.whl
+"$PYTHON" -m pip download -q --disable-pip-version-check "${target[@]}" --no-deps \
+  -d "$ctx/dist/pip" pip
+
+# --- the rootfs ----------------------------------------------------------------------------
+step "docker build -t $image (FROM $base)"
+"$DOCKER" build --build-arg BASE_IMAGE="$base" -t "$image" -f "$repo/Dockerfile" "$ctx"
+
+step "exporting the rootfs"
+pdir=$work/plugin
+mkdir -p "$pdir/rootfs"
+cid=$("$DOCKER" create "$image")
+"$DOCKER" export "$cid" | tar -C "$pdir/rootfs" --numeric-owner -xpf -
+"$DOCKER" rm "$cid" >/dev/null
+cid=
+cp "$repo/plugin/config.json" "$pdir/config.json"
+rootfs_size=$(du -sh "$pdir/rootfs" | cut -f1)
+
+# --- the plugin ----------------------------------------------------------------------------
+if "$DOCKER" plugin inspect "$name" >/dev/null 2>&1; then
+  if [ "$keep_settings" = 1 ]; then
+    # Keep what `docker plugin set` gave the old plugin, for the settings the new one has.
+    settable=" $("$PYTHON" -c 'import json, sys
+c = json.load(open(sys.argv[1]))
+print(*[e["name"] for e in c.get("env", []) if "value" in e.get("settable", [])],
+      *[m["name"] + ".source" for m in c.get("mounts", []) if "source" in m.get("settable", [])])
+' "$pdir/config.json") "
+    old=()
+    while IFS= read -r kv; do
+      if [ -n "$kv" ] && [[ $settable == *" ${kv%%=*} "* ]]; then old+=("$kv"); fi
+    done < <("$DOCKER" plugin inspect -f '{{range .Settings.Env}}{{println .}}{{end}}{{range .Settings.Mounts}}{{if .Name}}{{.Name}}.source={{.Source}}{{println}}{{end}}{{end}}' "$name")
+    settings=(${old[@]+"${old[@]}"} ${settings[@]+"${settings[@]}"})
+  fi
+  step "replacing plugin $name"
+  "$DOCKER" plugin disable -f "$name" >/dev/null 2>&1 || true
+  "$DOCKER" plugin rm -f "$name" >/dev/null
+fi
+step "docker plugin create $name"
+"$DOCKER" plugin create "$name" "$pdir" >/dev/null
+if [ ${#settings[@]} -gt 0 ]; then
+  "$DOCKER" plugin set "$name" "${settings[@]}"
+fi
+# The state mount's host dir must exist, or enabling fails. A daemon on a unix socket runs on
+# this machine: make it here (for another machine's daemon, make it there).
+if [[ ${DOCKER_HOST:-unix://} == unix://* ]]; then
+  while IFS= read -r dir; do
+    if [[ $dir == /* ]] && [ ! -d "$dir" ]; then
+      mkdir -p "$dir" && chmod 0700 "$dir" && step "made state dir $dir"
+    fi
+  done < <("$DOCKER" plugin inspect -f '{{range .Settings.Mounts}}{{.Source}}{{println}}{{end}}' "$name")
+fi
+if [ "$enable" = 1 ]; then
+  step "docker plugin enable $name"
+  "$DOCKER" plugin enable "$name" >/dev/null
+fi
+
+image_size=$("$DOCKER" image inspect -f '{{.Size}}' "$image")
+step "done: plugin $name ($( [ "$enable" = 1 ] && echo enabled || echo disabled)), rootfs $rootfs_size, image $image $((image_size / 1000000)) MB, base $base"
