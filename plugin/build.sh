@@ -10,6 +10,8 @@
 #                     state.source=/var/lib/memberlog-2 (the host dir for the state mount)
 #   --no-enable       leave the plugin disabled (to `docker plugin set` it, then enable)
 #   --reset-settings  a rebuilt plugin keeps the settings of the one it replaces unless told so
+#   --from-image IMG  skip the build: make the plugin from rootfs image IMG, already on this
+#                     daemon (e.g. copied from another host with docker save | docker load)
 #   --base IMAGE      base image with python3 >= 3.11 on glibc (env BASE_IMAGE does the same):
 #       auto          (default) python:3.11-slim-bookworm if present or pullable, else `local`
 #       local         memberlog-base-bookworm:1, debootstrapped here by tests/dockerenv.py when
@@ -33,6 +35,7 @@ name=memberlog:latest
 enable=1
 keep_settings=1
 base=${BASE_IMAGE:-auto}
+from_image=
 settings=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -40,6 +43,7 @@ while [ $# -gt 0 ]; do
     --reset-settings) keep_settings=0 ;;
     --base) base=${2:?--base needs an image}; shift ;;
     --base=*) base=${1#--base=} ;;
+    --from-image) from_image=${2:?--from-image needs an image}; shift ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     -*) echo "build.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *=*) settings+=("$1") ;;
@@ -67,7 +71,8 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 have_image() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
 
 "$DOCKER" version >/dev/null || die "no Docker daemon answers at ${DOCKER_HOST:-the default socket}"
-"$PYTHON" -m pip --version >/dev/null 2>&1 || die "$PYTHON has no pip (set PYTHON=...)"
+[ -n "$from_image" ] || "$PYTHON" -m pip --version >/dev/null 2>&1 \
+  || die "$PYTHON has no pip (set PYTHON=...)"
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/memberlog-plugin.XXXXXX")
 cid=
@@ -77,6 +82,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+if [ -n "$from_image" ]; then
+  have_image "$from_image" || die "no image $from_image on this daemon"
+  image=$from_image base="(prebuilt)"
+else
 # --- the base image ------------------------------------------------------------------------
 case $base in
   auto)
@@ -139,6 +148,7 @@ rm -f "$ctx"/dist/deps/memberlog-*.whl
 # --- the rootfs ----------------------------------------------------------------------------
 step "docker build -t $image (FROM $base)"
 "$DOCKER" build --build-arg BASE_IMAGE="$base" -t "$image" -f "$repo/Dockerfile" "$ctx"
+fi
 
 step "exporting the rootfs"
 pdir=$work/plugin

@@ -242,3 +242,97 @@ def test_killed_plugin_is_restarted_and_resumes_the_fifo(cw, managed_plugin, ima
     assert messages(cw, group, "m1") == [str(i) for i in range(1, 201)]
     enabled = dockerenv.docker("plugin", "inspect", "-f", "{{.Enabled}}", managed_plugin.name)
     assert enabled.stdout.strip() == "true"
+
+
+# --- one member, two hosts ---------------------------------------------------------------------
+ROOTFS_IMAGE = "memberlog-test-rootfs:latest"  # what build.sh left on the first daemon
+
+
+@pytest.fixture(scope="module")
+def host_b(managed_plugin, image, cw_server):
+    """A second Docker engine on this machine standing in for a second host, with the same
+    plugin (made from the rootfs image built for the first) and a state dir of its own."""
+    b = dockerenv.start_second_dockerd("hostb")
+    state_dir = tempfile.mkdtemp(prefix="memberlog-plugin-state-b-", dir="/var/tmp")
+    try:
+        dockerenv.copy_image(image, b.host)
+        dockerenv.copy_image(ROOTFS_IMAGE, b.host)
+        cw_env = cw_server.env()
+        keys = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        build = subprocess.run(
+            ["bash", str(BUILD_SH), "--from-image", ROOTFS_IMAGE, "--reset-settings", PLUGIN,
+             *[f"{k}={cw_env[k]}" for k in keys], f"state.source={state_dir}"],
+            env={**b.env(), "DOCKER": dockerenv.DOCKER_CLI}, capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert build.returncode == 0, build.stdout + build.stderr
+        yield b
+    finally:
+        b.docker("plugin", "disable", "-f", PLUGIN, check=False)
+        b.docker("plugin", "rm", "-f", PLUGIN, check=False)
+        b.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _member_script(label: str, count: int, marker: bool) -> str:
+    """Numbered lines over about a second, optionally after the member's startup line."""
+    loop = (
+        f'i=0; while [ $i -lt {count} ]; do i=$((i+1)); echo "{label} $i"; '
+        "[ $((i % 50)) -eq 0 ] && sleep 0.05; done; true"
+    )
+    return ("echo SERVICE_MEMBER=mypg-1; " if marker else "") + loop
+
+
+def test_member_moving_between_two_hosts_keeps_one_stream(cw, managed_plugin, host_b, image):
+    u = str(uuid.uuid4())
+    group = f"t1-mypg-{u}"
+    opts = ["--log-driver", PLUGIN, "--log-opt", "cluster=t1", "--log-opt", "service=mypg",
+            "--log-opt", f"service-uuid={u}"]  # fmt: skip
+    on_a = ["run", "-d", *opts, "-e", "SERVICE_MEMBER=mypg-1", image, "sh", "-c"]  # env
+    on_b = ["run", "-d", *opts, image, "sh", "-c"]  # startup line
+    n = 1000
+
+    def done_a(cid: str) -> None:
+        finish(cid)
+
+    def done_b(cid: str) -> None:
+        assert host_b.docker("wait", cid, timeout=120).stdout.strip() == "0"
+        host_b.docker("rm", cid)
+
+    # mypg-1 runs on A, stops; runs on B, stops; then on A and B at once (a rescheduling overlap).
+    done_a(dockerenv.docker(*on_a, _member_script("A1", n, False)).stdout.strip())
+    done_b(host_b.docker(*on_b, _member_script("B1", n, True)).stdout.strip())
+    a2 = dockerenv.docker(*on_a, _member_script("A2", n, False)).stdout.strip()
+    b2 = host_b.docker(*on_b, _member_script("B2", n, True)).stdout.strip()
+    done_a(a2)
+    done_b(b2)
+
+    client = cw.client()
+    streams = client.describe_log_streams(logGroupName=group)["logStreams"]
+    assert [s["logStreamName"] for s in streams] == ["mypg-1"]  # no stray streams
+
+    from memberlog.cli.main import member_events
+
+    events = list(member_events(client, group, "mypg-1"))
+    got = [e["message"] for e in events]
+    expected = [f"{label} {i}" for label in ("A1", "B1", "A2", "B2") for i in range(1, n + 1)]
+    expected += ["SERVICE_MEMBER=mypg-1"] * 2
+    assert sorted(got) == sorted(expected)  # every line, exactly once
+    stamps = [e["timestamp"] for e in events]
+    assert stamps == sorted(stamps)
+    for label in ("A1", "B1", "A2", "B2"):  # each container's lines in its own order
+        mine = [int(m.split()[1]) for m in got if m.startswith(f"{label} ")]
+        assert mine == list(range(1, n + 1)), label
+    # the containers ran in that order, the last two at the same time
+    first = {label: got.index(f"{label} 1") for label in ("A1", "B1", "A2", "B2")}
+    last = {label: got.index(f"{label} {n}") for label in ("A1", "B1", "A2", "B2")}
+    assert last["A1"] < first["B1"] and last["B1"] < min(first["A2"], first["B2"])
+    assert first["B2"] < last["A2"] and first["A2"] < last["B2"], "A2 and B2 did not overlap"
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "memberlog.cli.main", "logs", "--cluster", "t1", "--service",
+         "mypg", "--member", "mypg-1"],
+        env={**os.environ, **cw.env()}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout == "".join(f"{m}\n" for m in got)
