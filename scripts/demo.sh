@@ -1,49 +1,80 @@
 #!/usr/bin/env bash
-# The demo: a local CloudWatch Logs endpoint, the memberlog driver as a Docker log plugin,
-# containers of service mypg in cluster t1, then `memberlog logs` for one member.
-# Re-runnable; stops what it started unless KEEP=1.
+# The demo, on a fresh Debian machine as root: a local CloudWatch Logs endpoint, memberlog built
+# and enabled as a managed Docker plugin on two Docker engines (the machine's dockerd, "host A",
+# and a second dockerd standing in for "host B"), members of service mypg in cluster t1 - one of
+# them moving from A to B - and finally `memberlog logs` for that member.
+# Re-runnable; stops and removes what it started unless KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 PORT=${PORT:-4566}
+PLUGIN=memberlog:latest
 export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo
+DOCKER=/usr/bin/docker
+py=.venv/bin/python
 work=$(mktemp -d /tmp/memberlog-demo.XXXXXX)
-pids=()
+second() { "$py" -c "import sys; sys.path.insert(0, 'tests'); import dockerenv as d; $1"; }
+endpoint_pid=
 cleanup() {
   if [ "${KEEP:-0}" = 1 ]; then
-    echo "KEEP=1: endpoint ($AWS_ENDPOINT_URL) and driver left running; logs in $work"
+    echo "KEEP=1: endpoint $AWS_ENDPOINT_URL, plugin $PLUGIN and host B left running ($work)"
     return
   fi
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  echo "== cleaning up"
+  for host in unix:///var/run/docker.sock $host_b; do
+    DOCKER_HOST=$host $DOCKER plugin disable -f $PLUGIN >/dev/null 2>&1 || true
+    DOCKER_HOST=$host $DOCKER plugin rm -f $PLUGIN >/dev/null 2>&1 || true
+  done
+  [ -z "$host_b" ] || second "d.start_second_dockerd('demo-b').stop()" || true
+  [ -z "$endpoint_pid" ] || kill "$endpoint_pid" 2>/dev/null || true
   rm -rf "$work"
 }
+host_b=
 trap cleanup EXIT
 
-.venv/bin/python tests/cwlogs_server.py --port "$PORT" >"$work/cloudwatch.log" 2>&1 &
-pids+=($!)
-.venv/bin/memberlog-driver --socket /run/docker/plugins/memberlog.sock \
-  --state-dir "$work/state" >"$work/driver.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do
-  [ -S /run/docker/plugins/memberlog.sock ] && .venv/bin/python -c \
-    "import urllib.request as u; u.urlopen('$AWS_ENDPOINT_URL/_strict/stats')" 2>/dev/null && break
-  sleep 0.1
-done
-image=$(.venv/bin/python tests/dockerenv.py busybox | tail -1 | cut -d' ' -f1)
-uuid=$(.venv/bin/python -c 'import uuid; print(uuid.uuid4())')
-opts=(--log-driver memberlog --log-opt cluster=t1 --log-opt service=mypg --log-opt "service-uuid=$uuid")
+echo "== local CloudWatch Logs endpoint (moto, strict about PutLogEvents limits) on $AWS_ENDPOINT_URL"
+"$py" tests/cwlogs_server.py --port "$PORT" >"$work/cloudwatch.log" 2>&1 &
+endpoint_pid=$!
 
-echo "== mypg-0 (member from env), two containers one after the other"
-docker run --rm "${opts[@]}" -e SERVICE_MEMBER=mypg-0 "$image" sh -c 'echo "first container of mypg-0"; seq 1 3' >/dev/null
-docker run --rm "${opts[@]}" -e SERVICE_MEMBER=mypg-0 "$image" sh -c 'echo "second container of mypg-0"; seq 4 6' >/dev/null
-echo "== mypg-1 (member from its startup line)"
-docker run --rm "${opts[@]}" "$image" sh -c 'echo "SERVICE_MEMBER=mypg-1"; echo "standby says hello"' >/dev/null
+echo "== host B: a second dockerd"
+host_b=$(second "print(d.start_second_dockerd('demo-b').host)")
+image=$("$py" tests/dockerenv.py busybox | tail -1 | cut -d' ' -f1)
+second "d.copy_image('$image', '$host_b')"
 
-echo "== memberlog services / members"
+settings=("AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" "AWS_REGION=$AWS_REGION"
+  "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY")
+echo "== building the plugin and enabling it on host A"
+build() {  # build.sh's step lines only; its whole output if it fails
+  if ! DOCKER=$DOCKER bash plugin/build.sh "$@" >"$work/build.log" 2>&1; then
+    tail -40 "$work/build.log"
+    exit 1
+  fi
+  grep '^==>' "$work/build.log"
+}
+build --reset-settings "$PLUGIN" "${settings[@]}" state.source=/var/lib/memberlog
+echo "== the same plugin on host B (its own state dir)"
+second "d.copy_image('memberlog-rootfs:latest', '$host_b')"
+DOCKER_HOST=$host_b build --from-image memberlog-rootfs:latest --reset-settings "$PLUGIN" \
+  "${settings[@]}" state.source=/var/lib/memberlog-b
+
+uuid=$("$py" -c 'import uuid; print(uuid.uuid4())')
+opts=(--log-driver "$PLUGIN" --log-opt cluster=t1 --log-opt service=mypg --log-opt "service-uuid=$uuid")
+run() {  # run HOST NAME SCRIPT [docker run args...]: a container to its end
+  local host=$1 script=$3; shift 3
+  DOCKER_HOST=$host $DOCKER run --rm "${opts[@]}" "$@" "$image" sh -c "$script" >/dev/null
+}
+A=unix:///var/run/docker.sock
+echo "== mypg-0 on host A (member from its environment)"
+run $A mypg-0 'echo "mypg-0: primary starting on host A"; seq 1 3' -e SERVICE_MEMBER=mypg-0
+echo "== mypg-1 on host A, then rescheduled to host B (member from its startup line)"
+run $A mypg-1 'echo SERVICE_MEMBER=mypg-1; echo "mypg-1: standby on host A"; echo "mypg-1: host A going away"'
+run "$host_b" mypg-1 'echo SERVICE_MEMBER=mypg-1; echo "mypg-1: standby now on host B"; echo "mypg-1: caught up"'
+
+echo "== memberlog services"
 .venv/bin/memberlog services --cluster t1
+echo "== memberlog members --cluster t1 --service mypg"
 .venv/bin/memberlog members --cluster t1 --service mypg --service-uuid "$uuid"
-echo "== memberlog logs --cluster t1 --service mypg --member mypg-0"
-.venv/bin/memberlog logs --cluster t1 --service mypg --service-uuid "$uuid" --member mypg-0
+echo "== memberlog logs --cluster t1 --service mypg --member mypg-1   (one stream, two hosts)"
+.venv/bin/memberlog logs --cluster t1 --service mypg --service-uuid "$uuid" --member mypg-1
