@@ -80,5 +80,15 @@ def legacy_driver(docker_engine, cw_server):
 
 
 @pytest.fixture
+def only_service(logs):
+    """The endpoint lives for the whole session; a test that finds service t1/mypg's group
+    without --service-uuid needs it to be the only one, as on a fresh account."""
+    pages = logs.get_paginator("describe_log_groups").paginate(logGroupNamePrefix="t1-mypg-")
+    for page in pages:
+        for group in page["logGroups"]:
+            logs.delete_log_group(logGroupName=group["logGroupName"])
+
+
+@pytest.fixture
 def service_uuid() -> str:
     return str(uuid.uuid4())

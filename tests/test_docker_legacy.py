@@ -40,7 +40,9 @@ def svc(service_uuid: str) -> tuple[str, ...]:
     return ("cluster=t1", "service=mypg", f"service-uuid={service_uuid}")
 
 
-def test_two_containers_of_one_member_fill_one_stream(cw, legacy_driver, busybox, service_uuid):
+def test_two_containers_of_one_member_fill_one_stream(
+    cw, legacy_driver, busybox, service_uuid, only_service
+):
     run(busybox, "seq 1 100000", *svc(service_uuid), env=("SERVICE_MEMBER=mypg-0",))
     run(busybox, "seq 100001 200000", *svc(service_uuid), env=("SERVICE_MEMBER=mypg-0",))
 

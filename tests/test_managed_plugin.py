@@ -283,7 +283,9 @@ def _member_script(label: str, count: int, marker: bool) -> str:
     return ("echo SERVICE_MEMBER=mypg-1; " if marker else "") + loop
 
 
-def test_member_moving_between_two_hosts_keeps_one_stream(cw, managed_plugin, host_b, image):
+def test_member_moving_between_two_hosts_keeps_one_stream(
+    cw, managed_plugin, host_b, image, only_service
+):
     u = str(uuid.uuid4())
     group = f"t1-mypg-{u}"
     opts = ["--log-driver", PLUGIN, "--log-opt", "cluster=t1", "--log-opt", "service=mypg",
