@@ -18,7 +18,7 @@ from .limits import STOP_DRAIN_TIMEOUT_S
 from .member import static_member
 from .options import DriverConfig
 from .pipeline import ContainerLog
-from .ship import Destination, Shipper, logs_client
+from .ship import Destination, Shipper, group_exists, logs_client
 from .state import StateDir
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,16 @@ class Driver:
         except options.OptionError as e:
             raise DriverError(f"memberlog: {e}") from None
         try:
-            logs_client(cfg.region, cfg.endpoint)  # fail now, not later in a shipper thread
+            client = logs_client(cfg.region, cfg.endpoint)  # fail now, not in a shipper thread
         except NoRegionError:
             raise DriverError(
                 "memberlog: no AWS region: set log-opt region, or AWS_REGION in the plugin's "
                 "environment (docker plugin set memberlog AWS_REGION=...)"
             ) from None
+        if not cfg.create_group and not group_exists(client, cfg.group):
+            raise DriverError(
+                f"memberlog: log group {cfg.group} does not exist and log-opt create-group=false"
+            )
         try:
             mode = os.stat(fifo).st_mode
         except OSError as e:

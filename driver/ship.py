@@ -64,6 +64,17 @@ def logs_client(region: str | None, endpoint: str | None) -> object:
         return client
 
 
+def group_exists(client: object, group: str) -> bool:
+    """False only when CloudWatch says the group is not there; an unreachable endpoint must
+    not keep containers from starting (their lines wait in the spool)."""
+    try:
+        resp = client.describe_log_groups(logGroupNamePrefix=group, limit=50)  # type: ignore[attr-defined]
+    except (ClientError, BotoCoreError) as e:
+        log.warning("cannot check that log group %s exists: %s", group, e)
+        return True
+    return any(g["logGroupName"] == group for g in resp.get("logGroups", []))
+
+
 def _code(err: ClientError) -> str:
     return err.response.get("Error", {}).get("Code", "")
 

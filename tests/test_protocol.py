@@ -462,3 +462,11 @@ def test_existing_group_is_used_with_create_group_false(driver, make_fifo, logs,
     fifo.write_lines([b"into the existing group"])
     stop(driver, fifo)
     assert messages(logs, group, "mypg-0") == ["into the existing group"]
+
+
+def test_missing_group_with_create_group_false_fails_start(shared_driver, make_fifo, service_uuid):
+    fifo = make_fifo()
+    req = start_request(fifo.path, opts(service_uuid, member="m", **{"create-group": "false"}))
+    status, body = shared_driver.post("LogDriver.StartLogging", req)
+    assert status != 200
+    assert group_of(service_uuid) in body["Err"] and "create-group" in body["Err"]
