@@ -11,7 +11,7 @@ from .limits import MAX_GROUP_NAME, MAX_STREAM_NAME
 
 _GROUP_CHARS = re.compile(r"[.\-_/#A-Za-z0-9]+")
 _UUID = re.compile(
-    r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+    r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 MEMBER_MARKER = b"SERVICE_MEMBER="
 
@@ -41,7 +41,7 @@ def check_stream(name: str) -> str:
 
 
 def is_uuid(text: str) -> bool:
-    """A service UUID: 32 hex digits, with or without the usual dashes."""
+    """A service UUID: 32 hex digits, with all four of the usual dashes or none."""
     return _UUID.fullmatch(text) is not None
 
 

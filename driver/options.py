@@ -118,6 +118,12 @@ def parse(opts: dict[str, str] | None) -> DriverConfig:
     if uuid is not None and not is_uuid(uuid):
         raise OptionError(f"log-opt service-uuid={uuid!r}: expected a UUID (32 hex digits)")
     if "group" in given:
+        both = [k for k in ("cluster", "service") if k in given]
+        if both:
+            raise OptionError(
+                f"log-opt {origin['group']} names the whole group; it cannot go with "
+                f"{' and '.join(both)} (use group, or cluster, service and service-uuid)"
+            )
         group = _name(origin["group"], check_group, given["group"])
     else:
         missing = [k for k in ("cluster", "service", "service-uuid") if not given.get(k)]

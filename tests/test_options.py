@@ -89,8 +89,6 @@ def test_group_alone_is_a_destination():
         ({"awslogs-region": "us-west-2"}, "region", "us-west-2"),
         ({"awslogs-endpoint": "http://localhost:1"}, "endpoint", "http://localhost:1"),
         ({"awslogs-create-group": "false"}, "create_group", False),
-        ({"awslogs-group": "/from/awslogs"}, "group", "/from/awslogs"),
-        ({"group": "/explicit"}, "group", "/explicit"),
     ],
 )  # fmt: skip
 def test_each_option_sets_its_field(opts, field, value):
@@ -257,3 +255,15 @@ def test_group_name_built_from_cluster_and_service_must_fit_512_characters():
 def test_numbers_are_parsed_as_numbers():
     cfg = parse({**DEST, "member-wait": "1e1", "flush-interval": "0.5"})
     assert (cfg.member_wait, cfg.flush_interval) == (10.0, 0.5)
+
+
+@pytest.mark.parametrize("key", ["group", "awslogs-group"])
+def test_group_names_the_whole_group(key):
+    cfg = parse({key: "/explicit", "service-uuid": UUID})  # the UUID still finds member files
+    assert (cfg.group, cfg.service_uuid) == ("/explicit", UUID)
+    assert parse({key: "/explicit"}).group == "/explicit"
+
+
+def test_group_with_cluster_and_service_is_an_error_naming_them():
+    message = error({**DEST, "group": "/explicit"})
+    assert "group" in message and "cluster" in message and "service" in message
