@@ -13,6 +13,7 @@ import time
 from collections import deque
 
 from .batch import Event
+from .limits import EVENT_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_BATCH_EVENTS
 
 
 class MemorySpool:
@@ -21,7 +22,8 @@ class MemorySpool:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._events: deque[Event] = deque()
-        self._bytes = 0
+        self._bytes = 0  # message bytes of pending and in-flight events: the budget
+        self._pending_bytes = 0  # what the pending events weigh in a batch (with overhead)
         self._appended = 0  # position after the last event put
         self._acked = 0  # position after the last event shipped
         self._flush_wanted = False
@@ -36,17 +38,21 @@ class MemorySpool:
                 self._cond.wait()
             self._events.extend(events)
             self._bytes += size
+            self._pending_bytes += size + EVENT_OVERHEAD_BYTES * len(events)
             self._appended += len(events)
             self._cond.notify_all()
             return self._appended
 
-    def take(self, timeout: float, min_bytes: int) -> deque[Event] | None:
-        """Hand the shipper everything pending once ``min_bytes`` wait, a flush is asked for,
+    def take(self, timeout: float) -> deque[Event] | None:
+        """Hand the shipper everything pending once a full batch waits, a flush is asked for,
         or ``timeout`` passes; None when closed and empty. The caller acks what it shipped."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                if self._events and (self._bytes >= min_bytes or self._flush_wanted):
+                full = (
+                    len(self._events) >= MAX_BATCH_EVENTS or self._pending_bytes >= MAX_BATCH_BYTES
+                )
+                if self._events and (full or self._flush_wanted):
                     break
                 left = deadline - time.monotonic()
                 if left <= 0 or self._closed:
@@ -55,6 +61,7 @@ class MemorySpool:
                     break
                 self._cond.wait(left)
             self._flush_wanted = False
+            self._pending_bytes = 0
             events, self._events = self._events, deque()
             return events
 
@@ -64,13 +71,6 @@ class MemorySpool:
             self._acked += len(events)
             self._bytes -= sum(ev[2] for ev in events)
             self._cond.notify_all()
-
-    def requeue(self, events: deque[Event]) -> None:
-        """Put back what a take returned but the shipper did not get to, ahead of newer events."""
-        if events:
-            with self._cond:
-                events.extend(self._events)
-                self._events = events
 
     def flush(self) -> None:
         """Ask the shipper to send what is pending now instead of at the next interval."""
