@@ -127,68 +127,6 @@ def reset_peak_rss(pid: int) -> bool:
         return False
 
 
-# --- the benchmark's own dockerd ----------------------------------------------------------------
-def bench_daemon(name: str) -> dockerenv.SecondDaemon:
-    """The paths dockerenv.start_second_dockerd(name) uses, so SecondDaemon.stop() cleans up."""
-    run_dir = Path(f"/run/memberlog-{name}")
-    return dockerenv.SecondDaemon(
-        name=name,
-        host=f"unix://{run_dir}/docker.sock",
-        bridge=f"mlb{zlib.crc32(name.encode()):08x}",  # interface names are at most 15 chars
-        pidfile=run_dir / "docker.pid",
-        data_root=Path(f"/var/lib/memberlog-docker-{name}"),
-        run_dir=run_dir,
-        log=Path(f"/var/log/memberlog-dockerd-{name}.log"),
-    )
-
-
-def start_bench_dockerd(d: dockerenv.SecondDaemon, env: dict[str, str]) -> None:
-    """dockerenv.start_second_dockerd, but with ``env`` in dockerd's environment (the helper
-    passes none). One left answering by an interrupted run is stopped first: it may lack it."""
-    dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
-    if not os.path.exists(dockerd):
-        raise dockerenv.DockerUnavailable("dockerd not found: apt-get install -y docker.io")
-    if os.geteuid() != 0:
-        raise dockerenv.DockerUnavailable("starting dockerd needs root")
-    if dockerenv._ping(d.host) or dockerenv._pid_alive(d.pidfile):
-        say(f"stopping a leftover dockerd on {d.host}")
-        d.stop()
-    run_dir = d.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dockerenv._make_bridge(d.bridge)
-    cmd = [
-        dockerd,
-        "-H",
-        d.host,
-        f"--pidfile={d.pidfile}",
-        f"--data-root={d.data_root}",
-        f"--exec-root={run_dir}/exec",
-        f"--bridge={d.bridge}",
-        "--iptables=false",
-        "--ip-masq=false",
-    ]
-    for storage in ("overlay2", "vfs"):
-        with open(d.log, "a") as out:
-            proc = subprocess.Popen(
-                [*cmd, f"--storage-driver={storage}"],
-                env={**os.environ, **env},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
-            )
-        deadline = time.monotonic() + dockerenv.START_TIMEOUT
-        while time.monotonic() < deadline and proc.poll() is None:
-            if dockerenv._ping(d.host):
-                return
-            time.sleep(0.2)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-            break
-    raise dockerenv.DockerError(f"benchmark dockerd did not come up:\n{dockerenv._tail(d.log)}")
-
-
 # --- one timed container ------------------------------------------------------------------------
 @dataclass
 class Result:
@@ -812,9 +750,12 @@ def main() -> int:
         say("image on the main daemon ...")
         dockerenv.busybox_image(args.image)
         say("benchmark dockerd (AWS keys in its environment) ...")
-        daemon = bench_daemon(DAEMON_NAME)
+        daemon = dockerenv.second_daemon(DAEMON_NAME)
+        if dockerenv._ping(daemon.host) or dockerenv._pid_alive(daemon.pidfile):
+            say(f"stopping a leftover dockerd on {daemon.host} (it may lack the AWS keys)")
+            daemon.stop()
         stack.callback(daemon.stop)
-        start_bench_dockerd(daemon, aws)
+        dockerenv.start_second_dockerd(DAEMON_NAME, env=aws)
         daemon_log_start = daemon.log.stat().st_size  # its start-up warnings are not ours
         dockerenv.copy_image(args.image, daemon.host)
         version = daemon.docker("version", "--format", "{{.Server.Version}}").stdout.strip()

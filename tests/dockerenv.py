@@ -126,7 +126,12 @@ def _pid_alive(pidfile: Path) -> int | None:
 
 
 def _start_dockerd(
-    host: str, extra: list[str], log: Path, pidfile: Path, timeout: float = START_TIMEOUT
+    host: str,
+    extra: list[str],
+    log: Path,
+    pidfile: Path,
+    timeout: float = START_TIMEOUT,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     """Start dockerd detached (its own session: it outlives pytest), overlay2 then vfs."""
     dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
@@ -142,6 +147,7 @@ def _start_dockerd(
             cmd = [dockerd, f"--storage-driver={driver}", "-H", host, f"--pidfile={pidfile}"]
             proc = subprocess.Popen(
                 cmd + extra,
+                env={**os.environ, **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -405,14 +411,10 @@ def _make_bridge(name: str) -> None:
             subprocess.run(cmd, check=True, capture_output=True)
 
 
-def start_second_dockerd(name: str) -> SecondDaemon:
-    """Start (or reuse, if it answers) a dockerd at unix:///run/memberlog-<name>/docker.sock.
-
-    Everything dockerd keeps per daemon gets its own path, and its own bridge (no NAT or
-    iptables rules), so it never touches the main daemon's docker0, state or containers.
-    """
+def second_daemon(name: str) -> SecondDaemon:
+    """Where the second dockerd called ``name`` keeps everything (started or not)."""
     run_dir = Path(f"/run/memberlog-{name}")
-    d = SecondDaemon(
+    return SecondDaemon(
         name=name,
         host=f"unix://{run_dir}/docker.sock",
         bridge=f"mlb{zlib.crc32(name.encode()):08x}",  # interface names are at most 15 chars
@@ -421,6 +423,17 @@ def start_second_dockerd(name: str) -> SecondDaemon:
         run_dir=run_dir,
         log=Path(f"/var/log/memberlog-dockerd-{name}.log"),
     )
+
+
+def start_second_dockerd(name: str, env: dict[str, str] | None = None) -> SecondDaemon:
+    """Start (or reuse, if it answers) a dockerd at unix:///run/memberlog-<name>/docker.sock,
+    with ``env`` added to its environment (e.g. AWS keys for Docker's awslogs driver).
+
+    Everything dockerd keeps per daemon gets its own path, and its own bridge (no NAT or
+    iptables rules), so it never touches the main daemon's docker0, state or containers.
+    """
+    d = second_daemon(name)
+    run_dir = d.run_dir
     with _lock(f"dockerd-{name}"):
         if _ping(d.host):
             return d
@@ -433,7 +446,7 @@ def start_second_dockerd(name: str) -> SecondDaemon:
             "--iptables=false",
             "--ip-masq=false",
         ]
-        _start_dockerd(d.host, extra, d.log, d.pidfile)
+        _start_dockerd(d.host, extra, d.log, d.pidfile, env=env)
     return d
 
 

@@ -41,19 +41,9 @@ class ManagedPlugin:
     build_log: str
 
 
-def _engine_or_skip() -> None:
-    try:
-        dockerenv.ensure_dockerd()
-        ok = True
-    except dockerenv.DockerUnavailable:
-        ok = False
-    need(ok, "a Docker engine")
-
-
 @pytest.fixture(scope="session")
-def image():
-    _engine_or_skip()
-    return dockerenv.busybox_image()
+def image(busybox):
+    return busybox
 
 
 @pytest.fixture(scope="session")
