@@ -349,11 +349,11 @@ class _CannedBody:
 
 def put_client_side(batches: list[list]) -> Callable[[], int]:
     """The shipper's put_log_events on its own client (ship.logs_client), minus the network:
-    botocore's serializer, SigV4 signing and response parsing; the request stops at
-    before-send, answered with an empty success."""
+    the request body, SigV4 signing and response parsing; the request stops at before-send,
+    answered with an empty success."""
     from botocore.awsrequest import AWSResponse
 
-    from memberlog.driver.ship import logs_client
+    from memberlog.driver.ship import logs_client, put_log_events
 
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, "bench")  # this process only; never sent anywhere
@@ -369,11 +369,7 @@ def put_client_side(batches: list[list]) -> Callable[[], int]:
     def put_all() -> int:
         sent.clear()
         for batch in batches:  # exactly Shipper._put's call
-            client.put_log_events(
-                logGroupName=MEMBERLOG_GROUP,
-                logStreamName="m",
-                logEvents=[{"timestamp": ts, "message": msg} for ts, msg, _ in batch],
-            )
+            put_log_events(client, MEMBERLOG_GROUP, "m", batch)
         return sum(sent)
 
     return put_all

@@ -76,6 +76,24 @@ def logs_client(region: str | None, endpoint: str | None) -> object:
         return client
 
 
+def put_log_events(client: object, group: str, stream: str, batch: list[Event]) -> dict:
+    """One PutLogEvents call of a valid batch (see batch.take_batch); returns the response."""
+    _prebuilt.body = json.dumps(
+        {
+            "logGroupName": group,
+            "logStreamName": stream,
+            "logEvents": [{"timestamp": ts, "message": msg} for ts, msg, _ in batch],
+        },
+        separators=(",", ":"),
+    ).encode()
+    try:
+        return client.put_log_events(  # type: ignore[attr-defined]
+            logGroupName=group, logStreamName=stream, logEvents=[]
+        )
+    finally:
+        _prebuilt.body = None
+
+
 def group_exists(client: object, group: str) -> bool:
     """False only when CloudWatch says the group is not there; an unreachable endpoint must
     not keep containers from starting (their lines wait in the spool)."""
@@ -156,21 +174,7 @@ class Shipper:
     def _put(self, batch: list[Event]) -> None:
         if not self._stream_ready:
             self._create()
-        group, stream = self.dest.group, self.dest.stream
-        _prebuilt.body = json.dumps(
-            {
-                "logGroupName": group,
-                "logStreamName": stream,
-                "logEvents": [{"timestamp": ts, "message": msg} for ts, msg, _ in batch],
-            },
-            separators=(",", ":"),
-        ).encode()
-        try:
-            resp = self._client.put_log_events(  # type: ignore[attr-defined]
-                logGroupName=group, logStreamName=stream, logEvents=[]
-            )
-        finally:
-            _prebuilt.body = None
+        resp = put_log_events(self._client, self.dest.group, self.dest.stream, batch)
         rejected = resp.get("rejectedLogEventsInfo")
         if rejected:
             log.error("CloudWatch rejected events of %s (too old or new): %s", self._name, rejected)
