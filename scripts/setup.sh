@@ -23,8 +23,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.memberlog-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  # PYTHONWARNINGS: setuptools' notes about editable installs are not for the user.
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q --upgrade pip
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[test]'
   touch "$stamp"
 fi
 
