@@ -40,11 +40,16 @@ class Driver:
         self._lock = threading.RLock()  # a new pipeline may attach while start() holds it
 
     def start(
-        self, fifo: str, info: dict, stream: str | None = None, carry: dict | None = None
+        self,
+        fifo: str,
+        info: dict,
+        resumed: bool = False,
+        stream: str | None = None,
+        carry: dict | None = None,
     ) -> None:
         """StartLogging: check the options, then read the FIFO in the background.
 
-        ``stream`` and ``carry`` come from the state record when resuming a container."""
+        ``resumed``: from the state record, after a restart; ``stream`` and ``carry`` too."""
         try:
             cfg = options.parse(info.get("Config"))
             member = stream or static_member(cfg, info.get("ContainerEnv"))
@@ -74,7 +79,7 @@ class Driver:
             try:
                 container = ContainerLog(
                     fifo, info.get("ContainerID") or "unknown", cfg, member, self.state_dir,
-                    lambda stream, cfg: self._attach(fifo, info, stream, cfg), carry,
+                    lambda stream, cfg: self._attach(fifo, info, stream, cfg), resumed, carry,
                 )  # fmt: skip
             except OSError as e:
                 self.state.forget(fifo)
@@ -104,7 +109,7 @@ class Driver:
         for rec in self.state.known():
             fifo = rec["File"]
             try:
-                self.start(fifo, rec["Info"], rec["Stream"], rec["Carry"])
+                self.start(fifo, rec["Info"], True, rec["Stream"], rec["Carry"])
                 resumed += 1
             except DriverError as e:
                 log.info("not resuming %s: %s", fifo, e)

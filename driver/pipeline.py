@@ -36,10 +36,12 @@ class ContainerLog:
         member: str | None,
         state_dir: str,
         attach: Attach,
+        resumed: bool = False,
         carry: dict | None = None,
     ) -> None:
-        """``carry`` is what ``suspend`` returned in the driver's previous life, if anything:
-        without it a resumed FIFO may start mid-frame and the decoder must find its footing."""
+        """``resumed``: a FIFO this driver read before it was restarted. ``carry`` is what
+        ``suspend`` returned in that previous life, if anything: without it the FIFO may start
+        mid-frame and the decoder must find its footing."""
         self.fifo_path = fifo_path
         self.container_id = container_id
         self.cfg = cfg
@@ -48,7 +50,7 @@ class ContainerLog:
         self._position = 0  # spool position after this container's last event
         self._resolver = MemberResolver(cfg, state_dir)
         self._held: list[Line] = [tuple(x) for x in carry["held"]] if carry else []
-        self._decoder = FrameDecoder(self.cfg.max_event_size, resync=carry is None)
+        self._decoder = FrameDecoder(self.cfg.max_event_size, resync=resumed and not carry)
         if carry:
             self._decoder.restore(carry["decoder"])
         self._suspending = False
