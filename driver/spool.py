@@ -94,9 +94,3 @@ class MemorySpool:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-
-    @property
-    def idle(self) -> bool:
-        """Nothing pending and nothing in flight."""
-        with self._cond:
-            return self._acked == self._appended
