@@ -9,6 +9,7 @@ command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 [ -x /usr/bin/docker ] || need_pkgs+=(docker.io)
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v shellcheck >/dev/null || need_pkgs+=(shellcheck)
+dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)  # the tests' tiny image
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 command -v python3 >/dev/null || need_pkgs+=(python3)
