@@ -470,3 +470,31 @@ def test_missing_group_with_create_group_false_fails_start(shared_driver, make_f
     status, body = shared_driver.post("LogDriver.StartLogging", req)
     assert status != 200
     assert group_of(service_uuid) in body["Err"] and "create-group" in body["Err"]
+
+
+# --- an endpoint outage -----------------------------------------------------------------------
+def test_lines_written_while_cloudwatch_is_down_arrive_once_it_is_back(make_fifo, service_uuid):
+    from cwlogs import HOST, REGION, CloudWatchEndpoint, free_port
+
+    port = free_port()
+    later = CloudWatchEndpoint()
+    env = {  # where the endpoint will be; nothing listens there yet
+        "AWS_ENDPOINT_URL": f"http://{HOST}:{port}", "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+    }  # fmt: skip
+    proc = PluginProcess(env).start()
+    try:
+        fifo = make_fifo()
+        start(proc, fifo, opts(service_uuid, member="mypg-0"))
+        fifo.write_lines([f"during the outage {i}".encode() for i in range(2000)])
+        time.sleep(3)  # several failed puts, with backoff
+        assert "Could not connect to the endpoint URL" in proc.log()  # the outage was real
+        later.start(port)
+        fifo.write_lines([b"after the outage"])
+        stop(proc, fifo)  # answers once everything is in
+        got = messages(later.client(), group_of(service_uuid), "mypg-0")
+        assert got == [f"during the outage {i}" for i in range(2000)] + ["after the outage"]
+        assert later.violations() == []
+    finally:
+        proc.cleanup()
+        later.stop()
