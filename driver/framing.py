@@ -14,6 +14,7 @@ leave as consecutive pieces in order, which the batch stage splits further if ne
 from __future__ import annotations
 
 import logging
+import struct
 
 from .limits import FRAME_HEADER_BYTES, MAX_FRAME_BYTES
 
@@ -33,6 +34,10 @@ class CorruptFrame(ValueError):
         super().__init__(message)
         self.lines: list[Line] = []
 
+
+# size, 0x0A06 (source, 6 bytes), the source, 0x10 (time), 3 low varint bytes, 6 high ones,
+# 0x1A (line) and a one-byte length: 24 bytes ahead of every short line the daemon sends.
+_FAST_HEADER = struct.Struct(">IH6xBBBB6sH")
 
 # Docker always sets the source: a frame starts with a 4-byte length, then source="stdout"/"stderr"
 _SOURCE_PREFIX = b"\n\x06std"
@@ -151,6 +156,34 @@ class FrameDecoder:
         pos = 0
         try:
             while n - pos >= FRAME_HEADER_BYTES:
+                # Fast path, the daemon's own layout in one unpack: source "stdout"/"stderr", a
+                # 9-byte time varint (any date from 2004 to 2262), a short whole line. The
+                # time's upper 42 bits change every 2 ms: decoded once, cached by their bytes.
+                if n - pos >= _FAST_HEADER.size and not self._open:
+                    size, src, tag, b0, b1, b2, key, line_tag = _FAST_HEADER.unpack_from(buf, pos)
+                    t = high.get(key)
+                    if t is None and src == 0x0A06 and tag == 0x10 and b0 & b1 & b2 & 0x80:
+                        t, after = _varint(buf, pos + 13, pos + 22)
+                        t = t & ~0x1FFFFF if after == pos + 22 else -1
+                        if len(high) > 1024:
+                            high.clear()
+                        high[key] = t
+                    if (
+                        t is not None
+                        and t >= 0
+                        and src == 0x0A06
+                        and tag == 0x10
+                        and b0 & b1 & b2 & 0x80
+                        and 0x1A00 <= line_tag < 0x1A80
+                        and size == _FAST_HEADER.size - FRAME_HEADER_BYTES + (line_tag & 0x7F)
+                    ):
+                        end = pos + FRAME_HEADER_BYTES + size
+                        if end > n:
+                            break
+                        t |= (b0 & 0x7F) | (b1 & 0x7F) << 7 | (b2 & 0x7F) << 14
+                        append((t // 1_000_000, buf[pos + _FAST_HEADER.size : end]))
+                        pos = end
+                        continue
                 size = int.from_bytes(buf[pos : pos + FRAME_HEADER_BYTES], "big")
                 if size > MAX_FRAME_BYTES:
                     raise CorruptFrame(f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
@@ -159,36 +192,6 @@ class FrameDecoder:
                 if end > n:
                     break
                 pos = end
-                # Fast path, the daemon's own layout: a short source, a 9-byte time varint (any
-                # date from 2004 to 2262), a short whole line. The time's upper 42 bits change
-                # every 2 ms, so they are decoded once and cached by their bytes.
-                q = p
-                if buf[q] == 0x0A and buf[q + 1] < 0x80:
-                    q += 2 + buf[q + 1]
-                if (
-                    q + 12 <= end
-                    and buf[q] == 0x10
-                    and buf[q + 1] & buf[q + 2] & buf[q + 3] & 0x80
-                    and buf[q + 10] == 0x1A
-                    and not self._open
-                ):
-                    key = buf[q + 4 : q + 10]
-                    t = high.get(key)
-                    if t is None:
-                        t, after = _varint(buf, q + 1, end)
-                        t = t & ~0x1FFFFF if after == q + 10 else -1
-                        if len(high) > 1024:
-                            high.clear()
-                        high[key] = t
-                    ln = buf[q + 11]
-                    if t >= 0 and ln < 0x80 and q + 12 + ln == end:
-                        t |= (
-                            (buf[q + 1] & 0x7F)
-                            | (buf[q + 2] & 0x7F) << 7
-                            | (buf[q + 3] & 0x7F) << 14
-                        )
-                        append((t // 1_000_000, buf[q + 12 : end]))
-                        continue
                 self._slow(out, buf, pos - size, end)
         except (CorruptFrame, IndexError) as e:
             err = e if isinstance(e, CorruptFrame) else CorruptFrame("frame ends inside a field")
