@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -16,13 +17,16 @@ pytestmark = pytest.mark.docker
 
 def run(image: str, script: str, *opts: str, env: tuple[str, ...] = (), check: bool = True):
     """``docker run`` detached, then wait for the exit and remove the container."""
-    args = ["run", "-d", "--log-driver", "memberlog"]
+    name = f"memberlog-test-{uuid.uuid4().hex[:12]}"
+    args = ["run", "-d", "--name", name, "--log-driver", "memberlog"]
     for opt in opts:
         args += ["--log-opt", opt]
     for e in env:
         args += ["-e", e]
     res = dockerenv.docker(*args, image, "sh", "-c", script, check=check)
-    if res.returncode == 0:
+    if res.returncode != 0:  # created, but its log driver refused to start: remove it
+        dockerenv.docker("rm", "-f", name, check=False)
+    else:
         cid = res.stdout.strip()
         assert dockerenv.docker("wait", cid).stdout.strip() == "0"
         dockerenv.docker("rm", cid)
