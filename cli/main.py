@@ -153,7 +153,11 @@ def cmd_services(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: ``memberlog {logs,members,services}``."""
-    parser = argparse.ArgumentParser(prog="memberlog", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="memberlog",
+        description="Every log line of a service member is in one CloudWatch Logs stream, "
+        "<member>, of the group <cluster>-<service>-<service-uuid>. List them, and read one.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:

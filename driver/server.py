@@ -125,7 +125,11 @@ def _limit_malloc_arenas() -> None:
 def main(argv: list[str] | None = None) -> None:
     """``memberlog-driver``: run the plugin server."""
     _limit_malloc_arenas()
-    parser = argparse.ArgumentParser(prog="memberlog-driver", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="memberlog-driver",
+        description="memberlog's Docker log-driver plugin: serves Docker's LogDriver protocol "
+        "on a unix socket and ships each service member's lines to one CloudWatch Logs stream.",
+    )
     parser.add_argument("--socket", default=DEFAULT_SOCKET, help="unix socket to listen on")
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="member files and state")
     args = parser.parse_args(argv)
