@@ -59,10 +59,10 @@ def docker_engine() -> None:
     """A running Docker engine (Debian's dockerd is started when none answers)."""
     try:
         dockerenv.ensure_dockerd()
-        ok = True
-    except dockerenv.DockerUnavailable:
-        ok = False
-    need(ok, "a Docker engine")
+        problem = ""
+    except (dockerenv.DockerUnavailable, dockerenv.DockerError) as e:
+        problem = f" ({e})"
+    need(not problem, f"a Docker engine{problem}")
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ first and plainly.  Off CI a machine without dockerd skips; on CI (CI=true) it f
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
@@ -14,21 +13,6 @@ import pytest
 import dockerenv
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def engine() -> None:
-    try:
-        dockerenv.ensure_dockerd()
-    except (dockerenv.DockerUnavailable, dockerenv.DockerError) as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Docker is required on CI: {exc}")
-        pytest.skip(f"no Docker engine: {exc}")
-
-
-@pytest.fixture(scope="module")
-def busybox(engine) -> str:
-    return dockerenv.busybox_image()
 
 
 def test_busybox_runs_shell(busybox):
@@ -44,13 +28,13 @@ def test_busybox_has_needed_applets(busybox):
     assert res.stdout.split() == ["HI", "y", "2"]
 
 
-def test_docker_error_carries_output(engine, busybox):
+def test_docker_error_carries_output(docker_engine, busybox):
     with pytest.raises(dockerenv.DockerError, match="no-such-command"):
         dockerenv.docker("run", "--rm", busybox, "no-such-command")
     assert dockerenv.docker("run", "--rm", busybox, "false", check=False).returncode == 1
 
 
-def test_ensure_dockerd_is_idempotent(engine):
+def test_ensure_dockerd_is_idempotent(docker_engine):
     dockerenv.ensure_dockerd()
     dockerenv.ensure_dockerd()
 
