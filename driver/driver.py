@@ -35,7 +35,6 @@ class Driver:
         self.state_dir = state_dir
         self.state = StateDir(state_dir)
         self._containers: dict[str, ContainerLog] = {}
-        self._infos: dict[str, dict] = {}  # FIFO -> the StartLogging Info, for state records
         self._shippers: dict[Destination, Shipper] = {}
         self._lock = threading.RLock()  # a new pipeline may attach while start() holds it
 
@@ -78,20 +77,18 @@ class Driver:
             self.state.save(fifo, info)  # first: the pipeline may record its stream at once
             try:
                 container = ContainerLog(
-                    fifo, info.get("ContainerID") or "unknown", cfg, member, self.state_dir,
+                    fifo, info, cfg, member, self.state_dir,
                     lambda stream, cfg: self._attach(fifo, info, stream, cfg), resumed, carry,
                 )  # fmt: skip
             except OSError as e:
                 self.state.forget(fifo)
                 raise DriverError(f"memberlog: cannot open log FIFO {fifo}: {e}") from None
             self._containers[fifo] = container
-            self._infos[fifo] = info
 
     def stop(self, fifo: str) -> None:
         """StopLogging: drain and flush this container (bounded), then let it go."""
         with self._lock:
             container = self._containers.pop(fifo, None)
-            self._infos.pop(fifo, None)
         self.state.forget(fifo)
         if container is None:
             return  # unknown or already stopped: the daemon only wants it gone
@@ -140,12 +137,12 @@ class Driver:
         """Shutdown while containers run on: read their FIFOs dry, ship what has a stream
         (bounded), and record what is left for the next start to carry on from."""
         with self._lock:
-            running = [(fifo, c, self._infos[fifo]) for fifo, c in self._containers.items()]
+            running = list(self._containers.items())
             self._containers.clear()
-        for fifo, container, info in running:
+        for fifo, container in running:
             carry = container.suspend(timeout)
             stream = container.shipper.dest.stream if container.shipper else None
-            self.state.save(fifo, info, stream, carry)
+            self.state.save(fifo, container.info, stream, carry)
         with self._lock:
             shippers = list(self._shippers.values())
         for s in shippers:

@@ -39,7 +39,6 @@ class FifoReader:
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._eof = False
-        self.error: OSError | None = None
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=f"fifo {path}", daemon=True)
         self._thread.start()
@@ -67,7 +66,6 @@ class FifoReader:
                 if stopping:
                     return
         except OSError as e:
-            self.error = e
             log.error("reading %s: %s", self.path, e)
         finally:
             with self._cond:  # stop() must never write to a closed (maybe reused) fd

@@ -31,7 +31,7 @@ class ContainerLog:
     def __init__(
         self,
         fifo_path: str,
-        container_id: str,
+        info: dict,
         cfg: DriverConfig,
         member: str | None,
         state_dir: str,
@@ -42,8 +42,8 @@ class ContainerLog:
         """``resumed``: a FIFO this driver read before it was restarted. ``carry`` is what
         ``suspend`` returned in that previous life, if anything: without it the FIFO may start
         mid-frame and the decoder must find its footing."""
-        self.fifo_path = fifo_path
-        self.container_id = container_id
+        self.info = info  # the StartLogging request's Info, for the driver's state record
+        self.container_id = info.get("ContainerID") or "unknown"
         self.cfg = cfg
         self.shipper: Shipper | None = None
         self._attach = attach
@@ -60,7 +60,7 @@ class ContainerLog:
             self._use(member)
         self._reader = FifoReader(fifo_path, MAX_HELD_BYTES)
         self._thread = threading.Thread(
-            target=self._run, name=f"decode {container_id[:12]}", daemon=True
+            target=self._run, name=f"decode {self.container_id[:12]}", daemon=True
         )
         self._thread.start()
 
