@@ -35,6 +35,7 @@ DEFAULT_MEMBER_WAIT_S = 30.0
 MEMBER_FILE_WAIT_S = 2.0  # how long the member file may lag behind StartLogging
 MEMBER_MARKER_SCAN_LINES = 100  # the startup line must be among the first lines
 MAX_HELD_BYTES = 16 << 20  # lines held while the member is unknown
+READ_AHEAD_BYTES = 16 << 20  # FIFO bytes read but not yet decoded; past it the reader waits
 SPOOL_MAX_BYTES = 64 << 20  # per stream; past it the reader waits (Docker's blocking mode)
 STOP_DRAIN_TIMEOUT_S = 20.0  # StopLogging answers within this even if shipping lags
 SHIP_RETRY_MAX_S = 30.0

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from .batch import to_events
 from .fifo import FifoReader
 from .framing import CorruptFrame, FrameDecoder, Line
-from .limits import MAX_HELD_BYTES
+from .limits import READ_AHEAD_BYTES
 from .member import MemberResolver, unresolved_stream
 from .options import DriverConfig
 from .ship import Shipper
@@ -58,7 +58,7 @@ class ContainerLog:
             member = self._resolver.from_file()
         if member is not None:
             self._use(member)
-        self._reader = FifoReader(fifo_path, MAX_HELD_BYTES)
+        self._reader = FifoReader(fifo_path, READ_AHEAD_BYTES)
         self._thread = threading.Thread(
             target=self._run, name=f"decode {self.container_id[:12]}", daemon=True
         )
