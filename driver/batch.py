@@ -7,13 +7,28 @@ acceptable happens here, after the FIFO reader, so the reader stays lean.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from operator import itemgetter
 
-from .framing import utf8_cut
+from .framing import Line, utf8_cut
 from .limits import EVENT_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS
 
-Event = tuple[int, str, int]  # (timestamp ms, message, message UTF-8 bytes)
+# (timestamp ms, message, message UTF-8 bytes, position): the position to commit once the event
+# has shipped, ``clean offset << 32 | events from there`` (see framing.FrameDecoder); positions
+# only grow, so the largest in a batch is its commit.
+Event = tuple[int, str, int, int]
+POSITION_BITS = 32
+
+
+def position(offset: int, skip: int) -> int:
+    """The position after ``skip`` events decoded from the clean ``offset``."""
+    return offset << POSITION_BITS | skip
+
+
+def split_position(pos: int) -> tuple[int, int]:
+    return pos >> POSITION_BITS, pos & ((1 << POSITION_BITS) - 1)
+
 
 # CloudWatch rejects empty messages. An empty line still says something (a blank line in a
 # stack trace, a paragraph break), so it is kept as the smallest valid message: one space.
@@ -31,25 +46,38 @@ def split_utf8(data: bytes, limit: int) -> list[bytes]:
     return pieces
 
 
-def to_events(lines: list[tuple[int, bytes]], max_message_bytes: int) -> list[Event]:
-    """Make CloudWatch events of decoded lines: UTF-8 (bad bytes -> U+FFFD), split, non-empty."""
+def to_events(lines: list[Line], max_message_bytes: int, start: int) -> list[Event]:
+    """Make CloudWatch events of decoded lines: UTF-8 (bad bytes -> U+FFFD), split, non-empty.
+
+    ``start`` is the position of the event before the first line (the commit, at first): events
+    are counted from each line's clean offset on, so a line split into pieces can be committed
+    piece by piece.
+    """
     events: list[Event] = []
     append = events.append
-    for ts, line in lines:
+    clean = start >> POSITION_BITS
+    pos = start
+    for ts, line, off in lines:
+        if off != clean:
+            clean = off
+            pos = off << POSITION_BITS
         n = len(line)
+        pos += 1
         if 0 < n <= max_message_bytes and line.isascii():
-            append((ts, line.decode("ascii"), n))
-            continue
-        if not line:
-            append((ts, EMPTY_LINE_MESSAGE, len(EMPTY_LINE_MESSAGE)))
-            continue
-        text = line.decode("utf-8", "replace")
-        data = text.encode("utf-8")  # U+FFFD takes 3 bytes where a bad byte took 1
-        if len(data) <= max_message_bytes:
-            append((ts, text, len(data)))
-            continue
-        for piece in split_utf8(data, max_message_bytes):
-            append((ts, piece.decode("utf-8"), len(piece)))
+            append((ts, line.decode("ascii"), n, pos))
+        elif not line:
+            append((ts, EMPTY_LINE_MESSAGE, len(EMPTY_LINE_MESSAGE), pos))
+        else:
+            text = line.decode("utf-8", "replace")
+            data = text.encode("utf-8")  # U+FFFD takes 3 bytes where a bad byte took 1
+            if len(data) <= max_message_bytes:
+                append((ts, text, len(data), pos))
+            else:
+                pieces = split_utf8(data, max_message_bytes)
+                for piece in pieces[:-1]:
+                    append((ts, piece.decode("utf-8"), len(piece), pos))
+                    pos += 1
+                append((ts, pieces[-1].decode("utf-8"), len(pieces[-1]), pos))
     return events
 
 
@@ -82,3 +110,35 @@ def take_batch(pending: deque[Event]) -> list[Event]:
         size += ev_size
     batch.sort(key=itemgetter(0))
     return batch
+
+
+def take_merged(pendings: list[deque[Event]]) -> tuple[list[Event], list[int | None]]:
+    """One valid batch from several containers' events, earliest first (each container's own
+    order kept), sorted by time. Returns the batch and, per deque, the commit offset of the
+    last event it gave (None if it gave none)."""
+    heads = [(p[0][0], i) for i, p in enumerate(pendings) if p]
+    heapq.heapify(heads)
+    taken: list[int | None] = [None] * len(pendings)
+    batch: list[Event] = []
+    size = 0
+    lo = hi = None
+    while heads and len(batch) < MAX_BATCH_EVENTS:
+        ts, i = heads[0]
+        ev = pendings[i][0]
+        ev_size = ev[2] + EVENT_OVERHEAD_BYTES
+        if size + ev_size > MAX_BATCH_BYTES:
+            break
+        if lo is None:
+            lo = hi = ts
+        elif max(hi, ts) - min(lo, ts) > MAX_BATCH_SPAN_MS:
+            break
+        lo, hi = min(lo, ts), max(hi, ts)
+        batch.append(pendings[i].popleft())
+        size += ev_size
+        taken[i] = ev[3]
+        if pendings[i]:
+            heapq.heapreplace(heads, (pendings[i][0][0], i))
+        else:
+            heapq.heappop(heads)
+    batch.sort(key=itemgetter(0))
+    return batch, taken

@@ -1,25 +1,33 @@
-"""The log driver's state: which containers are logging, and one shipper per stream.
+"""The log driver's state: which containers are logging, their journals, and their streams.
 
-The HTTP layer calls ``start``/``stop``; this module turns requests into pipelines and keeps
-shippers shared, so two containers of one member on this host feed one ordered stream.
+The HTTP layer calls ``start``/``stop``; they only touch local things (the FIFO, the journal,
+small files), never the network. Data flows one way: the reader moves FIFO bytes into journals,
+sources decode them and resolve the member, streams batch and ship. Several containers of one
+member on this host feed one stream.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import stat
 import threading
+import time
 
 from botocore.exceptions import NoRegionError
 
-from . import options
-from .limits import STOP_DRAIN_TIMEOUT_S
-from .member import static_member
+from . import options, state
+from .journal import JournalVersionError
+from .limits import SHIP_WORKERS, SHUTDOWN_GRACE_S
+from .member import static_member, unresolved_stream
 from .options import DriverConfig
-from .pipeline import ContainerLog
-from .ship import Destination, Shipper, group_exists, logs_client
-from .state import StateDir
+from .reader import Reader, open_fifo
+from .scheduler import Scheduler, start_thread
+from .settings import Settings
+from .ship import Destination, Stream, group_exists, logs_client
+from .source import Source
+from .spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -28,40 +36,48 @@ class DriverError(Exception):
     """A request the driver cannot serve; the text goes back to the daemon (and the user)."""
 
 
+def journal_key(fifo: str) -> str:
+    """A journal's directory name: one per FIFO (Docker makes a new FIFO per container start)."""
+    return hashlib.sha256(fifo.encode()).hexdigest()[:32]
+
+
 class Driver:
-    """Starts and stops container pipelines and owns the shared shippers."""
+    """Starts and stops containers' logs and owns the reader, the workers and the streams."""
 
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, settings: Settings | None = None) -> None:
+        settings = settings or Settings()
         self.state_dir = state_dir
-        self.state = StateDir(state_dir)
-        self._containers: dict[str, ContainerLog] = {}
-        self._shippers: dict[Destination, Shipper] = {}
-        self._lock = threading.RLock()  # a new pipeline may attach while start() holds it
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        self.spool = Spool(
+            os.path.join(state_dir, "journal"), settings.spool_max_bytes, settings.spool_full
+        )
+        self.reader = Reader(self.spool)
+        self.scheduler = Scheduler(SHIP_WORKERS)
+        self._running: dict[str, Source] = {}  # FIFO path -> its container, while it runs
+        self._streams: dict[Destination, Stream] = {}
+        self._lock = threading.Lock()  # guards _running, _streams and each stream's sources
+        self._reader_thread = None
 
-    def start(
-        self,
-        fifo: str,
-        info: dict,
-        resumed: bool = False,
-        stream: str | None = None,
-        carry: dict | None = None,
-    ) -> None:
-        """StartLogging: check the options, then read the FIFO in the background.
+    def serve(self) -> None:
+        """Start reading FIFOs (after ``resume`` has registered the known ones)."""
+        self._reader_thread = start_thread("reader", self.reader.run)
 
-        ``resumed``: from the state record, after a restart; ``stream`` and ``carry`` too."""
+    # --- HTTP: StartLogging / StopLogging ------------------------------------------------------
+    def start(self, fifo: str, info: dict) -> None:
+        """StartLogging: check the options, journal the FIFO from now on."""
         try:
             cfg = options.parse(info.get("Config"))
-            member = stream or static_member(cfg, info.get("ContainerEnv"))
+            member = static_member(cfg, info.get("ContainerEnv"))
         except options.OptionError as e:
             raise DriverError(f"memberlog: {e}") from None
         try:
-            client = logs_client(cfg.region, cfg.endpoint)  # fail now, not in a shipper thread
+            logs_client(cfg.region, cfg.endpoint)  # fail now, not in a worker
         except NoRegionError:
             raise DriverError(
                 "memberlog: no AWS region: set log-opt region, or AWS_REGION in the plugin's "
                 "environment (docker plugin set memberlog AWS_REGION=...)"
             ) from None
-        if not cfg.create_group and not group_exists(client, cfg.group):
+        if not cfg.create_group and not group_exists(cfg.region, cfg.endpoint, cfg.group):
             raise DriverError(
                 f"memberlog: log group {cfg.group} does not exist and log-opt create-group=false"
             )
@@ -72,80 +88,152 @@ class Driver:
         if not stat.S_ISFIFO(mode):
             raise DriverError(f"memberlog: {fifo} is not a FIFO")
         with self._lock:
-            if fifo in self._containers:
+            if fifo in self._running:
                 raise DriverError(f"memberlog: already logging {fifo}")
-            self.state.save(fifo, info)  # first: the pipeline may record its stream at once
-            try:
-                container = ContainerLog(
-                    fifo, info, cfg, member, self.state_dir,
-                    lambda stream, cfg: self._attach(fifo, info, stream, cfg), resumed, carry,
-                )  # fmt: skip
-            except OSError as e:
-                self.state.forget(fifo)
-                raise DriverError(f"memberlog: cannot open log FIFO {fifo}: {e}") from None
-            self._containers[fifo] = container
+        rec = state.record_of(info)
+        rec.stream = member
+        try:
+            journal = self.spool.open(journal_key(fifo))
+            state.save(journal.path, rec)
+            state.save_fifo(journal.path, fifo)
+            fd = open_fifo(fifo)
+        except (OSError, JournalVersionError) as e:
+            raise DriverError(
+                f"memberlog: cannot journal {fifo} in {self.state_dir}: {e}"
+            ) from None
+        source = self._source(journal, rec, cfg)
+        with self._lock:
+            self._running[fifo] = source
+        self._place(source, cfg)
+        self.reader.add(source, fd)
 
     def stop(self, fifo: str) -> None:
-        """StopLogging: drain and flush this container (bounded), then let it go."""
+        """StopLogging: journal what the pipe still holds; shipping follows on its own."""
         with self._lock:
-            container = self._containers.pop(fifo, None)
-        self.state.forget(fifo)
-        if container is None:
+            source = self._running.pop(fifo, None)
+        if source is None:
             return  # unknown or already stopped: the daemon only wants it gone
-        if not container.stop(STOP_DRAIN_TIMEOUT_S):
+        self.reader.remove(source)
+        self._stopped(source)
+
+    def _stopped(self, source: Source) -> None:
+        """No more lines will come: the resume record goes, what is journaled ships now."""
+        state.drop_fifo(source.journal.path)
+        source.stopped = True
+        stream = source.stream
+        if stream is not None:
+            stream.request_flush()
+        else:
+            self.scheduler.wake(source)
+
+    def _on_eof(self, source: Source) -> None:
+        """The daemon closed the FIFO without StopLogging (it restarted, say)."""
+        with self._lock:
+            for fifo, s in list(self._running.items()):
+                if s is source:
+                    del self._running[fifo]
+        self._stopped(source)
+
+    # --- sources and streams -----------------------------------------------------------------
+    def _source(self, journal: object, rec: state.Record, cfg: DriverConfig) -> Source:
+        return Source(
+            journal, rec, cfg, self.state_dir, self._attach, self.scheduler.wake, self._on_eof
+        )  # type: ignore[arg-type]
+
+    def _place(self, source: Source, cfg: DriverConfig) -> None:
+        """Attach to the known member's stream, or start looking for the member."""
+        member = source.record.stream or source.member_from_file()
+        if member is not None:
+            self._attach(source, member)
+        else:
+            self.scheduler.wake(source)
+
+    def _attach(self, source: Source, member: str | None) -> None:
+        """The member is known (None: never named): feed that stream from now on."""
+        cfg = source.cfg
+        if member is None:
+            member = unresolved_stream(source.container_id)
             log.warning(
-                "container %s: events still shipping after %gs; they will follow",
-                container.container_id[:12], STOP_DRAIN_TIMEOUT_S,
+                "container %s named no service member within %gs: its log goes to %s/%s",
+                source.container_id[:12], cfg.member_wait, cfg.group, member,
             )  # fmt: skip
-        if container.shipper is not None:
-            self._detach(container.shipper)
-
-    def resume(self) -> int:
-        """After a restart: reopen every FIFO the daemon still has; returns how many."""
-        resumed = 0
-        for rec in self.state.known():
-            fifo = rec["File"]
+        if source.record.stream != member:
+            source.record.stream = member
             try:
-                self.start(fifo, rec["Info"], True, rec["Stream"], rec["Carry"])
-                resumed += 1
-            except DriverError as e:
-                log.info("not resuming %s: %s", fifo, e)
-                self.state.forget(fifo)
-        return resumed
+                state.save(source.journal.path, source.record)
+            except OSError as e:  # a restart would look for the member again: not fatal
+                log.error("%s: recording its member: %s", source.name, e)
+        dest = Destination(cfg.group, member, cfg.region, cfg.endpoint)
+        with self._lock:
+            stream = self._streams.get(dest)
+            if stream is None:
+                stream = Stream(
+                    dest, cfg.create_group, cfg.retention_days, cfg.flush_interval,
+                    self.scheduler.wake, self.spool.shipped, self._drained,
+                )  # fmt: skip
+                self._streams[dest] = stream
+            stream.flush_interval = min(stream.flush_interval, cfg.flush_interval)
+            stream.sources.append(source)
+            source.stream = stream
+        if source.stopped:
+            stream.request_flush()
+        elif source.journal.backlog or source.journal.gap:
+            stream.notify()
 
-    def _attach(self, fifo: str, info: dict, stream: str, cfg: DriverConfig) -> Shipper:
-        self.state.save(fifo, info, stream)
-        dest = Destination(cfg.group, stream, cfg.region, cfg.endpoint)
+    def _drained(self, stream: Stream, source: object) -> None:
+        """A stopped container's journal has shipped: delete it; an empty stream goes too."""
         with self._lock:
-            shipper = self._shippers.get(dest)
-            if shipper is None:
-                shipper = Shipper(dest, cfg.flush_interval, cfg.create_group, cfg.retention_days)
-                self._shippers[dest] = shipper
-            shipper.flush_interval = min(shipper.flush_interval, cfg.flush_interval)
-            shipper.users += 1
-            return shipper
+            if source in stream.sources:
+                stream.sources.remove(source)
+            if not stream.sources and self._streams.get(stream.dest) is stream:
+                del self._streams[stream.dest]
+        self.spool.forget(source.journal)  # type: ignore[attr-defined]
 
-    def _detach(self, shipper: Shipper) -> None:
-        with self._lock:
-            shipper.users -= 1
-            if shipper.users > 0:
-                return
-            del self._shippers[shipper.dest]
-        shipper.spool.close()  # the thread ships what is left, then ends
+    # --- restart -------------------------------------------------------------------------------
+    def resume(self) -> int:
+        """After a restart: reopen the FIFOs the daemon still has, and ship every journal left,
+        also of containers that have stopped meanwhile. Returns how many FIFOs were reopened."""
+        reopened = 0
+        for key in self.spool.keys():
+            path = os.path.join(self.spool.root, key)
+            try:
+                rec = state.load(path)
+                cfg = options.parse(rec.opts)
+                journal = self.spool.open(key)
+            except FileNotFoundError:
+                log.warning("journal %s has no record of its destination; left as it is", path)
+                continue
+            except (OSError, ValueError, JournalVersionError) as e:
+                log.error("cannot resume journal %s: %s", path, e)
+                continue
+            source = self._source(journal, rec, cfg)
+            fifo = state.load_fifo(path)
+            fd = None
+            if fifo is not None:
+                try:
+                    if stat.S_ISFIFO(os.stat(fifo).st_mode):
+                        fd = open_fifo(fifo)
+                except OSError as e:
+                    log.warning(
+                        "%s: cannot reopen its FIFO %s (%s); shipping what is journaled",
+                        source.name, fifo, e.strerror,
+                    )  # fmt: skip
+            self._place(source, cfg)
+            if fd is None:
+                self._stopped(source)
+            else:
+                with self._lock:
+                    self._running[fifo] = source
+                self.reader.add(source, fd)
+                reopened += 1
+        return reopened
 
-    def close(self, timeout: float) -> None:
-        """Shutdown while containers run on: read their FIFOs dry, ship what has a stream
-        (bounded), and record what is left for the next start to carry on from."""
-        with self._lock:
-            running = list(self._containers.items())
-            self._containers.clear()
-        for fifo, container in running:
-            carry = container.suspend(timeout)
-            stream = container.shipper.dest.stream if container.shipper else None
-            self.state.save(fifo, container.info, stream, carry)
-        with self._lock:
-            shippers = list(self._shippers.values())
-        for s in shippers:
-            s.spool.flush()
-        for s in shippers:
-            s.close(timeout)
+    # --- shutdown ------------------------------------------------------------------------------
+    def close(self, grace: float = SHUTDOWN_GRACE_S) -> None:
+        """SIGTERM: everything read is journaled already. Stop reading, let puts in flight
+        finish and commit (bounded), and leave the rest to the next start."""
+        t0 = time.monotonic()
+        self.reader.stop()
+        self.scheduler.stop(grace)
+        log.info("stopped in %.2fs; %d containers resume at the next start",
+                 time.monotonic() - t0, len(self._running))  # fmt: skip

@@ -20,7 +20,9 @@ from .limits import FRAME_HEADER_BYTES, MAX_FRAME_BYTES
 
 log = logging.getLogger(__name__)
 
-Line = tuple[int, bytes]  # (timestamp in ms since the epoch, line without its newline)
+# (timestamp in ms since the epoch, line without its newline, the clean journal offset from
+# which decoding again emits this line: see FrameDecoder)
+Line = tuple[int, bytes, int]
 
 _MAX_OPEN_PARTIALS = 8  # stdout and stderr each have at most one open line; more means garbage
 
@@ -33,6 +35,7 @@ class CorruptFrame(ValueError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.lines: list[Line] = []
+        self.offset = 0  # journal offset of the damaged frame
 
 
 # size, 0x0A06 (source, 6 bytes), the source, 0x10 (time), 3 low varint bytes, 6 high ones,
@@ -123,32 +126,57 @@ def _metadata(buf: bytes, p: int, end: int) -> tuple[bool, bytes]:
 
 
 class FrameDecoder:
-    """Incremental decoder: feed it raw FIFO bytes, get back whole lines."""
+    """Incremental decoder of one journal: feed it raw FIFO bytes in order, get back whole lines.
 
-    __slots__ = ("_rest", "_open", "_high", "_resync", "max_line_bytes")
+    A "clean" point is a frame boundary with no partial line open: a new decoder can start
+    there. Every line carries the last clean point before the frame that completed it. Decoding
+    is deterministic, so a new decoder started at that point emits the same lines again in the
+    same order: a shipped position is (clean point, events after it), and a restart skips what
+    has shipped. A line split in 16 KiB chunks is never cut by a restart.
+    """
 
-    def __init__(self, max_line_bytes: int, resync: bool = False) -> None:
-        """``resync``: the input may start inside a frame (a FIFO reopened after the driver
-        was killed mid-read); skip to the first plausible frame start."""
+    __slots__ = ("_rest", "_open", "_high", "_resync", "_base", "clean", "max_line_bytes")
+
+    def __init__(self, max_line_bytes: int, start: int = 0, resync: bool = False) -> None:
+        """``start``: the journal offset of the first byte fed. ``resync``: the input may start
+        inside a frame (after a corrupt frame); skip to the first plausible frame start."""
         self._resync = resync
         self._rest = b""
+        self._base = start  # journal offset of _rest[0]
+        self.clean = start  # the latest clean point
         # partial id -> [timestamp_ms, chunks, total bytes]
         self._open: dict[bytes, list] = {}
         self._high: dict[bytes, int] = {}  # time varint bytes 3..8 -> their bits, cached
         self.max_line_bytes = max_line_bytes
 
+    @property
+    def pos(self) -> int:
+        """The journal offset after the last byte fed."""
+        return self._base + len(self._rest)
+
+    @property
+    def idle(self) -> bool:
+        """No partial line open and no frame half read: everything fed has come out."""
+        return not self._open and not self._rest
+
     def feed(self, data: bytes) -> list[Line]:
         """Decode every complete frame in ``self._rest + data``; keep the incomplete tail."""
         buf = self._rest + data if self._rest else data
+        base = self._base
         if self._resync:
             start = _frame_start(buf)
             if start < 0:
-                self._rest = buf[-_SYNC_WINDOW:]
+                keep = min(len(buf), _SYNC_WINDOW)
+                self._base = base + len(buf) - keep
+                self._rest = buf[len(buf) - keep :]
+                self.clean = self._base
                 return []
             if start:
-                log.warning("skipped %d bytes to the next frame of a reopened FIFO", start)
+                log.warning("skipped %d bytes to the next frame after a corrupt one", start)
             buf = buf[start:]
+            base += start
             self._resync = False
+            self.clean = base
         out: list[Line] = []
         append = out.append
         high = self._high
@@ -181,26 +209,35 @@ class FrameDecoder:
                         if end > n:
                             break
                         t |= (b0 & 0x7F) | (b1 & 0x7F) << 7 | (b2 & 0x7F) << 14
-                        append((t // 1_000_000, buf[pos + _FAST_HEADER.size : end]))
+                        append((t // 1_000_000, buf[pos + _FAST_HEADER.size : end], base + pos))
                         pos = end
                         continue
                 size = int.from_bytes(buf[pos : pos + FRAME_HEADER_BYTES], "big")
-                if size > MAX_FRAME_BYTES:
-                    raise CorruptFrame(f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
-                p = pos + FRAME_HEADER_BYTES
-                end = p + size
+                if size > MAX_FRAME_BYTES or size == 0:
+                    # Docker always sets the source, so an empty frame is damage too (a
+                    # zero-filled tail, say).
+                    raise CorruptFrame(f"frame of {size} bytes")
+                end = pos + FRAME_HEADER_BYTES + size
                 if end > n:
                     break
+                if not self._open:
+                    self.clean = base + pos  # no line open before this frame
+                self._slow(out, buf, pos + FRAME_HEADER_BYTES, end, base)
                 pos = end
-                self._slow(out, buf, pos - size, end)
         except (CorruptFrame, IndexError) as e:
             err = e if isinstance(e, CorruptFrame) else CorruptFrame("frame ends inside a field")
             err.lines = out
+            err.offset = base + pos
+            if not self._open:
+                self.clean = base + pos
             raise err from None
+        if pos and not self._open:
+            self.clean = base + pos
+        self._base = base + pos
         self._rest = buf[pos:]
         return out
 
-    def _slow(self, out: list[Line], buf: bytes, p: int, end: int) -> None:
+    def _slow(self, out: list[Line], buf: bytes, p: int, end: int, base: int) -> None:
         """Any field order, long lines, partial chunks, unknown fields."""
         t = 0
         line = b""
@@ -227,10 +264,16 @@ class FrameDecoder:
                 p = _skip(buf, p, end, key & 7)
         if p != end:
             raise CorruptFrame("fields overrun the frame")
+        first = len(out)
+        before = self.clean
         if partial or self._open:
             self._partial(out, t // 1_000_000, line, partial, meta)
         else:
-            out.append((t // 1_000_000, line))
+            out.append((t // 1_000_000, line, before))
+        if not self._open:
+            self.clean = base + end  # this frame closed every open line
+        for i in range(first, len(out)):
+            out[i] = (out[i][0], out[i][1], before)
 
     def _partial(
         self, out: list[Line], ts: int, line: bytes, partial: bool, meta: tuple | None
@@ -241,10 +284,10 @@ class FrameDecoder:
             # non-partial chunk; that is the case only when an id-less partial is open.
             held = self._open.pop(b"", None)
             if held is None:
-                out.append((ts, line))
+                out.append((ts, line, 0))
             else:
                 held[1].append(line)
-                out.append((held[0], b"".join(held[1])))
+                out.append((held[0], b"".join(held[1]), 0))
             return
         last, pid = meta if meta is not None else (False, b"")
         held = self._open.get(pid)
@@ -261,7 +304,7 @@ class FrameDecoder:
             data = b"".join(held[1])
             while len(data) > self.max_line_bytes:
                 cut = utf8_cut(data, self.max_line_bytes)
-                out.append((held[0], data[:cut]))
+                out.append((held[0], data[:cut], 0))
                 data = data[cut:]
             held[1] = [data]
             held[2] = len(data)
@@ -271,31 +314,25 @@ class FrameDecoder:
     @staticmethod
     def _emit(out: list[Line], held: list) -> None:
         if held[1]:
-            out.append((held[0], b"".join(held[1])))
-
-    def state(self) -> dict:
-        """What a successor decoder needs to continue this byte stream exactly (msgpack-able)."""
-        return {
-            "rest": self._rest,
-            "open": [[pid, held[0], b"".join(held[1])] for pid, held in self._open.items()],
-        }
-
-    def restore(self, state: dict) -> None:
-        """Continue from ``state()`` of a decoder in a previous process."""
-        self._resync = False
-        self._rest = state["rest"]
-        self._open = {pid: [ts, [data], len(data)] for pid, ts, data in state["open"]}
+            out.append((held[0], b"".join(held[1]), 0))
 
     def finish(self) -> list[Line]:
-        """At EOF: an unterminated line may never get its last chunk; keep what arrived."""
+        """At the end of a stopped container's journal: an unterminated line may never get its
+        last chunk (keep what arrived); a frame cut short is dropped (logged by the caller
+        through the CorruptFrame raised, whose ``lines`` are good)."""
         out: list[Line] = []
         for held in self._open.values():
             self._emit(out, held)
         self._open.clear()
+        end = self.pos
+        out = [(ts, line, self.clean) for ts, line, _ in out]
+        self.clean = end
         if self._rest:
             rest, self._rest = self._rest, b""
+            self._base = end
             err = CorruptFrame(f"{len(rest)} bytes of an incomplete frame at end of stream")
             err.lines = out
+            err.offset = end - len(rest)
             raise err
         return out
 

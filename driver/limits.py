@@ -26,16 +26,42 @@ RETENTION_DAYS = frozenset(
 FRAME_HEADER_BYTES = 4
 # Docker cuts lines at 16 KiB for plugins; anything far larger is a corrupt length prefix.
 MAX_FRAME_BYTES = 1 << 20
-READ_CHUNK_BYTES = 1 << 20
 PIPE_BYTES = 1 << 20  # asked of the kernel with F_SETPIPE_SZ so the daemon rarely waits on us
+
+# --- Journal (driver/journal.py, driver/spool.py) --------------------------------------------
+JOURNAL_VERSION = 1  # the on-disk format; a driver refuses journals newer than it knows
+SEGMENT_BYTES = 4 << 20  # journal file size: the unit deleted once shipped (or dropped)
+SPLICE_BYTES = 1 << 20  # moved from a FIFO to its journal per splice(2)
+READER_TURN_BYTES = 4 << 20  # per FIFO per poll round, so one busy container cannot starve others
+WRITE_FDS = 64  # journal files the reader keeps open (LRU), whatever the number of containers
+DECODE_CHUNK_BYTES = 1 << 20  # journal bytes read and decoded at a time when shipping
+DEFAULT_SPOOL_MAX_BYTES = 1 << 30  # SPOOL_MAX_BYTES: unshipped journal bytes, whole host
+BLOCK_MIN_BACKLOG_BYTES = 1 << 20  # SPOOL_FULL=block stalls only FIFOs with at least this behind
+DISK_FULL_RETRY_S = 1.0  # a FIFO paused on a full disk (or budget) is tried again after this
+JOURNAL_ORPHAN_GRACE_S = 600.0  # a journal whose FIFO is gone waits this long for a handover
+
+# --- Shipping (driver/ship.py, driver/scheduler.py) ---------------------------------------------
+SHIP_WORKERS = 8  # threads that decode and put, shared by every stream of the host
+TURN_BATCHES = 16  # batches one stream ships before others get a turn
+# A stream with this many journal bytes waiting has a full batch: ship now, not at the interval.
+BATCH_TRIGGER_BYTES = MAX_BATCH_BYTES + (64 << 10)
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 20.0
+CHECK_TIMEOUT_S = 2.0  # StartLogging's create-group=false check: short, never blocks docker run
+RETRY_BASE_S = 0.5  # 5xx, connection errors, timeouts: jittered exponential backoff...
+RETRY_MAX_S = 30.0  # ...capped, forever
+THROTTLE_BASE_S = 0.1  # ThrottlingException: the account is busy; back off, but not for long
+THROTTLE_MAX_S = 5.0
+SLOW_RETRY_S = 60.0  # credentials refused, group missing with create-group=false
+INVALID_SYSTEMATIC = 8  # single events refused with nothing accepted: the batch is not at fault
+LOG_EVERY_S = 60.0  # a recurring failure is logged once a minute, not per batch
+TASK_ERROR_RETRY_S = 1.0  # a worker task that raised runs again after this
+SHUTDOWN_GRACE_S = 2.0  # SIGTERM: puts in flight get this long to finish and commit
 
 # --- Driver behaviour --------------------------------------------------------------------------
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 DEFAULT_MEMBER_WAIT_S = 30.0
 MEMBER_FILE_WAIT_S = 2.0  # how long the member file may lag behind StartLogging
 MEMBER_MARKER_SCAN_LINES = 100  # the startup line must be among the first lines
-MAX_HELD_BYTES = 16 << 20  # lines held while the member is unknown
-READ_AHEAD_BYTES = 16 << 20  # FIFO bytes read but not yet decoded; past it the reader waits
-SPOOL_MAX_BYTES = 64 << 20  # per stream; past it the reader waits (Docker's blocking mode)
-STOP_DRAIN_TIMEOUT_S = 20.0  # StopLogging answers within this even if shipping lags
-SHIP_RETRY_MAX_S = 30.0
+MAX_HELD_BYTES = 16 << 20  # journal bytes scanned for the startup line at most
+HTTP_THREADS = 8  # no handler waits on CloudWatch, so a few are plenty

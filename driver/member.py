@@ -15,6 +15,7 @@ import os
 import socket
 import time
 
+from .framing import Line
 from .limits import MAX_HELD_BYTES, MEMBER_FILE_WAIT_S, MEMBER_MARKER_SCAN_LINES
 from .names import InvalidName, check_stream, parse_member_marker
 from .options import DriverConfig, OptionError
@@ -79,14 +80,14 @@ class MemberResolver:
         """The member file's answer, if it is there now."""
         return read_member_file(self.path) if self.path else None
 
-    def offer(self, lines: list[tuple[int, bytes]], now: float) -> tuple[bool, str | None]:
+    def offer(self, lines: list[Line], now: float) -> tuple[bool, str | None]:
         """Look at newly read lines; return (decided, member). member None means unresolved."""
-        for _, line in lines:
+        for line in lines:
             if self.scanned >= MEMBER_MARKER_SCAN_LINES or self.marker:
                 break
             self.scanned += 1
-            self.marker = parse_member_marker(line)
-        self.held_bytes += sum(len(line) for _, line in lines)
+            self.marker = parse_member_marker(line[1])
+        self.held_bytes += sum(len(line[1]) for line in lines)
         return self.decide(now, final=False)
 
     def decide(self, now: float, final: bool) -> tuple[bool, str | None]:

@@ -12,19 +12,21 @@ import ctypes
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 
 from flask import Flask, Response, request
 
+from . import settings as plugin_settings
 from .driver import Driver, DriverError
+from .limits import HTTP_THREADS
 
 log = logging.getLogger("memberlog.driver")
 
 CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
 DEFAULT_SOCKET = "/run/docker/plugins/memberlog.sock"
 DEFAULT_STATE_DIR = "/var/lib/memberlog"
-HTTP_THREADS = 32  # StopLogging may wait for shipping; others must not queue behind it
 M_ARENA_MAX = -8  # mallopt parameter, from glibc's malloc.h
 
 
@@ -108,14 +110,24 @@ def serve(app: Flask, socket_path: str) -> None:
     os.makedirs(os.path.dirname(socket_path) or ".", exist_ok=True)
     if os.path.exists(socket_path):
         os.unlink(socket_path)  # a stale socket from a previous run
+    # asyncore_use_poll: waitress's default select() fails past fd 1023, and every container
+    # holds a FIFO descriptor.
     waitress_serve(
-        app, unix_socket=socket_path, unix_socket_perms="600", threads=HTTP_THREADS, ident=None
-    )
+        app, unix_socket=socket_path, unix_socket_perms="600", threads=HTTP_THREADS, ident=None,
+        asyncore_use_poll=True,
+    )  # fmt: skip
+
+
+def _raise_fd_limit() -> None:
+    """One FIFO descriptor per container: allow as many as the hard limit does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _limit_malloc_arenas() -> None:
-    """glibc gives each new thread's allocations an arena of their own; with threads per
-    container the driver's RSS creeps up run after run. Two arenas are plenty here."""
+    """glibc gives each thread's allocations an arena of their own (up to 8 per core); RSS
+    then grows with the workers. Two arenas are plenty here."""
     try:
         ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
     except (OSError, AttributeError):
@@ -139,17 +151,27 @@ def main(argv: list[str] | None = None) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("botocore").setLevel(logging.WARNING)
-    driver = Driver(args.state_dir)
+    try:
+        settings = plugin_settings.from_env()
+    except plugin_settings.SettingError as e:
+        print(f"memberlog-driver: {e}", file=sys.stderr)
+        sys.exit(2)
+    _raise_fd_limit()
+    driver = Driver(args.state_dir, settings)
     resumed = driver.resume()
     if resumed:
         log.info("resumed %d container logs after a restart", resumed)
+    driver.serve()
 
     def shutdown(signum: int, _frame: object) -> None:
-        log.info("signal %d: shipping what is pending, then exiting", signum)
-        driver.close(timeout=10)
+        log.info("signal %d: exiting; what is not shipped yet is in the journal", signum)
+        driver.close()
         os._exit(0)
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    log.info("memberlog-driver listening on %s, state in %s", args.socket, args.state_dir)
+    log.info(
+        "memberlog-driver listening on %s, state in %s, spool limit %d bytes (%s)",
+        args.socket, args.state_dir, settings.spool_max_bytes, settings.spool_full,
+    )  # fmt: skip
     serve(create_app(driver), args.socket)

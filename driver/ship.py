@@ -1,7 +1,18 @@
-"""Ship one stream's spool to CloudWatch Logs, batch by batch, and never give up quietly.
+"""Ship a stream's journaled lines to CloudWatch Logs, and never give up quietly.
 
-One Shipper (and thread) per destination stream, shared by every container of that member on
-this host. Batches go out one at a time, so CloudWatch sees each container's lines in order.
+One ``Stream`` per destination, shared by every container of that member on this host. It is a
+scheduler task: a worker decodes the next batch from its containers' journals, puts it, and
+commits each journal's offset only after PutLogEvents succeeded (at-least-once: a kill between
+a put and its commit ships that batch again). Failures never hold a worker: a backoff is the
+time the stream is due again, by error class:
+
+- throttling: jittered exponential backoff from 0.1 s to 5 s, forever;
+- 5xx, connection errors, timeouts: jittered exponential backoff from 0.5 s to 30 s, forever;
+- refused credentials, a group missing with create-group=false: every 60 s, said once a minute;
+- InvalidParameterException: the batch is split to find the events CloudWatch refuses; only
+  those are dropped (counted, logged). If single events are refused while none is accepted, the
+  fault is not theirs: nothing is dropped and the stream retries slowly.
+
 No sequence tokens: the API ignores them, and several hosts write the same stream at once.
 """
 
@@ -10,17 +21,34 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from .batch import Event, take_batch
-from .limits import SHIP_RETRY_MAX_S, SPOOL_MAX_BYTES
-from .spool import MemorySpool
+from .batch import Event, take_batch, take_merged
+from .limits import (
+    BATCH_TRIGGER_BYTES,
+    CHECK_TIMEOUT_S,
+    CONNECT_TIMEOUT_S,
+    INVALID_SYSTEMATIC,
+    LOG_EVERY_S,
+    READ_TIMEOUT_S,
+    RETRY_BASE_S,
+    RETRY_MAX_S,
+    SHIP_WORKERS,
+    SLOW_RETRY_S,
+    THROTTLE_BASE_S,
+    THROTTLE_MAX_S,
+    TURN_BATCHES,
+)
+from .scheduler import Task
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +62,11 @@ class Destination:
     region: str | None = None
     endpoint: str | None = None
 
+    def __str__(self) -> str:
+        return f"{self.group}/{self.stream}"
 
-_clients: dict[tuple[str | None, str | None], object] = {}
+
+_clients: dict[tuple[str | None, str | None, bool], object] = {}
 _clients_lock = threading.Lock()
 _prebuilt = threading.local()  # the PutLogEvents body this thread is about to send
 
@@ -48,10 +79,12 @@ def _use_prebuilt_body(params: dict, **_: object) -> None:
         params["body"] = body
 
 
-def logs_client(region: str | None, endpoint: str | None) -> object:
+def logs_client(region: str | None, endpoint: str | None, quick: bool = False) -> object:
     """A shared boto3 client: boto3's usual chain for credentials, region and endpoint
-    (AWS_REGION, AWS_ENDPOINT_URL[_LOGS], keys, instance role), overridden by log-opts."""
-    key = (region, endpoint)
+    (AWS_REGION, AWS_ENDPOINT_URL[_LOGS], keys, instance role), overridden by log-opts.
+    No retries inside botocore: a worker must not sleep in a call; the stream retries.
+    ``quick``: short timeouts, for checks that an HTTP handler waits on."""
+    key = (region, endpoint, quick)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
@@ -59,10 +92,10 @@ def logs_client(region: str | None, endpoint: str | None) -> object:
                 # The batch stage already holds every request to the API's limits; botocore's
                 # per-event validation would cost more than building the events.
                 parameter_validation=False,
-                retries={"mode": "standard", "max_attempts": 3},
-                connect_timeout=5,
-                read_timeout=30,
-                max_pool_connections=64,
+                retries={"total_max_attempts": 1},
+                connect_timeout=CHECK_TIMEOUT_S if quick else CONNECT_TIMEOUT_S,
+                read_timeout=CHECK_TIMEOUT_S if quick else READ_TIMEOUT_S,
+                max_pool_connections=SHIP_WORKERS + 2,
             )
             client = boto3.session.Session().client(
                 "logs",
@@ -82,7 +115,7 @@ def put_log_events(client: object, group: str, stream: str, batch: list[Event]) 
         {
             "logGroupName": group,
             "logStreamName": stream,
-            "logEvents": [{"timestamp": ts, "message": msg} for ts, msg, _ in batch],
+            "logEvents": [{"timestamp": ev[0], "message": ev[1]} for ev in batch],
         },
         separators=(",", ":"),
     ).encode()
@@ -94,112 +127,289 @@ def put_log_events(client: object, group: str, stream: str, batch: list[Event]) 
         _prebuilt.body = None
 
 
-def group_exists(client: object, group: str) -> bool:
-    """False only when CloudWatch says the group is not there; an unreachable endpoint must
-    not keep containers from starting (their lines wait in the spool)."""
+_checked_groups: set[tuple[str | None, str | None, str]] = set()
+
+
+def group_exists(region: str | None, endpoint: str | None, group: str) -> bool:
+    """False only when CloudWatch says the group is not there. Bounded (a few seconds): an
+    unreachable endpoint must not keep containers from starting; their lines wait on disk."""
+    key = (region, endpoint, group)
+    if key in _checked_groups:
+        return True
+    client = logs_client(region, endpoint, quick=True)
     try:
         resp = client.describe_log_groups(logGroupNamePrefix=group, limit=50)  # type: ignore[attr-defined]
     except (ClientError, BotoCoreError) as e:
         log.warning("cannot check that log group %s exists: %s", group, e)
         return True
-    return any(g["logGroupName"] == group for g in resp.get("logGroups", []))
+    found = any(g["logGroupName"] == group for g in resp.get("logGroups", []))
+    if found:
+        _checked_groups.add(key)
+    return found
 
 
-def _code(err: ClientError) -> str:
-    return err.response.get("Error", {}).get("Code", "")
+# --- failures -----------------------------------------------------------------------------------
+_THROTTLE = {"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
+             "LimitExceededException"}  # fmt: skip
+_AUTH = {"AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
+         "ExpiredTokenException", "IncompleteSignature", "InvalidClientTokenId",
+         "MissingAuthenticationToken", "SignatureDoesNotMatch", "ExpiredToken",
+         "AccessDenied", "KMSInvalidStateException"}  # fmt: skip
 
 
-class Shipper:
-    """Takes a stream's events from its spool, batches them and puts them."""
+class ShipFailure(Exception):
+    """A call that failed, by class: throttle, server, network, auth, missing, missing-group,
+    invalid, invalid-systematic."""
+
+    def __init__(self, kind: str, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.kind = kind
+        self.code = code
+
+
+def classify(err: Exception) -> ShipFailure:
+    """The class of a botocore error, for the retry policy."""
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        code = error.get("Code", "") or "Unknown"
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        message = error.get("Message", "") or str(err)
+        if code in _THROTTLE:
+            return ShipFailure("throttle", code, message)
+        if code in _AUTH:
+            return ShipFailure("auth", code, message)
+        if code == "ResourceNotFoundException":
+            return ShipFailure("missing", code, message)
+        if code == "InvalidParameterException":
+            return ShipFailure("invalid", code, message)
+        return ShipFailure("server" if status >= 500 else "other", code, message)
+    if isinstance(err, NoCredentialsError):
+        return ShipFailure("auth", type(err).__name__, str(err))
+    return ShipFailure("network", type(err).__name__, str(err))
+
+
+class EveryMinute:
+    """Logs a recurring failure once a minute, with how often it happened meanwhile."""
+
+    def __init__(self) -> None:
+        self._last: dict[object, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key: object) -> int | None:
+        """None: stay quiet; else the number of occurrences since the last line."""
+        now = time.monotonic()
+        with self._lock:
+            last, count = self._last.get(key, (-LOG_EVERY_S, 0))
+            if now - last < LOG_EVERY_S:
+                self._last[key] = (last, count + 1)
+                return None
+            self._last[key] = (now, 0)
+            return count + 1
+
+
+_every_minute = EveryMinute()
+
+
+def rejected_count(info: dict, n: int) -> int:
+    """Events refused one by one (too old, too new, expired), from rejectedLogEventsInfo."""
+    old_end = max(info.get("tooOldLogEventEndIndex", -1), info.get("expiredLogEventEndIndex", -1))
+    too_new = info.get("tooNewLogEventStartIndex")
+    return (old_end + 1) + (n - too_new if too_new is not None else 0)
+
+
+# --- the stream -----------------------------------------------------------------------------------
+class Stream(Task):
+    """One destination stream: its containers (sources), batching, puts, retries."""
 
     def __init__(
         self,
         dest: Destination,
+        create_group: bool,
+        retention_days: int | None,
         flush_interval: float,
-        create_group: bool = True,
-        retention_days: int | None = None,
+        wake: Callable[[Task, float | None], None],
+        on_commit: Callable[[int], None],
+        on_drained: Callable[[Stream, object], None],
     ) -> None:
+        super().__init__()
         self.dest = dest
-        self.flush_interval = flush_interval
+        self.name = f"stream {dest}"
         self.create_group = create_group
         self.retention_days = retention_days
-        self.spool = MemorySpool(SPOOL_MAX_BYTES)
-        self.users = 0  # containers attached; guarded by the registry that owns this shipper
+        self.flush_interval = flush_interval
+        self.sources: list = []  # source.Source; guarded by the driver's registry lock
+        self._wake = wake
+        self._on_commit = on_commit  # bytes of journal shipped
+        self._on_drained = on_drained
         self._client = logs_client(dest.region, dest.endpoint)
-        self._stream_ready = False
-        self._thread = threading.Thread(
-            target=self._run, name=f"ship {dest.group}/{dest.stream}", daemon=True
+        self._ready = False  # the stream exists in CloudWatch
+        self.pending_since: float | None = None  # unsent data waiting since (monotonic)
+        self.flush = False  # ship partial batches now (a container stopped)
+        self._hold_until = 0.0
+        self._failures = 0
+        self.dropped_events = 0  # refused by CloudWatch (invalid or rejected)
+
+    # --- wake-ups (reader thread, HTTP threads) ----------------------------------------------
+    def backlog(self) -> int:
+        return sum(s.journal.backlog for s in self.sources)
+
+    def notify(self) -> None:
+        """New lines are journaled: ship a full batch now, anything less within the interval."""
+        now = time.monotonic()
+        if self.pending_since is None:
+            self.pending_since = now
+        if self.backlog() >= BATCH_TRIGGER_BYTES and now >= self._hold_until:
+            self._wake(self, now)
+        else:
+            self._wake(self, self.pending_since + self.flush_interval)
+
+    def request_flush(self) -> None:
+        self.flush = True
+        self._wake(self, None)
+
+    # --- a turn --------------------------------------------------------------------------------
+    def run(self) -> float | None:
+        now = time.monotonic()
+        try:
+            if not self._ready:
+                self._create()
+            shipped, partial_left = self._ship_some(list(self.sources), now)
+        except ShipFailure as f:
+            return self._retry(f)
+        self._failures = 0
+        for source in list(self.sources):
+            if source.drained():
+                self._on_drained(self, source)
+        if shipped == TURN_BATCHES:
+            return now  # more to do: the back of the queue, so others get their turn
+        if shipped == 0:
+            self._hold_until = now + self.flush_interval
+        if partial_left:
+            if self.pending_since is None:
+                self.pending_since = now
+            return self.pending_since + self.flush_interval
+        self.pending_since = None
+        return None
+
+    def _ship_some(self, sources: list, now: float) -> tuple[int, bool]:
+        """Up to TURN_BATCHES batches; returns (batches shipped, a partial batch left)."""
+        due = (
+            self.flush
+            or any(s.stopped for s in sources)
+            or (self.pending_since is not None and now >= self.pending_since + self.flush_interval)
         )
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            pending = self.spool.take(self.flush_interval)
-            if pending is None:
-                return
-            while pending:
-                self._ship(take_batch(pending))
-
-    def _ship(self, batch: list[Event]) -> None:
-        """Put one batch; retry until it lands. Only CloudWatch refusing an event drops it."""
-        delay = 0.5
-        while True:
-            try:
-                self._put(batch)
-                self.spool.ack(batch)
-                return
-            except ClientError as e:
-                code = _code(e)
-                if code == "ResourceNotFoundException":
-                    self._stream_ready = False
-                    if self._create():
-                        continue
-                elif code == "InvalidParameterException" and len(batch) > 1:
-                    # Find the one bad event instead of losing the batch.
-                    half = len(batch) // 2
-                    self._ship(batch[:half])
-                    self._ship(batch[half:])
-                    return
-                elif code == "InvalidParameterException":
-                    log.error("CloudWatch refused an event for %s: %s", self._name, e)
-                    self.spool.ack(batch)
-                    return
+        for s in sources:
+            s.begin()
+        try:
+            for shipped in range(TURN_BATCHES):
+                for s in sources:
+                    s.fill()
+                if len(sources) == 1:
+                    s = sources[0]
+                    batch = take_batch(s.pending)
+                    offs = [max(map(itemgetter(3), batch))] if batch else [None]
                 else:
-                    log.warning("putting %d events to %s: %s", len(batch), self._name, e)
-            except BotoCoreError as e:
-                log.warning("putting %d events to %s: %s", len(batch), self._name, e)
-            time.sleep(delay)
-            delay = min(delay * 2, SHIP_RETRY_MAX_S)
+                    batch, offs = take_merged([s.pending for s in sources])
+                if not batch:
+                    self.flush = False
+                    for s in sources:
+                        self._on_commit(s.settle())
+                    return shipped, False
+                full = any(s.pending for s in sources) or not all(s.exhausted for s in sources)
+                if not full and not due:
+                    return shipped, True
+                self._put_all(batch)
+                for s, off in zip(sources, offs, strict=True):
+                    if off is not None:
+                        delta = s.journal.advance(off, gap_reported=s.marker)
+                        s.marker = False
+                        s.taken = off
+                        self._on_commit(delta)
+            return TURN_BATCHES, False
+        finally:
+            for s in sources:
+                s.end()
+
+    # --- puts ---------------------------------------------------------------------------------
+    def _put_all(self, batch: list[Event]) -> None:
+        """Put ``batch``; on InvalidParameterException find and drop only the refused events."""
+        try:
+            self._put(batch)
+            return
+        except ShipFailure as f:
+            if f.kind != "invalid":
+                raise
+            first = f
+        accepted = 0
+        refused: list[Event] = []
+
+        def bisect(part: list[Event]) -> None:
+            nonlocal accepted
+            mid = len(part) // 2
+            for half in (part[:mid], part[mid:]):
+                try:
+                    self._put(half)
+                    accepted += len(half)
+                except ShipFailure as f:
+                    if f.kind != "invalid":
+                        raise
+                    if len(half) > 1:
+                        bisect(half)
+                        continue
+                    refused.append(half[0])
+                    if not accepted and len(refused) >= INVALID_SYSTEMATIC:
+                        raise ShipFailure("invalid-systematic", f.code, str(f)) from None
+
+        bisect(batch)
+        self.dropped_events += len(refused)
+        log.error(
+            "CloudWatch refused %d of %d events for %s (%s); those were dropped, the rest "
+            "shipped", len(refused), len(batch), self.dest, first,
+        )  # fmt: skip
 
     def _put(self, batch: list[Event]) -> None:
-        if not self._stream_ready:
-            self._create()
-        resp = put_log_events(self._client, self.dest.group, self.dest.stream, batch)
-        rejected = resp.get("rejectedLogEventsInfo")
-        if rejected:
-            log.error("CloudWatch rejected events of %s (too old or new): %s", self._name, rejected)
+        try:
+            try:
+                resp = put_log_events(self._client, self.dest.group, self.dest.stream, batch)
+            except ClientError as e:
+                if classify(e).kind != "missing":
+                    raise
+                self._ready = False  # deleted under us: create it and try once more
+                self._create()
+                resp = put_log_events(self._client, self.dest.group, self.dest.stream, batch)
+        except (ClientError, BotoCoreError) as e:
+            raise classify(e) from None
+        info = resp.get("rejectedLogEventsInfo")
+        if info:
+            n = rejected_count(info, len(batch))
+            self.dropped_events += n
+            log.error(
+                "CloudWatch rejected %d of %d events for %s (too old, too new or past the "
+                "retention): %s", n, len(batch), self.dest, info,
+            )  # fmt: skip
 
-    def _create(self) -> bool:
+    def _create(self) -> None:
         """Create the stream, and the group when allowed; "already exists" is success."""
         try:
             try:
                 self._call("create_log_stream")
             except ClientError as e:
-                if _code(e) != "ResourceNotFoundException":
+                if classify(e).kind != "missing":
                     raise
                 if not self.create_group:
-                    log.error("log group %s does not exist and create-group=false", self.dest.group)
-                    return False
+                    raise ShipFailure(
+                        "missing-group", "ResourceNotFoundException",
+                        f"log group {self.dest.group} does not exist and log-opt "
+                        "create-group=false",
+                    ) from None  # fmt: skip
                 if self._call("create_log_group") and self.retention_days:
                     self._client.put_retention_policy(  # type: ignore[attr-defined]
                         logGroupName=self.dest.group, retentionInDays=self.retention_days
                     )
                 self._call("create_log_stream")
         except (ClientError, BotoCoreError) as e:
-            log.warning("creating %s: %s", self._name, e)
-            return False
-        self._stream_ready = True
-        return True
+            raise classify(e) from None
+        self._ready = True
 
     def _call(self, method: str) -> bool:
         """Create the group or stream; False if it already existed."""
@@ -210,15 +420,30 @@ class Shipper:
             getattr(self._client, method)(**kwargs)
             return True
         except ClientError as e:
-            if _code(e) == "ResourceAlreadyExistsException":
+            if e.response.get("Error", {}).get("Code") == "ResourceAlreadyExistsException":
                 return False
             raise
 
-    @property
-    def _name(self) -> str:
-        return f"{self.dest.group}/{self.dest.stream}"
-
-    def close(self, timeout: float) -> None:
-        """Ship what is left, then stop the thread (bounded)."""
-        self.spool.close()
-        self._thread.join(timeout)
+    def _retry(self, f: ShipFailure) -> float:
+        """When to try again after ``f``; says so in the log, once a minute per kind of fault."""
+        self._failures += 1
+        n = self._failures
+        if f.kind == "throttle":
+            delay = min(THROTTLE_BASE_S * 2 ** (n - 1), THROTTLE_MAX_S)
+        elif f.kind in ("auth", "missing-group", "invalid-systematic"):
+            delay = SLOW_RETRY_S
+        else:
+            delay = min(RETRY_BASE_S * 2 ** min(n - 1, 16), RETRY_MAX_S)
+        delay *= random.uniform(0.5, 1.0)
+        slow = delay >= SLOW_RETRY_S / 2
+        key = (f.kind, self.dest.group) if slow else f.kind
+        times = _every_minute(key)
+        if times is not None:
+            log.log(
+                logging.ERROR if slow else logging.WARNING,
+                "shipping to %s failed (%s, %s: %s)%s; the lines stay journaled, retrying %s",
+                self.dest, f.kind, f.code, str(f)[:300],
+                f" and {times - 1} more like it in the last minute" if times > 1 else "",
+                f"every {SLOW_RETRY_S:g}s" if slow else "with backoff",
+            )  # fmt: skip
+        return time.monotonic() + delay

@@ -1,96 +1,132 @@
-"""Where events wait between decoding and shipping.
+"""Every journal of this host under one byte budget, ``SPOOL_MAX_BYTES``.
 
-Today the spool is memory with a byte budget: when a stream cannot ship (endpoint down,
-throttled) the spool fills and then ``put`` waits, which stalls the reader and, in Docker's
-default blocking mode, the container - nothing is dropped. The interface (put / take / ack /
-wait) is what a disk spool needs too, so one can replace this without touching either side.
+The budget counts unshipped journal bytes (what is on disk waiting for CloudWatch). When a write
+would exceed it, ``SPOOL_FULL=drop-oldest`` (the default) drops the oldest unshipped data of the
+largest backlog and records a gap to report in that stream; ``SPOOL_FULL=block`` stops reading
+the FIFOs that are behind, so in Docker's blocking mode their containers wait. A full disk
+(ENOSPC) is handled the same way: drop the oldest, or wait, and try again.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
-from collections import deque
 
-from .batch import Event
-from .limits import EVENT_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_BATCH_EVENTS
+from .journal import FdCache, Journal
+from .limits import (
+    BLOCK_MIN_BACKLOG_BYTES,
+    LOG_EVERY_S,
+    MAX_MESSAGE_BYTES,
+    SEGMENT_BYTES,
+    SPLICE_BYTES,
+)
+
+log = logging.getLogger(__name__)
 
 
-class MemorySpool:
-    """A FIFO of events with positions, so a producer can wait until its events have shipped."""
+class Spool:
+    """The journals under ``root`` and the bytes they hold unshipped."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, root: str, max_bytes: int, policy: str = "drop-oldest") -> None:
+        self.root = root
         self.max_bytes = max_bytes
-        self._events: deque[Event] = deque()
-        self._bytes = 0  # message bytes of pending and in-flight events: the budget
-        self._pending_bytes = 0  # what the pending events weigh in a batch (with overhead)
-        self._appended = 0  # position after the last event put
-        self._acked = 0  # position after the last event shipped
-        self._flush_wanted = False
-        self._closed = False
-        self._cond = threading.Condition()
+        self.block = policy == "block"
+        self.fds = FdCache()
+        self.journals: dict[str, Journal] = {}
+        self.total = 0  # sum of the journals' backlogs
+        self.dropped_lines = 0
+        self._lock = threading.Lock()  # a leaf: taken with or without a journal's lock
+        self._last_full_log = 0.0
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        os.chmod(root, 0o700)
 
-    def put(self, events: list[Event]) -> int:
-        """Append events (waiting while over budget); return the position after them."""
-        size = sum(ev[2] for ev in events)
-        with self._cond:
-            while self._bytes >= self.max_bytes and not self._closed:
-                self._cond.wait()
-            self._events.extend(events)
-            self._bytes += size
-            self._pending_bytes += size + EVENT_OVERHEAD_BYTES * len(events)
-            self._appended += len(events)
-            self._cond.notify_all()
-            return self._appended
+    def keys(self) -> list[str]:
+        """The journals on disk (a restart picks them all up)."""
+        return sorted(n for n in os.listdir(self.root) if not n.startswith("."))
 
-    def take(self, timeout: float) -> deque[Event] | None:
-        """Hand the shipper everything pending once a full batch waits, a flush is asked for,
-        or ``timeout`` passes; None when closed and empty. The caller acks what it shipped."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                full = (
-                    len(self._events) >= MAX_BATCH_EVENTS or self._pending_bytes >= MAX_BATCH_BYTES
-                )
-                if self._events and (full or self._flush_wanted):
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0 or self._closed:
-                    if not self._events:
-                        return None if self._closed else deque()
-                    break
-                self._cond.wait(left)
-            self._flush_wanted = False
-            self._pending_bytes = 0
-            events, self._events = self._events, deque()
-            return events
+    def open(self, key: str) -> Journal:
+        """The journal called ``key``, created if new (raises OSError, JournalVersionError)."""
+        journal = Journal(os.path.join(self.root, key), self.fds)
+        journal.create_ledger()
+        with self._lock:
+            self.journals[key] = journal
+            self.total += journal.backlog
+        return journal
 
-    def ack(self, events: list[Event]) -> None:
-        """Record ``events`` as shipped (or given up on), freeing their budget."""
-        with self._cond:
-            self._acked += len(events)
-            self._bytes -= sum(ev[2] for ev in events)
-            self._cond.notify_all()
+    def forget(self, journal: Journal) -> None:
+        """The journal is shipped and its container gone: delete it."""
+        with self._lock:
+            if self.journals.pop(os.path.basename(journal.path), None) is not None:
+                self.total -= journal.backlog
+        journal.remove()
 
-    def flush(self) -> None:
-        """Ask the shipper to send what is pending now instead of at the next interval."""
-        with self._cond:
-            self._flush_wanted = True
-            self._cond.notify_all()
+    def wrote(self, n: int) -> None:
+        with self._lock:
+            self.total += n
 
-    def wait_acked(self, position: int, timeout: float) -> bool:
-        """Wait until every event up to ``position`` has shipped; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._acked < position:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
+    def shipped(self, n: int) -> None:
+        with self._lock:
+            self.total -= n
+
+    # --- admission: called by the reader before it moves bytes into ``journal`` -------------
+    def admit(self, journal: Journal) -> bool:
+        """May ``journal`` take another splice? Makes room by dropping when the policy says so;
+        False means: do not read this FIFO for now (the container waits in blocking mode)."""
+        if self.total + SPLICE_BYTES <= self.max_bytes:
             return True
+        if self.block:
+            return journal.backlog < BLOCK_MIN_BACKLOG_BYTES
+        self.make_room(self.total + SPLICE_BYTES - self.max_bytes, "SPOOL_MAX_BYTES reached")
+        return True  # whatever could not be dropped is in flight: it ships or frees soon
 
-    def close(self) -> None:
-        """No more puts; the shipper drains what is left and then stops."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+    def disk_full(self, journal: Journal, err: OSError) -> bool:
+        """A write into ``journal`` failed for lack of space. Returns True when room was made
+        (try again now), False when the FIFO must wait."""
+        now = time.monotonic()
+        if now - self._last_full_log >= LOG_EVERY_S:
+            self._last_full_log = now
+            log.error(
+                "state dir %s is full (%s): %s", self.root, err.strerror,
+                "waiting for space; containers that log wait too" if self.block
+                else "dropping the oldest unshipped lines of the largest backlog",
+            )  # fmt: skip
+        if self.block:
+            return False
+        return self.make_room(SEGMENT_BYTES, "the disk is full") > 0
+
+    def make_room(self, need: int, why: str) -> int:
+        """Drop the oldest unshipped data of the largest backlogs until ``need`` bytes are
+        free (or nothing more can go). Returns the bytes dropped."""
+        freed = 0
+        tried: set[str] = set()
+        while freed < need:
+            with self._lock:
+                candidates = [
+                    j for k, j in self.journals.items() if k not in tried and j.backlog > 0
+                ]
+            if not candidates:
+                break
+            victim = max(candidates, key=lambda j: j.backlog)
+            tried.add(os.path.basename(victim.path))
+            with victim.lock:
+                if victim.busy:
+                    continue  # a put of its data is in flight; the next largest goes instead
+                try:
+                    lines, dropped = victim.evict(max(need - freed, 1), MAX_MESSAGE_BYTES)
+                except OSError as e:
+                    log.error("dropping data of journal %s: %s", victim.path, e)
+                    continue
+            if dropped:
+                tried.discard(os.path.basename(victim.path))  # it may give more
+                freed += dropped
+                with self._lock:
+                    self.total -= dropped
+                    self.dropped_lines += lines
+                log.warning(
+                    "%s: dropped %d lines (%d bytes) of container journal %s, the oldest "
+                    "not yet shipped; a gap marker will say so in its stream",
+                    why, lines, dropped, os.path.basename(victim.path),
+                )  # fmt: skip
+        return freed

@@ -1,62 +1,111 @@
-"""Remember which FIFOs this driver reads, so a restarted driver can pick them up again.
+"""What a restarted driver needs to carry on, kept beside each container's journal.
 
 The daemon sends StartLogging once per container; a plugin that dies and comes back (Docker
 restarts a managed plugin whose process was killed) gets no second call and must reopen the
-FIFOs it knew. Records are msgpack, the codec the disk spool will use too.
+FIFOs it knew, and journaled lines must still reach their stream after their container is gone.
+So each journal directory holds:
+
+- ``meta``: where its lines go: container id, log-opts, the member once known, and the few
+  Info fields a message may show. Never the container's environment (it holds passwords).
+- ``fifo``: the FIFO's path, only while the container runs: removed at StopLogging, so no
+  resume record outlives it.
+
+Files are 0600 in 0700 directories, written to a temporary name and renamed (atomic).
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
+from dataclasses import dataclass, field
 
 import msgpack
 
-log = logging.getLogger(__name__)
+from .journal import JournalVersionError
+from .limits import JOURNAL_VERSION
+
+META = "meta"
+FIFO = "fifo"
+# Info fields worth keeping (they name the container; none carries a secret).
+INFO_KEPT = ("ContainerID", "ContainerName", "ContainerImageName", "ContainerImageID",
+             "DaemonName")  # fmt: skip
 
 
-class StateDir:
-    """``<state-dir>/containers/<hash of FIFO path>``: the StartLogging request, as received."""
+class RecordError(ValueError):
+    """A meta file that cannot be read."""
 
-    def __init__(self, root: str) -> None:
-        self.root = root
-        self.dir = os.path.join(root, "containers")
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
 
-    def _path(self, fifo: str) -> str:
-        return os.path.join(self.dir, hashlib.sha256(fifo.encode()).hexdigest()[:32])
+@dataclass
+class Record:
+    """A journal's destination and the container it came from."""
 
-    def save(
-        self, fifo: str, info: dict, stream: str | None = None, carry: dict | None = None
-    ) -> None:
-        """Record a started container and, once known, its stream: a resumed container may
-        never print its startup line again. Atomic: a crash leaves the old record or the new."""
-        path = self._path(fifo)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            rec = {"File": fifo, "Info": info, "Stream": stream, "Carry": carry}
-            f.write(msgpack.packb(rec))
-        os.replace(tmp, path)
+    container_id: str
+    opts: dict[str, str]
+    stream: str | None = None
+    info: dict[str, str] = field(default_factory=dict)
 
-    def forget(self, fifo: str) -> None:
-        """The container stopped: nothing to resume."""
-        try:
-            os.unlink(self._path(fifo))
-        except FileNotFoundError:
-            pass
 
-    def known(self) -> list[dict]:
-        """Every record (File, Info, Stream, Carry); unreadable ones are dropped with a warning."""
-        found = []
-        for name in sorted(os.listdir(self.dir)):
-            path = os.path.join(self.dir, name)
-            try:
-                with open(path, "rb") as f:
-                    rec = msgpack.unpackb(f.read())
-                found.append({"File": rec["File"], "Info": rec["Info"], "Stream": rec.get("Stream"),
-                              "Carry": rec.get("Carry")})  # fmt: skip
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                log.warning("dropping unreadable state record %s: %s", path, e)
-                os.unlink(path)
-        return found
+def _write(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def record_of(info: dict) -> Record:
+    """The record of a StartLogging request's Info: no environment, no labels."""
+    kept = {k: info[k] for k in INFO_KEPT if isinstance(info.get(k), str)}
+    return Record(
+        container_id=str(info.get("ContainerID") or "unknown"),
+        opts={str(k): str(v) for k, v in (info.get("Config") or {}).items()},
+        info=kept,
+    )
+
+
+def save(directory: str, rec: Record) -> None:
+    """Write ``meta`` (raises OSError)."""
+    body = {"v": JOURNAL_VERSION, "container_id": rec.container_id, "opts": rec.opts,
+            "stream": rec.stream, "info": rec.info}  # fmt: skip
+    _write(os.path.join(directory, META), msgpack.packb(body))
+
+
+def load(directory: str) -> Record:
+    """Read ``meta`` (raises OSError, RecordError, JournalVersionError)."""
+    with open(os.path.join(directory, META), "rb") as f:
+        raw = f.read()
+    try:
+        body = msgpack.unpackb(raw)
+        version = body["v"]
+        if version > JOURNAL_VERSION:
+            raise JournalVersionError(
+                f"{directory} was written by a newer driver (format v{version}; this one reads "
+                f"up to v{JOURNAL_VERSION}); left as it is"
+            )
+        return Record(body["container_id"], dict(body["opts"]), body.get("stream"),
+                      dict(body.get("info") or {}))  # fmt: skip
+    except (ValueError, KeyError, TypeError) as e:
+        raise RecordError(f"unreadable {directory}/{META}: {e}") from None
+
+
+def save_fifo(directory: str, fifo: str) -> None:
+    _write(os.path.join(directory, FIFO), fifo.encode())
+
+
+def load_fifo(directory: str) -> str | None:
+    try:
+        with open(os.path.join(directory, FIFO), "rb") as f:
+            return f.read().decode() or None
+    except FileNotFoundError:
+        return None
+
+
+def drop_fifo(directory: str) -> None:
+    """StopLogging: the container will not be resumed."""
+    try:
+        os.unlink(os.path.join(directory, FIFO))
+    except FileNotFoundError:
+        pass

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memberlog.driver.batch import take_batch, to_events
+from memberlog.driver.batch import position, split_position, take_batch, take_merged, to_events
 from memberlog.driver.limits import MAX_MESSAGE_BYTES
 
 # The API's numbers, written out here rather than imported, so a wrong constant fails a test.
@@ -26,9 +26,29 @@ def test_message_limit_is_what_fits_one_event_and_one_batch():
 
 
 # --- to_events --------------------------------------------------------------------------------
+def events_of(lines: list[tuple[int, bytes]], limit: int) -> list[tuple[int, str, int]]:
+    """to_events of lines at journal offsets 10, 20, ...; events without their positions."""
+    with_offsets = [(ts, line, 10 * (i + 1)) for i, (ts, line) in enumerate(lines)]
+    return [e[:3] for e in to_events(with_offsets, limit, 0)]
+
+
+def test_each_event_is_committed_as_its_clean_offset_and_how_many_events_follow_it():
+    # Lines decoded from the same clean offset (a long line was open) count on; a split line's
+    # pieces count one by one, so a batch that ends inside it commits only what it shipped.
+    lines = [(TS, b"a", 100), (TS, b"b", 100), (TS, b"x" * 600, 250), (TS, b"c", 300)]
+    assert [(e[1][:1], split_position(e[3])) for e in to_events(lines, 256, 0)] == [
+        ("a", (100, 1)), ("b", (100, 2)), ("x", (250, 1)), ("x", (250, 2)), ("x", (250, 3)),
+        ("c", (300, 1)),
+    ]  # fmt: skip
+    # Continuing from a position counts on from it when the offset is the same.
+    assert [split_position(e[3]) for e in to_events([(TS, b"d", 300)], 256, position(300, 1))] == [
+        (300, 2)
+    ]
+
+
 def test_ascii_lines_become_events_unchanged():
     lines = [(TS, b"hello world"), (TS + 1, b"  spaced\tout  "), (TS + 1, b"x" * 256)]
-    assert to_events(lines, 256) == [
+    assert events_of(lines, 256) == [
         (TS, "hello world", 11),
         (TS + 1, "  spaced\tout  ", 14),
         (TS + 1, "x" * 256, 256),
@@ -37,7 +57,7 @@ def test_ascii_lines_become_events_unchanged():
 
 def test_utf8_lines_keep_their_text_and_count_bytes_not_characters():
     text = "héllo wörld € 😀"
-    assert to_events([(TS, text.encode())], 1000) == [(TS, text, len(text.encode()))]
+    assert events_of([(TS, text.encode())], 1000) == [(TS, text, len(text.encode()))]
     assert len(text.encode()) == 22  # vs 16 characters
 
 
@@ -52,20 +72,20 @@ def test_utf8_lines_keep_their_text_and_count_bytes_not_characters():
     ],
 )
 def test_invalid_utf8_becomes_replacement_characters_and_size_counts_them(raw, text):
-    [(ts, message, size)] = to_events([(TS, raw)], 1000)
+    [(ts, message, size)] = events_of([(TS, raw)], 1000)
     assert (ts, message) == (TS, text)
     assert size == len(text.encode("utf-8"))  # U+FFFD is 3 bytes where the bad byte was 1
 
 
 def test_invalid_bytes_that_grow_past_the_limit_are_split_after_replacement():
     # 100 raw bytes fit 256, but as 100 x U+FFFD they are 300 bytes.
-    events = to_events([(TS, b"\xff" * 100)], 256)
+    events = events_of([(TS, b"\xff" * 100)], 256)
     assert [e[1] for e in events] == ["\ufffd" * 85, "\ufffd" * 15]
     assert [e[2] for e in events] == [255, 45]
 
 
 def test_empty_line_becomes_one_space():
-    assert to_events([(TS, b"before"), (TS + 1, b""), (TS + 2, b"after")], 256) == [
+    assert events_of([(TS, b"before"), (TS + 1, b""), (TS + 2, b"after")], 256) == [
         (TS, "before", 6),
         (TS + 1, " ", 1),
         (TS + 2, "after", 5),
@@ -74,7 +94,7 @@ def test_empty_line_becomes_one_space():
 
 def test_ascii_line_over_the_limit_is_split_into_full_pieces():
     line = bytes(random.Random(5).randrange(0x21, 0x7F) for _ in range(2 * 256 + 5))
-    events = to_events([(TS, line)], 256)
+    events = events_of([(TS, line)], 256)
     assert [e[2] for e in events] == [256, 256, 5]
     assert "".join(e[1] for e in events).encode() == line
 
@@ -100,7 +120,7 @@ def test_two_megabyte_line_is_split_between_characters(char):
         head = "a" * (limit - shift) + char
         text = head + "b" * (limit - width - 1) + char * 3 + "tail"
         assert len(text.encode()) > 2_000_000
-        events = to_events([(TS, text.encode())], limit)
+        events = events_of([(TS, text.encode())], limit)
         assert len(events) == 3
         assert_pieces(events, text, limit)
 
@@ -111,14 +131,14 @@ def test_two_megabyte_line_is_split_between_characters(char):
     st.sampled_from([4, 5, 7, 64, 256]),
 )
 def test_any_text_splits_into_pieces_that_rejoin(text, limit):
-    events = to_events([(TS, text.encode())], limit)
+    events = events_of([(TS, text.encode())], limit)
     assert_pieces(events, text, limit)
     assert (len(events) == 1) == (len(text.encode()) <= limit)
 
 
 def test_events_keep_line_order_and_timestamps():
     lines = [(TS + 5, b"x" * 600), (TS + 1, b""), (TS + 3, "ü".encode() * 200), (TS, b"z")]
-    events = to_events(lines, 256)
+    events = events_of(lines, 256)
     assert [(e[0], e[1][:1]) for e in events] == [
         (TS + 5, "x"), (TS + 5, "x"), (TS + 5, "x"), (TS + 1, " "), (TS + 3, "ü"), (TS + 3, "ü"),
         (TS, "z"),
@@ -126,11 +146,11 @@ def test_events_keep_line_order_and_timestamps():
 
 
 # --- take_batch -------------------------------------------------------------------------------
-def event(i: int, ts: int, size: int) -> tuple[int, str, int]:
-    """An event whose message is ``size`` bytes and names it: ``i``."""
+def event(i: int, ts: int, size: int) -> tuple[int, str, int, int]:
+    """An event whose message is ``size`` bytes and names it: ``i`` (also its offset)."""
     message = f"{i}|".ljust(size, "x")
     assert len(message) == size
-    return (ts, message, size)
+    return (ts, message, size, i)
 
 
 def drain(events: list) -> list[list]:
@@ -167,7 +187,7 @@ def test_batch_bytes_count_26_per_event_up_to_exactly_one_mebibyte():
 
 def test_largest_message_makes_a_batch_of_its_own():
     events = [event(0, TS, 10), event(1, TS, MAX_MESSAGE_BYTES), event(2, TS, 10)]
-    assert [[e[0:1] + (e[2],) for e in b] for b in drain(events)] == [
+    assert [[(e[0], e[2]) for e in b] for b in drain(events)] == [
         [(TS, 10)],
         [(TS, MAX_MESSAGE_BYTES)],
         [(TS, 10)],
@@ -255,3 +275,24 @@ def test_randomized_many_small_events_respect_count_bytes_and_span():
             assert b[-1][0] - b[0][0] <= DAY_MS
             assert [e[0] for e in b] == sorted(e[0] for e in b)
         assert sum(len(b) for b in batches) == len(events)
+
+
+# --- take_merged: several containers of one member ----------------------------------------------
+def test_merged_batch_takes_the_earliest_first_and_keeps_each_containers_order():
+    a = deque([(TS + 0, "a0", 2, 10), (TS + 5, "a1", 2, 20), (TS + 3, "a2", 2, 30)])
+    b = deque([(TS + 1, "b0", 2, 7), (TS + 2, "b1", 2, 8)])
+    batch, offs = take_merged([a, b])
+    assert [e[1] for e in batch] == ["a0", "b0", "b1", "a2", "a1"]  # sorted by time, stable
+    assert offs == [30, 8]  # each container commits after its last event taken
+    assert not a and not b
+
+
+def test_merged_batch_stops_at_the_limits_leaving_prefixes_pending():
+    a = deque(event(i, TS + 2 * i, 400_000) for i in range(3))
+    b = deque(event(10 + i, TS + 2 * i + 1, 400_000) for i in range(3))
+    batch, offs = take_merged([a, b])
+    assert [e[3] for e in batch] == [0, 10]  # two of 400 kB fit one batch
+    assert offs == [0, 10]
+    assert [e[3] for e in a] == [1, 2] and [e[3] for e in b] == [11, 12]
+    batch, offs = take_merged([deque(), b])
+    assert offs == [None, 12] and [e[3] for e in batch] == [11, 12]

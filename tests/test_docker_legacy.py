@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 import dockerenv
+from waiting import wait_for_messages
 
 pytestmark = pytest.mark.docker
 
@@ -49,6 +50,7 @@ def test_two_containers_of_one_member_fill_one_stream(
 ):
     run(busybox, "seq 1 100000", *svc(service_uuid), env=("SERVICE_MEMBER=mypg-0",))
     run(busybox, "seq 100001 200000", *svc(service_uuid), env=("SERVICE_MEMBER=mypg-0",))
+    wait_for_messages(cw.client(), f"t1-mypg-{service_uuid}", "mypg-0", 200_000)
 
     out = memberlog_logs(cw, "--cluster", "t1", "--service", "mypg", "--member", "mypg-0")
     assert out.returncode == 0, out.stderr
@@ -63,6 +65,7 @@ def test_startup_line_names_the_member(cw, legacy_driver, busybox, service_uuid)
         "echo before the marker; echo SERVICE_MEMBER=mypg-1; echo after",
         *svc(service_uuid),
     )
+    wait_for_messages(cw.client(), f"t1-mypg-{service_uuid}", "mypg-1", 3)
 
     out = memberlog_logs(cw, "--cluster", "t1", "--service", "mypg", "--member", "mypg-1",
                          "--service-uuid", service_uuid)  # fmt: skip
@@ -82,10 +85,7 @@ def test_long_invalid_and_empty_lines(cw, legacy_driver, busybox, service_uuid):
     )
     run(busybox, script, *svc(service_uuid), "member=mypg-0")
 
-    events = cw.client().get_log_events(
-        logGroupName=f"t1-mypg-{service_uuid}", logStreamName="mypg-0", startFromHead=True
-    )["events"]
-    messages = [e["message"] for e in events]
+    messages = wait_for_messages(cw.client(), f"t1-mypg-{service_uuid}", "mypg-0", 6)
     assert messages[0] == "a" * 40000
     assert messages[1] == "bad \ufffd\ufffd end"
     assert messages[2] == " "  # empty lines are kept as one space (CloudWatch rejects "")

@@ -76,9 +76,14 @@ def printable(n: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(n).translate(PRINTABLE)
 
 
+def strip(lines: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes]]:
+    """Lines without their journal offsets (tests of offsets are below)."""
+    return [(ts, line) for ts, line, _ in lines]
+
+
 def decode_all(data: bytes, max_line_bytes: int = BIG) -> list[tuple[int, bytes]]:
     dec = FrameDecoder(max_line_bytes)
-    return dec.feed(data) + dec.finish()
+    return strip(dec.feed(data) + dec.finish())
 
 
 # --- whole lines ------------------------------------------------------------------------------
@@ -107,13 +112,13 @@ def test_empty_line_has_no_line_field_and_decodes_to_empty_bytes():
     assert b"\x1a" not in frame_bytes[4:]  # proto3 omits an empty field 3
     dec = FrameDecoder(BIG)
     # Alone in a read: the last frame of a chunk is the one the decoder must not read past.
-    assert dec.feed(frame_bytes) == [(MS0, b"")]
-    assert dec.feed(encode_entry(b"a", T0) + frame_bytes + encode_entry(b"b", T0)) == [
+    assert strip(dec.feed(frame_bytes)) == [(MS0, b"")]
+    assert strip(dec.feed(encode_entry(b"a", T0) + frame_bytes + encode_entry(b"b", T0))) == [
         (MS0, b"a"),
         (MS0, b""),
         (MS0, b"b"),
     ]
-    assert dec.finish() == []
+    assert strip(dec.finish()) == []
 
 
 @pytest.mark.parametrize(
@@ -172,7 +177,7 @@ def test_byte_by_byte_feeding_equals_whole_feeding():
     for i in range(len(data)):
         one_by_one += dec.feed(data[i : i + 1])
     one_by_one += dec.finish()
-    assert one_by_one == whole
+    assert strip(one_by_one) == whole
 
 
 MIXED = mixed_stream()
@@ -189,7 +194,7 @@ def test_any_chunking_equals_whole_feeding(sizes):
         pos += sizes[i % len(sizes)]
         i += 1
     out += dec.finish()
-    assert out == decode_all(data)
+    assert strip(out) == decode_all(data)
 
 
 # --- Docker's 16 KiB partial chunks -----------------------------------------------------------
@@ -202,10 +207,10 @@ def test_partial_chunks_are_reassembled_into_one_line_with_the_first_timestamp()
     frames = chunked(line, T0, PID_A, step=1_000_000)  # later chunks carry later times
     assert len(frames) == 3  # 16384 + 16384 + 7232
     dec = FrameDecoder(BIG)
-    assert dec.feed(frames[0]) == []
-    assert dec.feed(frames[1]) == []
-    assert dec.feed(frames[2]) == [(MS0, line)]
-    assert dec.finish() == []
+    assert strip(dec.feed(frames[0])) == []
+    assert strip(dec.feed(frames[1])) == []
+    assert strip(dec.feed(frames[2])) == [(MS0, line)]
+    assert strip(dec.finish()) == []
 
 
 def test_interleaved_partials_of_two_ids_with_whole_lines_between():
@@ -238,9 +243,9 @@ def test_partial_without_last_is_flushed_by_finish():
     line = b"z" * 40_000
     frames = chunked(line, T0, PID_A)[:2]  # the container died before the newline
     dec = FrameDecoder(BIG)
-    assert dec.feed(b"".join(frames)) == []
-    assert dec.finish() == [(MS0, line[: 2 * CHUNK])]
-    assert dec.finish() == []
+    assert strip(dec.feed(b"".join(frames))) == []
+    assert strip(dec.finish()) == [(MS0, line[: 2 * CHUNK])]
+    assert strip(dec.finish()) == []
 
 
 def test_old_daemon_partials_without_metadata_end_with_a_non_partial_chunk():
@@ -331,7 +336,7 @@ def test_corrupt_frames_raise(data):
 def test_truncated_stream_raises_at_finish():
     data = encode_entry(b"complete", T0) + encode_entry(b"cut short", T0)[:-3]
     dec = FrameDecoder(BIG)
-    assert dec.feed(data) == [(MS0, b"complete")]  # the tail may still arrive
+    assert strip(dec.feed(data)) == [(MS0, b"complete")]  # the tail may still arrive
     with pytest.raises(CorruptFrame):
         dec.finish()
 
@@ -353,7 +358,7 @@ def test_reassembled_line_beyond_max_line_bytes_leaves_in_ordered_pieces(max_lin
     out = []
     for f in frames:
         out += dec.feed(f)
-    out += dec.finish()
+    out = strip(out + dec.finish())
     pieces, after = out[:-1], out[-1]
     assert after == (MS0 + 9, b"next")
     assert len(pieces) >= 100_000 // max_line_bytes
@@ -370,40 +375,70 @@ def test_pieces_of_a_long_line_are_cut_between_utf8_characters():
     out = []
     for f in chunked(line, T0, PID_A):
         out += dec.feed(f)
-    out += dec.finish()
+    out = strip(out + dec.finish())
     assert len(out) > 1
     assert "".join(p.decode("utf-8") for _, p in out) == text  # strict: no piece splits a char
 
 
-# --- a driver restarted mid-stream ------------------------------------------------------------
-def test_resync_skips_a_frame_cut_by_a_killed_driver():
+# --- journal offsets ----------------------------------------------------------------------------
+def test_whole_lines_carry_the_clean_offset_where_their_frame_starts():
+    frames = [encode_entry(f"line {i}".encode(), T0 + i) for i in range(5)]
+    starts = [sum(map(len, frames[:i])) for i in range(5)]
+    dec = FrameDecoder(BIG, start=1000)
+    assert [off for _, _, off in dec.feed(b"".join(frames))] == [1000 + s for s in starts]
+    assert dec.pos == dec.clean == 1000 + sum(map(len, frames))
+
+
+def test_an_open_partial_line_keeps_the_clean_offset_where_it_began():
+    long_line = b"x" * 40_000
+    chunks = chunked(long_line, T0, PID_A)
+    before = encode_entry(b"before", T0)
+    err = encode_entry(b"stderr meanwhile", T0, "stderr")
+    after = encode_entry(b"after", T0)
+    data = before + chunks[0] + err + chunks[1] + chunks[2] + after
+    out = FrameDecoder(BIG).feed(data)
+    assert [line[:6] for _, line, _ in out] == [b"before", b"stderr", b"xxxxxx", b"after"]
+    # Decoding again from where the long line began emits "stderr meanwhile" and the long line.
+    assert [off for _, _, off in out] == [0, len(before), len(before), len(data) - len(after)]
+
+
+def test_decoding_again_from_a_lines_offset_emits_it_and_what_follows_in_order():
+    long_line = printable(50_000, 2)
+    chunks = chunked(long_line, T0, PID_A)
+    parts = [encode_entry(b"a", T0), chunks[0], chunks[1], encode_entry(b"b", T0, "stderr"),
+             chunks[2], chunks[3], encode_entry(b"c", T0)]  # fmt: skip
+    data = b"".join(parts)
+    out = FrameDecoder(BIG).feed(data)
+    for i, (_, _, off) in enumerate(out):
+        again = FrameDecoder(BIG, start=off).feed(data[off:])
+        # The lines decoded from the same offset before line i come first, then line i on.
+        earlier = sum(1 for _, _, o in out[:i] if o == off)
+        assert again[earlier:] == out[i:]
+
+
+def test_resync_skips_to_the_next_frame_after_damage():
     frames = [encode_entry(f"line {i}".encode(), T0 + i) for i in range(50)]
     stream = b"".join(frames)
-    cut = len(frames[0]) + 7  # the killed driver had read frame 0 and 7 bytes of frame 1
-    for split in (0, 1, 5, 20):  # and the reopened FIFO arrives in arbitrary reads
-        dec = FrameDecoder(BIG, resync=True)
+    cut = len(frames[0]) + 7  # 7 bytes into frame 1
+    for split in (0, 1, 5, 20):  # in arbitrary reads
+        dec = FrameDecoder(BIG, start=cut, resync=True)
         rest = stream[cut:]
         lines = dec.feed(rest[:split]) + dec.feed(rest[split:]) + dec.finish()
-        assert [line for _, line in lines] == [f"line {i}".encode() for i in range(2, 50)]
+        assert [line for _, line, _ in lines] == [f"line {i}".encode() for i in range(2, 50)]
+        assert lines[-1][2] == len(stream) - len(frames[-1])  # the last frame's start
+        assert dec.clean == len(stream)
 
 
 def test_resync_is_a_no_op_at_a_frame_boundary():
     stream = b"".join(encode_entry(f"{i}".encode(), T0) for i in range(10))
     dec = FrameDecoder(BIG, resync=True)
-    assert [line for _, line in dec.feed(stream)] == [f"{i}".encode() for i in range(10)]
+    assert [line for _, line, _ in dec.feed(stream)] == [f"{i}".encode() for i in range(10)]
 
 
-def test_state_carries_a_half_frame_and_an_open_partial_to_a_new_decoder():
-    long_line = b"x" * 40_000
-    chunks = chunked(long_line, T0, PID_A)
-    data = b"".join(chunks) + encode_entry(b"after", T0 + 1)
-    cut = len(chunks[0]) + len(chunks[1]) + 10  # two chunks held, the third cut in half
-    first = FrameDecoder(BIG)
-    first_lines = first.feed(data[:cut])
-    assert first_lines == []
-    second = FrameDecoder(BIG, resync=True)
-    second.restore(first.state())  # exact continuation: no resync needed
-    assert first_lines + second.feed(data[cut:]) + second.finish() == [
-        (MS0, long_line),
-        (MS0, b"after"),
-    ]
+def test_corrupt_frame_says_where_it_is():
+    good = encode_entry(b"fine", T0)
+    dec = FrameDecoder(BIG, start=500)
+    with pytest.raises(CorruptFrame) as err:
+        dec.feed(good + b"\xff\xff\xff\xff")
+    assert err.value.offset == 500 + len(good)
+    assert strip(err.value.lines) == [(MS0, b"fine")]

@@ -26,6 +26,7 @@ from conftest import need
 from memberlog.cli.main import member_events
 
 import dockerenv
+from waiting import stream_messages, wait_for_messages
 
 pytestmark = pytest.mark.docker
 
@@ -103,11 +104,7 @@ def finish(cid: str) -> None:
 
 def messages(cw, group: str, stream: str) -> list[str]:
     """Every message of one stream, oldest first; none while the stream does not exist."""
-    client = cw.client()
-    try:
-        return [e["message"] for e in member_events(client, group, stream)]
-    except client.exceptions.ResourceNotFoundException:
-        return []
+    return stream_messages(cw.client(), group, stream)
 
 
 def wait_for(what: str, probe, timeout: float = 60, every: float = 0.2):
@@ -181,7 +178,7 @@ def test_rootfs_has_the_driver_and_no_pip(managed_plugin):
 def test_container_lines_arrive(cw, managed_plugin, image):
     group = f"managed-{uuid.uuid4().hex[:12]}"
     finish(run_detached(image, "seq 1 1000", f"group={group}", "member=m1"))
-    assert messages(cw, group, "m1") == [str(i) for i in range(1, 1001)]
+    assert wait_for_messages(cw.client(), group, "m1", 1000) == [str(i) for i in range(1, 1001)]
     streams = cw.client().describe_log_streams(logGroupName=group)["logStreams"]
     assert [s["logStreamName"] for s in streams] == ["m1"]
 
@@ -204,7 +201,7 @@ def test_killed_plugin_is_restarted_and_resumes_the_fifo(cw, managed_plugin, ima
     try:
         wait_for("lines 1-100", lambda: len(messages(cw, group, "m1")) >= 100)
         # The record a restarted driver resumes from, in the state dir set by state.source.
-        assert os.listdir(os.path.join(managed_plugin.state_dir, "containers"))
+        assert os.listdir(os.path.join(managed_plugin.state_dir, "journal"))
         old = plugin_pid(managed_plugin.id)
         assert old, "the plugin's memberlog-driver process is not to be found"
         assert open_fifos(old), "the plugin does not hold the container's FIFO open"
@@ -222,7 +219,7 @@ def test_killed_plugin_is_restarted_and_resumes_the_fifo(cw, managed_plugin, ima
     finally:
         if cid:
             dockerenv.docker("rm", "-f", cid, check=False)
-    assert messages(cw, group, "m1") == [str(i) for i in range(1, 201)]
+    assert wait_for_messages(cw.client(), group, "m1", 200) == [str(i) for i in range(1, 201)]
     enabled = dockerenv.docker("plugin", "inspect", "-f", "{{.Enabled}}", managed_plugin.name)
     assert enabled.stdout.strip() == "true"
 
@@ -293,6 +290,7 @@ def test_member_moving_between_two_hosts_keeps_one_stream(
     done_b(b2)
 
     client = cw.client()
+    wait_for_messages(client, group, "mypg-1", 4 * n + 2)
     streams = client.describe_log_streams(logGroupName=group)["logStreams"]
     assert [s["logStreamName"] for s in streams] == ["mypg-1"]  # no stray streams
 

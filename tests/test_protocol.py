@@ -1,8 +1,8 @@
 """The driver process over its unix socket, spoken to as dockerd does, shipping to the strict
 local CloudWatch endpoint. Every test reads back what landed in CloudWatch.
 
-StopLogging must answer only once the container's lines are in CloudWatch (dockerd removes the
-FIFO right after), so the tests read CloudWatch straight after its reply, without sleeping.
+StopLogging answers as soon as the container's lines are in the driver's journal (dockerd
+removes the FIFO right after); shipping follows, so the tests wait for the lines to arrive.
 """
 
 from __future__ import annotations
@@ -38,6 +38,22 @@ def events(logs, group: str, stream: str) -> list[dict]:
 
 def messages(logs, group: str, stream: str) -> list[str]:
     return [e["message"] for e in events(logs, group, stream)]
+
+
+def shipped(logs, group: str, stream: str, count: int, timeout: float = 60.0) -> list[str]:
+    """The stream's messages once at least ``count`` have arrived (then a moment more, so that
+    a duplicate or a stray line would show)."""
+    wait_for(lambda: len(messages_or_none(logs, group, stream)) >= count,
+             f"{count} events in {group}/{stream}", timeout)  # fmt: skip
+    time.sleep(0.3)
+    return messages(logs, group, stream)
+
+
+def messages_or_none(logs, group: str, stream: str) -> list[str]:
+    try:
+        return messages(logs, group, stream)
+    except logs.exceptions.ResourceNotFoundException:
+        return []
 
 
 def streams(logs, group: str) -> list[str]:
@@ -195,9 +211,7 @@ def test_stop_logging_of_an_unknown_fifo_is_not_an_error(shared_driver, tmp_path
 
 
 # --- shipping ---------------------------------------------------------------------------------
-def test_lines_are_in_cloudwatch_in_order_when_stop_logging_returns(
-    driver, make_fifo, logs, service_uuid
-):
+def test_lines_arrive_in_order_with_their_timestamps(driver, make_fifo, logs, service_uuid):
     fifo = make_fifo()
     start(driver, fifo, opts(service_uuid, member="mypg-0"))
     first = fifo.clock
@@ -206,6 +220,7 @@ def test_lines_are_in_cloudwatch_in_order_when_stop_logging_returns(
     fifo.write_lines(special + numbered)
     stop(driver, fifo)
 
+    shipped(logs, group_of(service_uuid), "mypg-0", len(special) + len(numbered))
     got = events(logs, group_of(service_uuid), "mypg-0")
     assert [e["message"] for e in got] == [" ", "ünïcode €", "bad \ufffd byte", "\ttabbed  "] + [
         n.decode() for n in numbered
@@ -230,7 +245,7 @@ def test_long_lines_are_joined_and_over_size_lines_split_between_characters(
     fifo.write_lines([b"after"])
     stop(driver, fifo)
 
-    got = messages(logs, group_of(service_uuid), "mypg-0")
+    got = shipped(logs, group_of(service_uuid), "mypg-0", 7)
     assert got[:2] == ["before", joined.decode()]
     assert got[-1] == "after"
     pieces = got[2:-1]
@@ -249,8 +264,7 @@ def test_startup_line_names_the_stream_of_the_lines_before_it(
     stop(driver, fifo)
 
     group = group_of(service_uuid)
-    assert streams(logs, group) == ["mypg-1"]
-    assert messages(logs, group, "mypg-1") == [
+    assert shipped(logs, group, "mypg-1", 4) == [
         "starting postgres",
         " ",
         "SERVICE_MEMBER=mypg-1",
@@ -267,8 +281,9 @@ def test_startup_line_resolves_while_the_container_runs(driver, make_fifo, logs,
     fifo.write_lines([b"running 1", b"running 2"])
     stop(driver, fifo)
 
+    got = shipped(logs, group, "mypg-1", 5)
     assert streams(logs, group) == ["mypg-1"]
-    assert messages(logs, group, "mypg-1") == [
+    assert got == [
         "boot 1",
         "boot 2",
         "SERVICE_MEMBER=mypg-1",
@@ -304,8 +319,8 @@ def test_member_file_and_precedence(
     stop(driver, fifo)
 
     group = group_of(service_uuid)
+    assert shipped(logs, group, expected, 3) == ["hello", "SERVICE_MEMBER=from-line", "bye"]
     assert streams(logs, group) == [expected]
-    assert messages(logs, group, expected) == ["hello", "SERVICE_MEMBER=from-line", "bye"]
 
 
 def test_unresolved_member_goes_to_the_unresolved_stream_after_member_wait(
@@ -323,8 +338,9 @@ def test_unresolved_member_goes_to_the_unresolved_stream_after_member_wait(
     fifo.write_lines([b"SERVICE_MEMBER=too-late", b"more"])
     stop(driver, fifo)
 
+    got = shipped(logs, group, stream, 4)
     assert streams(logs, group) == [stream]
-    assert messages(logs, group, stream) == [
+    assert got == [
         "no member here",
         "still none",
         "SERVICE_MEMBER=too-late",
@@ -353,8 +369,8 @@ def test_two_containers_of_one_member_share_one_stream(driver, make_fifo, logs, 
     assert replies == {"a": (200, {"Err": ""}), "b": (200, {"Err": ""})}
 
     group = group_of(service_uuid)
+    got = shipped(logs, group, "mypg-0", 12_000)
     assert streams(logs, group) == ["mypg-0"]
-    got = messages(logs, group, "mypg-0")
     assert len(got) == 12_000
     for k in fifos:  # every line once, each container's lines in its order
         assert [m for m in got if m.startswith(k)] == [s.decode() for s in sent[k]]
@@ -376,14 +392,14 @@ def test_corrupt_frame_in_one_fifo_does_not_affect_another(driver, make_fifo, lo
     good.write_lines([b"good 3"])
     stop(driver, bad)
     stop(driver, good)
-    assert messages(logs, group_of(service_uuid), "good") == ["good 1", "good 2", "good 3"]
+    assert shipped(logs, group_of(service_uuid), "good", 3) == ["good 1", "good 2", "good 3"]
     assert driver.proc.poll() is None
     # Still serving: a new container logs fine.
     again = make_fifo("again")
     start(driver, again, opts(service_uuid, member="again"))
     again.write_lines([b"after the corruption"])
     stop(driver, again)
-    assert messages(logs, group_of(service_uuid), "again") == ["after the corruption"]
+    assert shipped(logs, group_of(service_uuid), "again", 1) == ["after the corruption"]
 
 
 def test_lines_before_a_corrupt_frame_are_kept(driver, make_fifo, logs, service_uuid):
@@ -393,7 +409,7 @@ def test_lines_before_a_corrupt_frame_are_kept(driver, make_fifo, logs, service_
     good = b"".join(encode_entry(f"good {i}".encode(), t + i) for i in range(3))
     fifo.write_raw(good + b"\xff\xff\xff\xff")  # one write under PIPE_BUF: one read
     stop(driver, fifo)
-    assert messages(logs, group_of(service_uuid), "mypg-0") == ["good 0", "good 1", "good 2"]
+    assert shipped(logs, group_of(service_uuid), "mypg-0", 3) == ["good 0", "good 1", "good 2"]
 
 
 def test_driver_killed_and_restarted_resumes_the_fifos_it_knew(
@@ -415,8 +431,9 @@ def test_driver_killed_and_restarted_resumes_the_fifos_it_knew(
     fifo.write_lines([b"after the restart"])
     stop(driver, fifo)
 
+    got = shipped(logs, group, "mypg-1", 4)
     assert streams(logs, group) == ["mypg-1"]
-    assert messages(logs, group, "mypg-1") == [
+    assert got == [
         "SERVICE_MEMBER=mypg-1",
         "before the crash",
         "while the driver was down",
@@ -438,6 +455,7 @@ def test_lines_held_for_the_member_survive_a_graceful_restart(
     stop(driver, fifo)
 
     group = group_of(service_uuid)
+    shipped(logs, group, "mypg-1", 4)
     everything = [m for s in streams(logs, group) for m in messages(logs, group, s)]
     assert "early 1" in everything and "early 2" in everything
     assert messages(logs, group, "mypg-1")[-2:] == ["SERVICE_MEMBER=mypg-1", "late"]
@@ -449,9 +467,9 @@ def test_group_created_by_the_driver_gets_the_retention(driver, make_fifo, logs,
     fifo.write_lines([b"hello"])
     stop(driver, fifo)
     group = group_of(service_uuid)
+    assert shipped(logs, group, "mypg-0", 1) == ["hello"]
     [found] = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
     assert found["retentionInDays"] == 14
-    assert messages(logs, group, "mypg-0") == ["hello"]
 
 
 def test_existing_group_is_used_with_create_group_false(driver, make_fifo, logs, service_uuid):
@@ -461,7 +479,7 @@ def test_existing_group_is_used_with_create_group_false(driver, make_fifo, logs,
     start(driver, fifo, opts(service_uuid, member="mypg-0", **{"create-group": "false"}))
     fifo.write_lines([b"into the existing group"])
     stop(driver, fifo)
-    assert messages(logs, group, "mypg-0") == ["into the existing group"]
+    assert shipped(logs, group, "mypg-0", 1) == ["into the existing group"]
 
 
 def test_missing_group_with_create_group_false_fails_start(shared_driver, make_fifo, service_uuid):
@@ -487,12 +505,12 @@ def test_lines_written_while_cloudwatch_is_down_arrive_once_it_is_back(make_fifo
         fifo = make_fifo()
         start(proc, fifo, opts(service_uuid, member="mypg-0"))
         fifo.write_lines([f"during the outage {i}".encode() for i in range(2000)])
-        # The outage is real: shipping has failed (after botocore's own retries) at least once.
+        # The outage is real: shipping has failed at least once.
         wait_for(lambda: "Could not connect to the endpoint URL" in proc.log(), "a failure", 60)
         later.start(port)
         fifo.write_lines([b"after the outage"])
-        stop(proc, fifo)  # answers once everything is in
-        got = messages(later.client(), group_of(service_uuid), "mypg-0")
+        stop(proc, fifo)
+        got = shipped(later.client(), group_of(service_uuid), "mypg-0", 2001, timeout=90)
         assert got == [f"during the outage {i}" for i in range(2000)] + ["after the outage"]
         assert later.violations() == []
     finally:

@@ -1,0 +1,215 @@
+"""One thread and one epoll for every container's FIFO: readable bytes go into the journal.
+
+In Docker's blocking mode a plugin that reads slowly stalls the container, so this loop does
+nothing but splice(2) pipe bytes into journal files: no copy through Python, no decoding, no
+per-line work. One thread and the FIFO's own descriptor per container, whatever their number.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import select
+import threading
+import time
+from typing import Protocol
+
+from .journal import Journal
+from .limits import DISK_FULL_RETRY_S, PIPE_BYTES, READER_TURN_BYTES, SPLICE_BYTES
+from .spool import Spool
+
+log = logging.getLogger(__name__)
+
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+class Feed(Protocol):
+    """What the reader needs of a container: its journal and where to report."""
+
+    journal: Journal
+    fifo_fd: int | None
+
+    def on_data(self) -> None: ...
+
+    def on_eof(self) -> None: ...
+
+
+def open_fifo(path: str) -> int:
+    """Open a log FIFO for reading without waiting for a writer, widened so the daemon rarely
+    waits on us (raises OSError)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BYTES)
+    except OSError:
+        pass  # the default 64 KiB still works, only with less slack
+    return fd
+
+
+class Reader:
+    """The loop; ``add`` and ``remove`` may be called from any thread."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self._ep = select.epoll()
+        self._feeds: dict[int, Feed] = {}
+        self._paused: dict[int, float] = {}  # fd -> when to try again
+        self._lock = threading.Lock()  # guards _feeds and _paused
+        self._stopping = False
+        self.loops = 0
+
+    def add(self, feed: Feed, fd: int) -> None:
+        with feed.journal.lock:
+            feed.fifo_fd = fd
+        with self._lock:
+            self._feeds[fd] = feed
+        self._ep.register(fd, select.EPOLLIN)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._feeds)
+
+    def remove(self, feed: Feed) -> int:
+        """StopLogging: move what the pipe still holds into the journal, then close the FIFO.
+        The daemon wrote everything before it called StopLogging, so "empty" is the end.
+        Returns the bytes that could not be journaled (disk full: lost with the FIFO)."""
+        moved = 0
+        lost = 0
+        while True:
+            with feed.journal.lock:
+                fd = feed.fifo_fd
+                if fd is None:
+                    break
+                try:
+                    n = feed.journal.splice_from(fd, SPLICE_BYTES)
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        log.error("reading %s at StopLogging: %s", feed.journal.label, e)
+                        n = 0
+                    else:
+                        n = None
+                if n is not None and n <= 0:
+                    self._close(feed, fd)
+                    break
+            if n is None:  # no space: make some (outside the lock), or give up
+                if not self.spool.disk_full(feed.journal, OSError(errno.ENOSPC, "No space")):
+                    lost = _pipe_bytes(fd)
+                    log.error(
+                        "%s: %d bytes could not be journaled at StopLogging (disk full); "
+                        "they are lost with the FIFO", feed.journal.label, lost,
+                    )  # fmt: skip
+                    with feed.journal.lock:
+                        self._close(feed, fd)
+                    break
+                continue
+            moved += n
+            self.spool.wrote(n)
+        if moved:
+            feed.on_data()
+        return lost
+
+    def _close(self, feed: Feed, fd: int) -> None:
+        """Unregister and close (the feed's journal lock held)."""
+        with self._lock:
+            self._feeds.pop(fd, None)
+            self._paused.pop(fd, None)
+        try:
+            self._ep.unregister(fd)
+        except (OSError, ValueError):
+            pass
+        os.close(fd)
+        feed.fifo_fd = None
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def run(self) -> None:
+        """Poll and pump until ``stop``; a restart after an error picks up where it was."""
+        while not self._stopping:
+            self.loops += 1
+            timeout = self._resume_paused()
+            for fd, _ in self._ep.poll(timeout):
+                with self._lock:
+                    feed = self._feeds.get(fd)
+                if feed is not None:
+                    self._pump(feed, fd)
+
+    def _resume_paused(self) -> float:
+        """Re-arm paused FIFOs whose time has come; returns the poll timeout."""
+        if not self._paused:
+            return 1.0
+        now = time.monotonic()
+        with self._lock:
+            due = [fd for fd, at in self._paused.items() if at <= now]
+            for fd in due:
+                del self._paused[fd]
+            nxt = min(self._paused.values(), default=now + 1.0)
+        for fd in due:
+            try:
+                self._ep.modify(fd, select.EPOLLIN)
+            except (OSError, ValueError):
+                pass  # closed meanwhile
+        return max(0.0, min(1.0, nxt - now))
+
+    def _pause(self, fd: int) -> None:
+        with self._lock:
+            if fd not in self._feeds:
+                return
+            self._paused[fd] = time.monotonic() + DISK_FULL_RETRY_S
+        try:
+            self._ep.modify(fd, 0)
+        except (OSError, ValueError):
+            pass
+
+    def _pump(self, feed: Feed, fd: int) -> None:
+        """Splice one FIFO's bytes into its journal, up to a fair share of the round."""
+        journal = feed.journal
+        moved = 0
+        eof = False
+        while moved < READER_TURN_BYTES:
+            if not self.spool.admit(journal):
+                self._pause(fd)
+                break
+            with journal.lock:
+                if feed.fifo_fd != fd:
+                    return  # StopLogging closed it meanwhile
+                try:
+                    n = journal.splice_from(fd, SPLICE_BYTES)
+                except OSError as e:
+                    n = None
+                    err = e
+            if n is None:
+                if err.errno == errno.ENOSPC and self.spool.disk_full(journal, err):
+                    continue
+                if err.errno != errno.ENOSPC:
+                    log.error("%s: moving FIFO bytes to the journal: %s", journal.label, err)
+                self._pause(fd)
+                break
+            if n == 0:
+                break
+            if n < 0:
+                eof = True
+                break
+            moved += n
+        if moved:
+            self.spool.wrote(moved)
+            feed.on_data()
+        if eof:
+            with journal.lock:
+                if feed.fifo_fd == fd:
+                    self._close(feed, fd)
+            feed.on_eof()
+
+
+def _pipe_bytes(fd: int) -> int:
+    """Bytes waiting in a pipe (FIONREAD)."""
+    import array
+    import termios
+
+    buf = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, buf, True)
+    except OSError:
+        return 0
+    return buf[0]

@@ -1,0 +1,52 @@
+"""The plugin's own settings (``docker plugin set memberlog KEY=VALUE``, or the environment of a
+legacy plugin), read once at start. A bad value stops the driver with one line naming it."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from .limits import DEFAULT_SPOOL_MAX_BYTES
+
+SPOOL_POLICIES = ("drop-oldest", "block")
+_SIZE = re.compile(r"(\d+)\s*([kmgt]?)(i?b?)", re.IGNORECASE)
+_UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+class SettingError(ValueError):
+    """A plugin setting that cannot be used; the text names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+    spool_full: str = "drop-oldest"
+
+
+def parse_size(name: str, text: str) -> int:
+    """``1073741824``, ``50MB``, ``1GiB``, ``512k``: MB and MiB alike are powers of 1024, as
+    Docker's own size options are."""
+    m = _SIZE.fullmatch(text.strip())
+    if not m or (m.group(3) and m.group(3).lower() not in ("b", "ib")):
+        raise SettingError(f"{name}={text!r}: expected a size such as 1073741824, 50MB or 1GiB")
+    value = int(m.group(1)) << (10 * _UNITS[m.group(2).lower()])
+    if value < 1 << 20:
+        raise SettingError(f"{name}={text!r}: must be at least 1MB")
+    return value
+
+
+def from_env(env: dict[str, str] | None = None) -> Settings:
+    """Settings from the environment; empty values mean the default."""
+    env = os.environ if env is None else env
+    kw: dict[str, object] = {}
+    if env.get("SPOOL_MAX_BYTES"):
+        kw["spool_max_bytes"] = parse_size("SPOOL_MAX_BYTES", env["SPOOL_MAX_BYTES"])
+    if env.get("SPOOL_FULL"):
+        policy = env["SPOOL_FULL"].strip().lower()
+        if policy not in SPOOL_POLICIES:
+            raise SettingError(
+                f"SPOOL_FULL={env['SPOOL_FULL']!r}: expected one of {', '.join(SPOOL_POLICIES)}"
+            )
+        kw["spool_full"] = policy
+    return Settings(**kw)  # type: ignore[arg-type]

@@ -1,0 +1,216 @@
+"""One container's journal as shipping sees it: which member it is, then its events.
+
+Until the member is known the source is a task of its own: it decodes the journal's first
+lines looking for the startup line (nothing is held in memory; the journal holds the lines).
+Once attached to its member's stream, a shipping worker takes events from it turn by turn:
+``begin`` at the commit offset, ``fill`` to decode the next batch's worth, ``end``. Decoders
+live only for a turn, so memory does not grow with the number of containers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from .batch import POSITION_BITS, Event, position, to_events
+from .framing import CorruptFrame, FrameDecoder, Line
+from .journal import Gap, Journal
+from .limits import BATCH_TRIGGER_BYTES, LOG_EVERY_S, MAX_BATCH_EVENTS, MAX_HELD_BYTES
+from .member import MemberResolver
+from .options import DriverConfig
+from .scheduler import Task
+from .state import Record
+
+log = logging.getLogger(__name__)
+
+
+def gap_message(gap: Gap) -> str:
+    """The event that stands where dropped lines were."""
+
+    def iso(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+    return (
+        f"memberlog: dropped {gap.lines} lines ({iso(gap.first_ms)} .. {iso(gap.last_ms)}) "
+        "while CloudWatch was unreachable"
+    )
+
+
+class Source(Task):
+    """A container's journal, its record and its place in a stream."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        record: Record,
+        cfg: DriverConfig,
+        state_dir: str,
+        attach: Callable[[Source, str | None], None],
+        wake: Callable[[Task, float | None], None],
+        on_eof: Callable[[Source], None],
+    ) -> None:
+        super().__init__()
+        self.journal = journal
+        self.record = record
+        self.cfg = cfg
+        self.container_id = record.container_id
+        self.name = f"container {self.container_id[:12]}"
+        journal.label = self.name
+        self.fifo_fd: int | None = None  # guarded by journal.lock; set by the reader
+        self.stopped = False  # the FIFO is closed: the journal's end is final
+        self.stream = None  # the ship.Stream, once the member is known
+        self._attach = attach
+        self._wake = wake
+        self._eof = on_eof
+        self._state_dir = state_dir
+        self._resolver = MemberResolver(cfg, state_dir)
+        self._scan: FrameDecoder | None = None
+        # one shipping turn
+        self._dec: FrameDecoder | None = None
+        self._last = 0  # the position of the last event decoded
+        self.taken = 0  # the position of the last event taken into a batch (or committed)
+        self.pending: deque[Event] = deque()
+        self.marker = False  # the gap marker is pending
+        self._last_corrupt_log = 0.0
+
+    # --- the reader's side -----------------------------------------------------------------
+    def on_data(self) -> None:
+        stream = self.stream
+        if stream is not None:
+            stream.notify()
+        else:
+            self._wake(self, None)
+
+    def on_eof(self) -> None:
+        self._eof(self)
+
+    # --- member resolution (a task until attached) -----------------------------------------
+    def member_from_file(self) -> str | None:
+        return self._resolver.from_file()
+
+    def run(self) -> float | None:
+        if self.stream is not None:
+            return None
+        now = time.monotonic()
+        try:
+            lines, at_end = self._scan_more()
+            decided, member = self._resolver.offer(lines, now)
+            if not decided and self.stopped and at_end:
+                decided, member = self._resolver.decide(now, final=True)
+        except BaseException:
+            self._scan = None  # look again from the start next time
+            self._resolver = MemberResolver(self.cfg, self._state_dir)
+            raise
+        if decided:
+            self._scan = None
+            self._attach(self, member)
+            return None
+        return now + self._resolver.next_check(now)
+
+    def _scan_more(self) -> tuple[list[Line], bool]:
+        """The journal's next lines, while the startup line may still be among them."""
+        if self._scan is None:
+            self._scan = FrameDecoder(self.cfg.max_event_size, start=self.journal.commit)
+        lines: list[Line] = []
+        while self._scan.pos - self.journal.commit < MAX_HELD_BYTES and len(lines) < 200:
+            data = self.journal.read(self._scan.pos)
+            if not data:
+                return lines, True
+            try:
+                lines += self._scan.feed(data)
+            except CorruptFrame as e:
+                lines += e.lines
+                self._scan = FrameDecoder(self.cfg.max_event_size, start=e.offset + 1, resync=True)
+        return lines, False
+
+    # --- a shipping turn --------------------------------------------------------------------
+    def begin(self) -> None:
+        """Start decoding at the commit offset; the gap marker, if any, comes first."""
+        with self.journal.lock:
+            self.journal.busy = True
+            commit, gap = self.journal.commit, self.journal.gap
+            self.taken = self.journal.position
+        self._dec = FrameDecoder(self.cfg.max_event_size, start=commit)
+        self._last = position(commit, 0)
+        self.pending = deque()
+        self.marker = gap is not None
+        if gap is not None:
+            text = gap_message(gap)
+            self.pending.append((gap.last_ms, text, len(text), self.taken))
+
+    def fill(self) -> None:
+        """Decode until a full batch is pending or the journal has no more."""
+        dec = self._dec
+        while (
+            len(self.pending) < MAX_BATCH_EVENTS
+            and dec.pos - (self.taken >> POSITION_BITS) < BATCH_TRIGGER_BYTES
+        ):
+            data = self.journal.read(dec.pos)
+            if not data:
+                if self.stopped and not dec.idle:
+                    self._push(self._finish())
+                return
+            try:
+                lines = dec.feed(data)
+            except CorruptFrame as e:
+                lines = e.lines
+                self._corrupt(e)
+                dec = self._dec
+            self._push(lines)
+
+    @property
+    def exhausted(self) -> bool:
+        """Everything journaled so far has been decoded."""
+        return self._dec is not None and self._dec.pos >= self.journal.end
+
+    def _push(self, lines: list[Line]) -> None:
+        if lines:
+            events = to_events(lines, self.cfg.max_event_size, self._last)
+            self._last = events[-1][3]
+            if events[0][3] <= self.taken:  # decoded again from the commit: shipped already
+                events = [ev for ev in events if ev[3] > self.taken]
+            self.pending.extend(events)
+
+    def _finish(self) -> list[Line]:
+        """The container is gone: an unterminated last line ships as it is."""
+        try:
+            return self._dec.finish()
+        except CorruptFrame as e:
+            log.warning("%s: %s; dropped", self.name, e)
+            return e.lines
+
+    def _corrupt(self, e: CorruptFrame) -> None:
+        """Keep the lines before the damage; find the next frame after it."""
+        now = time.monotonic()
+        if now - self._last_corrupt_log >= LOG_EVERY_S:
+            self._last_corrupt_log = now
+            log.error(
+                "%s: corrupt log stream at journal offset %d (%s); skipping to the next frame",
+                self.name, e.offset, e,
+            )  # fmt: skip
+        self._dec = FrameDecoder(self.cfg.max_event_size, start=e.offset + 1, resync=True)
+
+    def settle(self) -> int:
+        """Everything decoded has shipped: commit past what decoding skipped without a line
+        (damage, a frame cut short at the end). Returns the bytes committed."""
+        if self.pending or self._dec is None:
+            return 0
+        clean = position(self._dec.clean, 0)
+        if clean <= self.journal.position:
+            return 0
+        return self.journal.advance(clean, gap_reported=False)
+
+    def end(self) -> None:
+        """The turn is over: drop decoded lookahead (the journal keeps it)."""
+        with self.journal.lock:
+            self.journal.busy = False
+        self._dec = None
+        self.pending = deque()
+
+    def drained(self) -> bool:
+        """Stopped, and everything shipped: the journal can go."""
+        j = self.journal
+        return self.stopped and j.commit >= j.end and j.gap is None
