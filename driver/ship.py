@@ -271,8 +271,6 @@ class Stream(Task):
     def run(self) -> float | None:
         now = time.monotonic()
         try:
-            if not self._ready:
-                self._create()
             shipped, partial_left = self._ship_some(list(self.sources), now)
         except ShipFailure as f:
             return self._retry(f)
@@ -368,6 +366,9 @@ class Stream(Task):
         )  # fmt: skip
 
     def _put(self, batch: list[Event]) -> None:
+        """One PutLogEvents, creating the stream (and group) first if needed."""
+        if not self._ready:
+            self._create()  # only now: a container that logged nothing leaves no stream
         try:
             try:
                 resp = put_log_events(self._client, self.dest.group, self.dest.stream, batch)

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,26 @@ class CloudWatchEndpoint:
         """{"put_requests": n, "events": n, "violations": [...]} counted by the server."""
         with urllib.request.urlopen(f"{self.url}/_strict/stats", timeout=5) as response:
             return json.load(response)
+
+    def set_faults(self, **faults: Any) -> None:
+        """Inject PutLogEvents failures (see cwlogs_server.py); no arguments clears them."""
+        request = urllib.request.Request(
+            f"{self.url}/_strict/faults", data=json.dumps(faults).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+
+    @contextmanager
+    def down(self) -> Iterator[None]:
+        """The endpoint unreachable, as a network outage looks to a client: every connection,
+        new or open, is reset (an iptables rule on its port; needs root)."""
+        rule = ["INPUT", "-p", "tcp", "--dport", str(self.port), "-j", "REJECT",
+                "--reject-with", "tcp-reset"]  # fmt: skip
+        subprocess.run(["iptables", "-I", *rule], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["iptables", "-D", *rule], check=True)
 
     def violations(self) -> list[dict[str, Any]]:
         """Every rejected PutLogEvents request so far; read from the file so it also works

@@ -8,7 +8,12 @@ InvalidParameterException) and records it, so tests can assert that nothing brok
 
     python3 tests/cwlogs_server.py --port 4566 [--host 127.0.0.1] [--violations FILE]
 
-Extra endpoint: GET /_strict/stats -> {"put_requests": n, "events": n, "violations": [...]}.
+Extra endpoints:
+  GET  /_strict/stats  -> {"put_requests": n, "events": n, "violations": [...], "faulted": n}
+  POST /_strict/faults <- {"throttle": 0.9} (answer that share of PutLogEvents with
+       ThrottlingException), {"error": {"code": ..., "status": 503, "ratio": 1.0}}, and
+       {"refuse": "text"} (InvalidParameterException for any batch holding an event with
+       "text": CloudWatch refusing one event); {} clears them. Faults apply to valid requests.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import io
 import json
 import logging
+import random
 import re
 import signal
 import sys
@@ -48,6 +54,7 @@ SPAN_MESSAGE = "A batch of log events in a single request cannot span more than 
 
 PUT_LOG_EVENTS_TARGET = "Logs_20140328.PutLogEvents"
 STATS_PATH = "/_strict/stats"
+FAULTS_PATH = "/_strict/faults"
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -109,6 +116,8 @@ class StrictLogsMiddleware:
         self.lock = threading.Lock()
         self.put_requests = 0
         self.events = 0
+        self.faulted = 0
+        self.faults: dict[str, Any] = {}
         self.violations: list[dict[str, Any]] = []
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -118,8 +127,15 @@ class StrictLogsMiddleware:
                     "put_requests": self.put_requests,
                     "events": self.events,
                     "violations": list(self.violations),
+                    "faulted": self.faulted,
+                    "faults": self.faults,
                 }
             return self._json(start_response, "200 OK", stats, {})
+        if environ.get("PATH_INFO") == FAULTS_PATH:
+            faults = json.loads(self._read_body(environ) or b"{}")
+            with self.lock:
+                self.faults = faults
+            return self._json(start_response, "200 OK", faults, {})
         if environ.get("HTTP_X_AMZ_TARGET") != PUT_LOG_EVENTS_TARGET:
             return self.app(environ, start_response)
 
@@ -135,10 +151,34 @@ class StrictLogsMiddleware:
             headers = {"x-amzn-ErrorType": "InvalidParameterException"}
             return self._json(start_response, "400 Bad Request", error, headers)
 
+        fault = self._fault(request)
+        if fault is not None:
+            status, code, message = fault
+            with self.lock:
+                self.faulted += 1
+            error = {"__type": code, "message": message}
+            return self._json(start_response, status, error, {"x-amzn-ErrorType": code})
+
         with self.lock:
             self.put_requests += 1
             self.events += len(request["logEvents"])
         return self.app(environ, start_response)
+
+    def _fault(self, request: dict[str, Any]) -> tuple[str, str, str] | None:
+        """The injected failure for this (valid) PutLogEvents request, if any."""
+        with self.lock:
+            faults = dict(self.faults)
+        refuse = faults.get("refuse")
+        if refuse and any(refuse in (e.get("message") or "") for e in request["logEvents"]):
+            return "400 Bad Request", "InvalidParameterException", f"event refused: {refuse}"
+        if random.random() < faults.get("throttle", 0.0):
+            return "400 Bad Request", "ThrottlingException", "Rate exceeded"
+        error = faults.get("error")
+        if error and random.random() < error.get("ratio", 1.0):
+            status = int(error.get("status", 500))
+            reason = "Bad Request" if status < 500 else "Service Unavailable"
+            return f"{status} {reason}", error.get("code", "ServiceUnavailableException"), "fault"
+        return None
 
     @staticmethod
     def _read_body(environ: Environ) -> bytes:

@@ -1,0 +1,148 @@
+"""Helpers for the fault tests: numbered lines, counting what arrived, watching the driver.
+
+Every line a fault test writes is ``<label> <n>``; ``tally`` counts, per label, the numbers that
+never arrived (lost), that arrived more than once (duplicated) and whether they arrived in order.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+def _sed(label: str, pad: int) -> str:
+    suffix = " " + "x" * pad if pad else ""
+    return f"sed 's/^/{label} /;s/$/{suffix}/'"
+
+
+def numbered(label: str, first: int, last: int, pad: int = 0) -> str:
+    """A busybox shell command printing ``<label> <n>`` for n in first..last, fast (seq + sed),
+    each line padded with ``pad`` x's so lines can be made ~100 bytes."""
+    return f"seq {first} {last} | {_sed(label, pad)}"
+
+
+def paced(label: str, total: int, per_tick: int, tick_s: float, pad: int = 0) -> str:
+    """``total`` numbered lines (a multiple of ``per_tick``), ``per_tick`` every ``tick_s``."""
+    return (
+        f"i=0; while [ $i -lt {total} ]; do seq $((i+1)) $((i+{per_tick})) | {_sed(label, pad)}; "
+        f"i=$((i+{per_tick})); sleep {tick_s}; done"
+    )
+
+
+@dataclass
+class Tally:
+    """What arrived of one label's lines 1..expected."""
+
+    label: str
+    expected: int
+    lost: int = 0
+    duplicated: int = 0
+    in_order: bool = True
+    missing: list[int] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"{self.label}: expected {self.expected}, lost {self.lost}, duplicated "
+            f"{self.duplicated}, {'in order' if self.in_order else 'OUT OF ORDER'}"
+        )
+
+
+def tally(messages: list[str], expected: dict[str, int]) -> dict[str, Tally]:
+    """Count lost and duplicated lines per label; order is judged on first arrivals."""
+    seen: dict[str, list[int]] = {label: [] for label in expected}
+    for m in messages:
+        parts = m.split(" ", 2)
+        if len(parts) >= 2 and parts[0] in seen and parts[1].isdigit():
+            seen[parts[0]].append(int(parts[1]))
+    out = {}
+    for label, n in expected.items():
+        counts = Counter(seen[label])
+        firsts, done = [], set()
+        for x in seen[label]:
+            if x not in done:
+                done.add(x)
+                firsts.append(x)
+        missing = [i for i in range(1, n + 1) if i not in counts]
+        out[label] = Tally(
+            label, n, lost=len(missing), duplicated=sum(c - 1 for c in counts.values()),
+            in_order=firsts == sorted(firsts), missing=missing[:20],
+        )  # fmt: skip
+    return out
+
+
+def report(what: str, tallies: dict[str, Tally]) -> tuple[int, int]:
+    """Print one line per label and the totals; returns (lost, duplicated)."""
+    lost = sum(t.lost for t in tallies.values())
+    dup = sum(t.duplicated for t in tallies.values())
+    print(f"\n{what}: lost {lost}, duplicated {dup}")
+    for t in tallies.values():
+        print("  " + t.line())
+    return lost, dup
+
+
+class ProcWatch:
+    """Samples a process (found again by ``find`` after a restart) in the background: peak
+    threads, file descriptors and RSS, and every pid it has had."""
+
+    def __init__(self, find, every: float = 0.2) -> None:
+        self.find = find
+        self.every = every
+        self.pids: list[int] = []
+        self.threads = 0
+        self.fds = 0
+        self.rss_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ProcWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pid = self.find()
+            if pid:
+                if not self.pids or self.pids[-1] != pid:
+                    self.pids.append(pid)
+                self.sample(pid)
+            self._stop.wait(self.every)
+
+    def sample(self, pid: int) -> None:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+            self.threads = max(self.threads, int(status["Threads"]))
+            # VmHWM is the kernel's own peak: nothing between samples is missed.
+            self.rss_kb = max(self.rss_kb, int(status["VmHWM"].split()[0]))
+            self.fds = max(self.fds, len(os.listdir(f"/proc/{pid}/fd")))
+        except (OSError, KeyError, ValueError):
+            pass
+
+    @property
+    def rss_mb(self) -> float:
+        return self.rss_kb / 1024
+
+    def line(self) -> str:
+        return (
+            f"driver: peak RSS {self.rss_mb:.0f} MB, peak threads {self.threads}, peak fds "
+            f"{self.fds}, processes {len(self.pids)}"
+        )
+
+
+def wait_until(what: str, probe, timeout: float, every: float = 0.5):
+    """Poll ``probe`` until it returns something truthy; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(every)
