@@ -12,16 +12,16 @@ machine's main dockerd and /root/.aws are not touched. Two ways of timing each c
   output back to the CLI or removing it.
 
 Either way the daemon closes the log driver before it reports the container stopped. For a
-plugin that is StopLogging, which memberlog answers only once the container's events have
-shipped (up to 20 s); Docker's awslogs makes no such promise. So, for both CloudWatch drivers,
-the time from the CLI's start until the endpoint has accepted the first and all N events. For
+plugin that is StopLogging, which memberlog answers once the container's lines are in its
+journal on disk (shipping follows). So, for both CloudWatch drivers, also the time from the
+CLI's start until the endpoint has accepted the first and all N events. For
 memberlog also the driver's peak RSS per run (VmHWM, reset before each run); for every driver
 the CPU seconds of dockerd, the memberlog driver and the endpoint, and how busy the host was
 (other load on the machine shows there: compare medians with minimums).
 
 Then in-process figures for the driver's stages on N lines of ``seq``: FrameDecoder fed 1 MiB
 chunks of frames made by ``encode_entry``; ``batch.to_events``; ``take_batch``; a real FIFO
-written the way dockerd writes it, read by ``FifoReader`` and decoded; and the shipper's
+written the way dockerd writes it, spliced into a journal and decoded from it; and the shipper's
 ``put_log_events`` calls on the driver's own boto3 client, stopped before the network.
 
 With ``--py-spy DIR`` (pip install py-spy) three more memberlog runs, untimed: CPU seconds per
@@ -60,9 +60,10 @@ sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers: dockerd, endpoint
 sys.path.insert(0, str(ROOT))
 
 from memberlog.driver.batch import take_batch, to_events  # noqa: E402
-from memberlog.driver.fifo import FifoReader  # noqa: E402
 from memberlog.driver.framing import FrameDecoder, encode_entry  # noqa: E402
-from memberlog.driver.limits import MAX_HELD_BYTES, MAX_MESSAGE_BYTES  # noqa: E402
+from memberlog.driver.journal import FdCache, Journal  # noqa: E402
+from memberlog.driver.limits import MAX_MESSAGE_BYTES, SPLICE_BYTES  # noqa: E402
+from memberlog.driver.reader import open_fifo  # noqa: E402
 
 import dockerenv  # noqa: E402
 from cwlogs import REGION, CloudWatchEndpoint  # noqa: E402
@@ -313,10 +314,12 @@ def timed(fn: Callable[[], object], runs: int) -> tuple[float, object]:
 
 
 def fifo_pass(data: bytes, max_line: int) -> list:
-    """dockerd's side writes the frames into a FIFO in 1 MiB writes; FifoReader + decoder read."""
+    """dockerd's side writes the frames into a FIFO in 1 MiB writes; the reader's splice moves
+    them into a journal, and shipping's decoder reads them back from it."""
     with tempfile.TemporaryDirectory(prefix="memberlog-bench-fifo-") as tmp:
         fifo = DaemonFifo(tmp)
-        reader = FifoReader(fifo.path, MAX_HELD_BYTES)
+        fd = open_fifo(fifo.path)
+        journal = Journal(os.path.join(tmp, "journal"), FdCache())
 
         def write() -> None:
             for i in range(0, len(data), CHUNK):
@@ -324,20 +327,17 @@ def fifo_pass(data: bytes, max_line: int) -> list:
 
         writer = threading.Thread(target=write)
         writer.start()
+        while writer.is_alive() or journal.end < len(data):
+            with journal.lock:
+                if journal.splice_from(fd, SPLICE_BYTES) == 0:
+                    time.sleep(0.0005)
+        writer.join()
         decoder = FrameDecoder(max_line)
         out: list = []
-        stopped = False
-        while True:
-            if not stopped and not writer.is_alive():
-                reader.stop()  # as at StopLogging: read what the pipe holds, then end
-                stopped = True
-            chunk = reader.get(0.05)
-            if chunk is None:
-                break
-            if chunk:
-                out.extend(decoder.feed(chunk))
+        while chunk := journal.read(decoder.pos):
+            out.extend(decoder.feed(chunk))
         out.extend(decoder.finish())
-        writer.join()
+        os.close(fd)
         fifo.close()
         return out
 
@@ -389,8 +389,8 @@ def micro(lines: int, runs: int) -> list[tuple[str, float, int, int]]:
         return out
 
     t_decode, decoded = timed(decode, runs)
-    assert [line for _, line in decoded] == texts, "decoder lost or changed lines"
-    t_events, events = timed(lambda: to_events(decoded, MAX_MESSAGE_BYTES), runs)
+    assert [line for _, line, _ in decoded] == texts, "decoder lost or changed lines"
+    t_events, events = timed(lambda: to_events(decoded, MAX_MESSAGE_BYTES, 0), runs)
     assert len(events) == lines
 
     def batches() -> int:
@@ -412,7 +412,12 @@ def micro(lines: int, runs: int) -> list[tuple[str, float, int, int]]:
         (f"FrameDecoder.feed, {len(chunks)} x 1 MiB chunks", t_decode, lines, len(data)),
         ("batch.to_events", t_events, lines, text_bytes),
         (f"take_batch until empty ({n_batches} batches)", t_batch, lines, text_bytes),
-        ("real FIFO: 1 MiB writes -> FifoReader -> FrameDecoder", t_fifo, lines, len(data)),
+        (
+            "real FIFO: 1 MiB writes -> splice -> journal -> FrameDecoder",
+            t_fifo,
+            lines,
+            len(data),
+        ),  # fmt: skip
         (
             f"put_log_events client side, no network ({len(all_batches)} x, request bodies)",
             t_put,

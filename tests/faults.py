@@ -7,10 +7,15 @@ never arrived (lost), that arrived more than once (duplicated) and whether they 
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+
+import dockerenv
+from waiting import stream_messages
 
 
 def _sed(label: str, pad: int) -> str:
@@ -146,3 +151,104 @@ def wait_until(what: str, probe, timeout: float, every: float = 0.5):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(every)
+
+
+# --- running containers --------------------------------------------------------------------------
+def run_container(plugin_name: str, image: str, script: str, group: str, member: str,
+                  *extra: str, host: str | None = None) -> str:  # fmt: skip
+    args = ["run", "-d", "--network", "none", "--log-driver", plugin_name,
+            "--log-opt", f"group={group}", "--log-opt", f"member={member}",
+            "--log-opt", "flush-interval=0.2", *extra, image, "sh", "-c", script]  # fmt: skip
+    return dockerenv.docker(*args, host=host).stdout.strip()
+
+
+def wait_and_remove(cids: list[str], timeout: float = 600) -> None:
+    for cid in cids:
+        assert dockerenv.docker("wait", cid, timeout=timeout).stdout.strip() == "0"
+    dockerenv.docker("rm", *cids, timeout=300)
+
+
+def collect(cw, group: str, expected: dict[str, tuple[str, int]], timeout: float = 300):
+    """Wait until every stream holds at least its count; return all messages by stream.
+    ``expected``: label -> (stream, lines)."""
+    client = cw.client()
+    want: dict[str, int] = {}
+    for stream, n in expected.values():
+        want[stream] = want.get(stream, 0) + n
+    got: dict[str, list[str]] = {}
+
+    def complete() -> bool:
+        for stream, n in want.items():
+            if len(got.get(stream, ())) < n:
+                got[stream] = stream_messages(client, group, stream)
+                if len(got[stream]) < n:
+                    return False
+        return True
+
+    wait_until(f"{sum(want.values())} lines in {group}", complete, timeout, every=1.0)
+    time.sleep(1.0)  # a late duplicate shows too
+    return {stream: stream_messages(client, group, stream) for stream in want}
+
+
+def check(what: str, by_stream: dict[str, list[str]], expected: dict[str, tuple[str, int]]):
+    """Tally every label in its stream; print lost/duplicated; assert nothing lost, in order."""
+    tallies = {}
+    for label, (stream, n) in expected.items():
+        tallies.update(tally(by_stream[stream], {label: n}))
+    lost, dup = report(what, tallies)
+    assert lost == 0, {k: t.missing for k, t in tallies.items() if t.lost}
+    assert all(t.in_order for t in tallies.values())
+    return dup
+
+
+# --- scenarios shared with the managed plugin's tests --------------------------------------------
+def outage_kill_throttle(cw, plugin, image: str, lines: int = 200_000, containers: int = 2):
+    """The issue's first case: lines written with the endpoint down, the plugin killed 5 s in
+    and brought back; the endpoint back but 90% of puts throttled; killed again; back."""
+    group = f"durable-{uuid.uuid4().hex[:12]}"
+    per = lines // containers
+    expected = {f"c{i}": (f"m{i}", per) for i in range(containers)}
+    with cw.down():
+        t0 = time.monotonic()
+        cids = [
+            run_container(plugin.name, image, paced(f"c{i}", per, 2000, 0.2), group, f"m{i}")
+            for i in range(containers)
+        ]
+        time.sleep(max(0.0, 5 - (time.monotonic() - t0)))
+        old = plugin.pid()
+        plugin.kill()
+        plugin.back(old)
+        wait_and_remove(cids)
+    cw.set_faults(throttle=0.9)
+    try:
+        time.sleep(10)
+        old = plugin.pid()
+        plugin.kill()
+        plugin.back(old)
+        time.sleep(10)
+    finally:
+        cw.set_faults()
+    by_stream = collect(cw, group, expected)
+    return check("outage, kill -9, 90% throttled, kill -9", by_stream, expected)
+
+
+def random_kills(cw, plugin, image: str, kills: int = 10, lines: int = 1_000_000, n: int = 4):
+    """1,000,000 lines from 4 containers while the plugin is killed 10 times at random."""
+    group = f"kills-{uuid.uuid4().hex[:12]}"
+    per = lines // n
+    expected = {f"k{i}": (f"m{i}", per) for i in range(n)}
+    cids = [
+        run_container(plugin.name, image, paced(f"k{i}", per, 5000, 0.4), group, f"m{i}")
+        for i in range(n)
+    ]
+    rng = random.Random()
+    for _ in range(kills):
+        time.sleep(rng.uniform(0.5, 3.0))
+        old = plugin.pid()
+        if old is None:
+            continue
+        plugin.kill()
+        plugin.back(old)
+    wait_and_remove(cids)
+    by_stream = collect(cw, group, expected, timeout=600)
+    return check(f"{kills} x kill -9 during 1,000,000 lines", by_stream, expected)

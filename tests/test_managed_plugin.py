@@ -26,6 +26,7 @@ from conftest import need
 from memberlog.cli.main import member_events
 
 import dockerenv
+from faults import outage_kill_throttle, random_kills
 from waiting import stream_messages, wait_for_messages
 
 pytestmark = pytest.mark.docker
@@ -317,3 +318,34 @@ def test_member_moving_between_two_hosts_keeps_one_stream(
     )  # fmt: skip
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout == "".join(f"{m}\n" for m in got)
+
+
+# --- faults: the managed plugin killed, Docker restarting it --------------------------------------
+class ManagedHandle:
+    """The managed plugin as the fault scenarios (faults.py) see it: Docker restarts it."""
+
+    def __init__(self, plugin: ManagedPlugin) -> None:
+        self.name = plugin.name
+        self.id = plugin.id
+
+    def pid(self) -> int | None:
+        return plugin_pid(self.id)
+
+    def kill(self) -> None:
+        pid = self.pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+
+    def back(self, old: int | None) -> None:
+        """Docker restarts a killed plugin by itself; wait for the new process."""
+        wait_for("Docker to restart the plugin", lambda: (p := self.pid()) and p != old)
+
+
+def test_managed_outage_kills_and_throttling_lose_nothing(cw, managed_plugin, image):
+    need(os.geteuid() == 0, "root (to find and kill the plugin's process)")
+    outage_kill_throttle(cw, ManagedHandle(managed_plugin), image)
+
+
+def test_managed_ten_kills_during_a_million_lines_lose_nothing(cw, managed_plugin, image):
+    need(os.geteuid() == 0, "root (to find and kill the plugin's process)")
+    random_kills(cw, ManagedHandle(managed_plugin), image)

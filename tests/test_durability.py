@@ -1,0 +1,313 @@
+"""Faults on the real path: dockerd 20.10, the driver as a legacy plugin, the strict local
+CloudWatch endpoint. Every line is numbered; each test prints how many were lost and duplicated.
+
+The driver here is named ``memberlog-fault`` (its own socket in /run/docker/plugins/), so a test
+can give it settings, kill it and start it again without touching the session's ``memberlog``.
+The managed plugin's fault tests are in test_managed_plugin.py; both use the scenarios below.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import shutil
+import signal
+import stat
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+import pytest
+
+import dockerenv
+from faults import (
+    ProcWatch,
+    check,
+    collect,
+    numbered,
+    outage_kill_throttle,
+    paced,
+    random_kills,
+    run_container,
+    wait_and_remove,
+    wait_until,
+)
+from plugin import DaemonFifo, PluginProcess, start_request
+from waiting import stream_messages
+
+pytestmark = pytest.mark.docker
+
+NAME = "memberlog-fault"
+SOCKET = f"/run/docker/plugins/{NAME}.sock"
+OUTAGE_S = int(os.environ.get("MEMBERLOG_OUTAGE_S", "60"))  # the issue's run: 300
+
+
+class LegacyPlugin:
+    """The driver as a host process Docker finds by its socket; killed and started by hand."""
+
+    def __init__(self, cw, state_dir: str | None = None, **settings: str) -> None:
+        self.name = NAME
+        self.proc = PluginProcess({**cw.env(), **settings}, socket_path=SOCKET,
+                                  state_dir=state_dir)  # fmt: skip
+        self.state_dir = self.proc.state_dir
+        self.proc.start()
+
+    def pid(self) -> int | None:
+        p = self.proc.proc
+        return p.pid if p and p.poll() is None else None
+
+    def kill(self, sig: int = signal.SIGKILL) -> float:
+        """Signal the driver and wait for its exit; returns how long that took."""
+        t0 = time.monotonic()
+        self.proc.proc.send_signal(sig)
+        self.proc.proc.wait(30)
+        return time.monotonic() - t0
+
+    def back(self, old: int | None) -> None:
+        """Start it again on the same socket and state dir (dockerd sends nothing new)."""
+        self.proc.start()
+
+    def log(self) -> str:
+        return self.proc.log()
+
+    def cleanup(self) -> None:
+        self.proc.cleanup()
+
+
+@pytest.fixture
+def fault_plugin(cw, docker_engine):
+    made: list[LegacyPlugin] = []
+
+    def make(**settings: str) -> LegacyPlugin:
+        plugin = LegacyPlugin(cw, **settings)
+        made.append(plugin)
+        return plugin
+
+    yield make
+    for p in made:
+        p.cleanup()
+
+
+# --- the tests -----------------------------------------------------------------------------------
+def test_outage_kills_and_throttling_lose_nothing(cw, fault_plugin, busybox):
+    plugin = fault_plugin()
+    outage_kill_throttle(cw, plugin, busybox)
+
+
+def test_ten_kills_during_a_million_lines_lose_nothing(cw, fault_plugin, busybox):
+    plugin = fault_plugin()
+    random_kills(cw, plugin, busybox)
+
+
+def test_sigterm_with_the_endpoint_down_exits_fast_and_loses_nothing(cw, fault_plugin, busybox):
+    plugin = fault_plugin()
+    group = f"term-{uuid.uuid4().hex[:12]}"
+    expected = {"t": ("m", 50_000)}
+    with cw.down():
+        cid = run_container(plugin.name, busybox, paced("t", 50_000, 2500, 0.25), group, "m")
+        time.sleep(3)
+        took = plugin.kill(signal.SIGTERM)
+        print(f"\nSIGTERM with the endpoint down: the driver exited in {took:.2f}s")
+        assert plugin.proc.proc.returncode == 0
+        assert took < 5
+        plugin.back(None)
+        wait_and_remove([cid])
+    check("SIGTERM, restart", collect(cw, group, expected), expected)
+
+
+def test_stop_logging_answers_fast_while_the_endpoint_is_down(cw, fault_plugin, tmp_path):
+    """100 containers stop while CloudWatch is unreachable: StopLogging only journals."""
+    plugin = fault_plugin()
+    group = f"stop-{uuid.uuid4().hex[:12]}"
+    fifos = [DaemonFifo(str(tmp_path), f"f{i}") for i in range(100)]
+    expected = {f"s{i}": (f"m{i}", 3000) for i in range(100)}
+    with cw.down():
+        for i, fifo in enumerate(fifos):
+            req = start_request(fifo.path, {"group": group, "member": f"m{i}"})
+            assert plugin.proc.post("LogDriver.StartLogging", req) == (200, {"Err": ""})
+        for i, fifo in enumerate(fifos):
+            fifo.write_lines([f"s{i} {n}".encode() for n in range(1, 3001)])
+        times: list[float] = []
+
+        def stop(fifo: DaemonFifo) -> None:
+            t0 = time.monotonic()
+            assert plugin.proc.post("LogDriver.StopLogging", {"File": fifo.path})[0] == 200
+            times.append(time.monotonic() - t0)
+            fifo.close()
+
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            list(pool.map(stop, fifos))
+    p99 = statistics.quantiles(times, n=100)[98]
+    print(f"\nStopLogging over 100 containers, endpoint down: median "
+          f"{statistics.median(times) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+          f"max {max(times) * 1000:.1f} ms")  # fmt: skip
+    assert p99 < 0.1
+    check("after the outage", collect(cw, group, expected), expected)
+
+
+def test_outage_while_logging_does_not_slow_containers(cw, fault_plugin, busybox):
+    """5 containers x 1,000 lines/s of ~100 bytes for OUTAGE_S seconds, first with the
+    endpoint up, then with it down the whole time: their run times must stay close."""
+    plugin = fault_plugin()
+    per = 1000 * OUTAGE_S
+
+    def run(group: str) -> float:
+        t0 = time.monotonic()
+        cids = [run_container(plugin.name, busybox, paced(f"o{i}", per, 100, 0.1, pad=90),
+                              group, f"m{i}") for i in range(5)]  # fmt: skip
+        wait_and_remove(cids, timeout=OUTAGE_S * 10)
+        return time.monotonic() - t0
+
+    expected = {f"o{i}": (f"m{i}", per) for i in range(5)}
+    up_group, down_group = (f"outage-{uuid.uuid4().hex[:12]}" for _ in range(2))
+    with ProcWatch(plugin.pid) as watch:
+        up = run(up_group)
+        with cw.down():
+            down = run(down_group)
+        by_stream = collect(cw, down_group, expected, timeout=600)
+    print(f"\n{5 * per} lines at 5,000 lines/s: containers ran {up:.1f}s with the endpoint up, "
+          f"{down:.1f}s with it down ({down / up:.2f}x)")  # fmt: skip
+    print(watch.line())
+    check("lines written during the outage", by_stream, expected)
+    assert down <= 1.5 * up
+    assert watch.rss_mb < 250
+
+
+def test_small_spool_drops_the_oldest_with_one_exact_gap_marker(cw, fault_plugin, busybox):
+    plugin = fault_plugin(SPOOL_MAX_BYTES="50MB")
+    group = f"spool-{uuid.uuid4().hex[:12]}"
+    per = 1_000_000  # 2 x 1,000,000 lines of ~100 bytes: 200 MB
+    with ProcWatch(plugin.pid) as watch, cw.down():
+        cids = [run_container(plugin.name, busybox, numbered(f"g{i}", 1, per, pad=88), group,
+                              f"m{i}") for i in range(2)]  # fmt: skip
+        wait_and_remove(cids)
+    client = cw.client()
+    for i in range(2):
+        stream = f"m{i}"
+        wait_until(f"the last line of {stream}",
+                   lambda s=stream, i=i: (m := stream_messages(client, group, s))
+                   and m[-1].startswith(f"g{i} {per} "), 300, every=2.0)  # fmt: skip
+        got = stream_messages(client, group, stream)
+        markers = [m for m in got if m.startswith("memberlog: dropped ")]
+        assert len(markers) == 1, markers
+        dropped = int(markers[0].split()[2])
+        assert "while CloudWatch was unreachable" in markers[0]
+        after = got[got.index(markers[0]) + 1 :]
+        numbers = [int(m.split()[1]) for m in after]
+        print(f"\n{stream}: {markers[0]}; {len(numbers)} lines after it")
+        assert dropped > 0 and numbers[0] == dropped + 1
+        assert sorted(set(numbers)) == list(range(dropped + 1, per + 1))  # every line after
+        assert got.index(markers[0]) == 0  # nothing from before the gap shipped
+    print(watch.line())
+    assert "SPOOL_MAX_BYTES reached: dropped" in plugin.log()
+
+
+def test_a_full_state_dir_gives_clear_errors_and_recovers(cw, fault_plugin, busybox):
+    mnt = tempfile.mkdtemp(prefix="memberlog-tmpfs-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", mnt],
+                   check=True)  # fmt: skip
+    try:
+        plugin = fault_plugin(state_dir=os.path.join(mnt, "state"))
+        group = f"full-{uuid.uuid4().hex[:12]}"
+        # 1. 60 MB into 24 MB while CloudWatch is away: the oldest lines go, the rest ships.
+        with cw.down():
+            cid = run_container(plugin.name, busybox, numbered("f", 1, 600_000, pad=88), group, "m")
+            wait_and_remove([cid])
+        client = cw.client()
+        wait_until("the last line", lambda: (m := stream_messages(client, group, "m"))
+                   and m[-1].startswith("f 600000 "), 120, every=1.0)  # fmt: skip
+        got = stream_messages(client, group, "m")
+        assert got[0].startswith("memberlog: dropped ")
+        first_kept = int(got[1].split()[1])
+        assert [int(m.split()[1]) for m in got[1:]] == list(range(first_kept, 600_001))
+        assert "is full (No space left on device)" in plugin.log()
+        # 2. Nothing of ours left to drop: a filler takes the space once the container has
+        #    started; it waits until space frees, then everything arrives.
+        script = f"sleep 2; {numbered('w', 1, 100_000, pad=88)}"
+        cid = run_container(plugin.name, busybox, script, group, "w")
+        filler = os.path.join(mnt, "filler")
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=64"],
+                       capture_output=True)  # fmt: skip
+        time.sleep(6)
+        state = dockerenv.docker("inspect", "-f", "{{.State.Running}}", cid).stdout.strip()
+        assert state == "true", "the container should wait while the disk is full"
+        assert plugin.pid() is not None
+        os.unlink(filler)
+        wait_and_remove([cid])
+        expected = {"w": ("w", 100_000)}
+        by_stream = collect(cw, group, expected)
+        check("after the disk had room again", by_stream, expected)
+        assert plugin.pid() is not None
+    finally:
+        plugin.cleanup()
+        subprocess.run(["umount", "-l", mnt], check=False)
+        shutil.rmtree(mnt, ignore_errors=True)
+
+
+def test_state_files_hold_no_environment_and_are_private(cw, fault_plugin, busybox):
+    plugin = fault_plugin()
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    group = f"state-{uuid.uuid4().hex[:12]}"
+    cid = run_container(plugin.name, busybox, "echo hello; sleep 3", group, "m",
+                        "-e", f"PGPASSWORD={secret}", "--label", f"pw={secret}")  # fmt: skip
+    try:
+        time.sleep(1)
+        files = []
+        for root, dirs, names in os.walk(plugin.state_dir):
+            for d in dirs:
+                mode = stat.S_IMODE(os.stat(os.path.join(root, d)).st_mode)
+                assert mode == 0o700, (os.path.join(root, d), oct(mode))
+            for n in names:
+                path = os.path.join(root, n)
+                files.append(path)
+                assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+                with open(path, "rb") as f:
+                    assert secret.encode() not in f.read(), path
+        assert any(os.path.basename(f) == "meta" for f in files)
+        print(f"\n{len(files)} state files checked: 0600 in 0700 dirs, no environment")
+    finally:
+        wait_and_remove([cid])
+    # No record outlives StopLogging.
+    wait_until("the journal to be shipped and removed",
+               lambda: not os.listdir(os.path.join(plugin.state_dir, "journal")), 30)  # fmt: skip
+
+
+def test_a_thousand_containers_at_once(cw, fault_plugin, busybox):
+    """1,000 containers x 1,000 lines, released together: every line arrives, the driver never
+    restarts, and its threads and memory stay bounded."""
+    n, per = int(os.environ.get("MEMBERLOG_FANIN", "1000")), 1000
+    plugin = fault_plugin()
+    group = f"fanin-{uuid.uuid4().hex[:12]}"
+    barrier = tempfile.mkdtemp(prefix="memberlog-barrier-")
+    script = f"while [ ! -e /b/go ]; do sleep 0.5; done; {numbered('LABEL', 1, per)}"
+    cids: list[str] = []
+    lock = threading.Lock()
+    with ProcWatch(plugin.pid, every=0.5) as watch:
+        t0 = time.monotonic()
+
+        def start(i: int) -> None:
+            cid = run_container(plugin.name, busybox, script.replace("LABEL", f"n{i}"), group,
+                                f"m{i:04d}", "-v", f"{barrier}:/b:ro")  # fmt: skip
+            with lock:
+                cids.append(cid)
+
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            list(pool.map(start, range(n)))
+        started = time.monotonic() - t0
+        open(os.path.join(barrier, "go"), "w").close()
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            list(pool.map(lambda c: wait_and_remove([c]), cids))
+        ran = time.monotonic() - t0 - started
+        expected = {f"n{i}": (f"m{i:04d}", per) for i in range(n)}
+        by_stream = collect(cw, group, expected, timeout=900)
+    print(f"\n{n} containers started in {started:.0f}s, logged and exited in {ran:.0f}s")
+    print(watch.line())
+    check(f"{n} containers x {per} lines", by_stream, expected)
+    assert len(watch.pids) == 1, "the driver restarted"
+    assert "Traceback" not in plugin.log()
+    assert watch.threads <= 40
+    assert watch.rss_mb < 250
+    shutil.rmtree(barrier, ignore_errors=True)
