@@ -11,23 +11,24 @@ import heapq
 from collections import deque
 from operator import itemgetter
 
-from .framing import Line, utf8_cut
+from .framing import LINE_STEP, POSITION_BITS, Line, utf8_cut
 from .limits import EVENT_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS
 
 # (timestamp ms, message, message UTF-8 bytes, position): the position to commit once the event
-# has shipped, ``clean offset << 32 | events from there`` (see framing.FrameDecoder); positions
-# only grow, so the largest in a batch is its commit.
+# has shipped (see framing.FrameDecoder); positions only grow, so a batch's largest is its commit.
 Event = tuple[int, str, int, int]
-POSITION_BITS = 32
 
 
-def position(offset: int, skip: int) -> int:
-    """The position after ``skip`` events decoded from the clean ``offset``."""
-    return offset << POSITION_BITS | skip
+def position(offset: int, lines: int = 0, pieces: int = 0) -> int:
+    """Decoding from the clean ``offset``, ``lines`` lines and then ``pieces`` pieces of the
+    next one have shipped."""
+    return offset << POSITION_BITS | lines * LINE_STEP | pieces
 
 
-def split_position(pos: int) -> tuple[int, int]:
-    return pos >> POSITION_BITS, pos & ((1 << POSITION_BITS) - 1)
+def split_position(pos: int) -> tuple[int, int, int]:
+    """(clean offset, lines, pieces) of a position."""
+    low = pos & ((1 << POSITION_BITS) - 1)
+    return pos >> POSITION_BITS, low // LINE_STEP, low % LINE_STEP
 
 
 # CloudWatch rejects empty messages. An empty line still says something (a blank line in a
@@ -46,23 +47,13 @@ def split_utf8(data: bytes, limit: int) -> list[bytes]:
     return pieces
 
 
-def to_events(lines: list[Line], max_message_bytes: int, start: int) -> list[Event]:
+def to_events(lines: list[Line], max_message_bytes: int) -> list[Event]:
     """Make CloudWatch events of decoded lines: UTF-8 (bad bytes -> U+FFFD), split, non-empty.
-
-    ``start`` is the position of the event before the first line (the commit, at first): events
-    are counted from each line's clean offset on, so a line split into pieces can be committed
-    piece by piece.
-    """
+    Each event keeps its line's position; the pieces of a split line count within it."""
     events: list[Event] = []
     append = events.append
-    clean = start >> POSITION_BITS
-    pos = start
-    for ts, line, off in lines:
-        if off != clean:
-            clean = off
-            pos = off << POSITION_BITS
+    for ts, line, pos, _ in lines:
         n = len(line)
-        pos += 1
         if 0 < n <= max_message_bytes and line.isascii():
             append((ts, line.decode("ascii"), n, pos))
         elif not line:
@@ -74,9 +65,9 @@ def to_events(lines: list[Line], max_message_bytes: int, start: int) -> list[Eve
                 append((ts, text, len(data), pos))
             else:
                 pieces = split_utf8(data, max_message_bytes)
-                for piece in pieces[:-1]:
-                    append((ts, piece.decode("utf-8"), len(piece), pos))
-                    pos += 1
+                before = pos - LINE_STEP  # the line before, then piece after piece of this one
+                for i, piece in enumerate(pieces[:-1], 1):
+                    append((ts, piece.decode("utf-8"), len(piece), before + i))
                 append((ts, pieces[-1].decode("utf-8"), len(pieces[-1]), pos))
     return events
 

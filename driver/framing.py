@@ -20,9 +20,12 @@ from .limits import FRAME_HEADER_BYTES, MAX_FRAME_BYTES
 
 log = logging.getLogger(__name__)
 
-# (timestamp in ms since the epoch, line without its newline, the clean journal offset from
-# which decoding again emits this line: see FrameDecoder)
-Line = tuple[int, bytes, int]
+# (timestamp in ms since the epoch, line without its newline, position after it (see
+# FrameDecoder), source: STDOUT or STDERR)
+Line = tuple[int, bytes, int, int]
+STDOUT, STDERR = ord("o"), ord("e")  # the 4th byte of "stdout" / "stderr": a cheap tag
+POSITION_BITS = 32  # a position is clean offset << 32 | lines after it << 4 | pieces
+LINE_STEP = 1 << 4  # one line; the low 4 bits count pieces of a line cut by the batch stage
 
 _MAX_OPEN_PARTIALS = 8  # stdout and stderr each have at most one open line; more means garbage
 
@@ -38,9 +41,9 @@ class CorruptFrame(ValueError):
         self.offset = 0  # journal offset of the damaged frame
 
 
-# size, 0x0A06 (source, 6 bytes), the source, 0x10 (time), 3 low varint bytes, 6 high ones,
-# 0x1A (line) and a one-byte length: 24 bytes ahead of every short line the daemon sends.
-_FAST_HEADER = struct.Struct(">IH6xBBBB6sH")
+# size, 0x0A06 (source, 6 bytes), the source (its 4th byte kept), 0x10 (time), 3 low varint
+# bytes, 6 high ones, 0x1A (line) and a one-byte length: 24 bytes ahead of every short line.
+_FAST_HEADER = struct.Struct(">IH3xB2xBBBB6sH")
 
 # Docker always sets the source: a frame starts with a 4-byte length, then source="stdout"/"stderr"
 _SOURCE_PREFIX = b"\n\x06std"
@@ -129,13 +132,16 @@ class FrameDecoder:
     """Incremental decoder of one journal: feed it raw FIFO bytes in order, get back whole lines.
 
     A "clean" point is a frame boundary with no partial line open: a new decoder can start
-    there. Every line carries the last clean point before the frame that completed it. Decoding
-    is deterministic, so a new decoder started at that point emits the same lines again in the
-    same order: a shipped position is (clean point, events after it), and a restart skips what
-    has shipped. A line split in 16 KiB chunks is never cut by a restart.
+    there. Decoding is deterministic, so a decoder started at a clean point emits the same lines
+    again, in the same order. Every line carries its position: the last clean point S before
+    the frame that completed it, and how many lines (n) a decoder started at S emits up to and
+    including it, as ``S << 32 | n << 4``. Shipping commits positions; a restart decodes from S
+    and skips n lines. A line split in 16 KiB chunks is never cut by a restart, and no line
+    comes twice unless it shipped after the last commit.
     """
 
-    __slots__ = ("_rest", "_open", "_high", "_resync", "_base", "clean", "max_line_bytes")
+    __slots__ = ("_rest", "_open", "_high", "_resync", "_base", "clean", "_s", "_n",
+                 "max_line_bytes")  # fmt: skip
 
     def __init__(self, max_line_bytes: int, start: int = 0, resync: bool = False) -> None:
         """``start``: the journal offset of the first byte fed. ``resync``: the input may start
@@ -144,7 +150,9 @@ class FrameDecoder:
         self._rest = b""
         self._base = start  # journal offset of _rest[0]
         self.clean = start  # the latest clean point
-        # partial id -> [timestamp_ms, chunks, total bytes]
+        self._s = -1  # the clean point the slow path last counted lines from...
+        self._n = 0  # ...and how many
+        # partial id -> [timestamp_ms, chunks, total bytes, source]
         self._open: dict[bytes, list] = {}
         self._high: dict[bytes, int] = {}  # time varint bytes 3..8 -> their bits, cached
         self.max_line_bytes = max_line_bytes
@@ -188,7 +196,9 @@ class FrameDecoder:
                 # 9-byte time varint (any date from 2004 to 2262), a short whole line. The
                 # time's upper 42 bits change every 2 ms: decoded once, cached by their bytes.
                 if n - pos >= _FAST_HEADER.size and not self._open:
-                    size, src, tag, b0, b1, b2, key, line_tag = _FAST_HEADER.unpack_from(buf, pos)
+                    size, src, which, tag, b0, b1, b2, key, line_tag = _FAST_HEADER.unpack_from(
+                        buf, pos
+                    )
                     t = high.get(key)
                     if t is None and src == 0x0A06 and tag == 0x10 and b0 & b1 & b2 & 0x80:
                         t, after = _varint(buf, pos + 13, pos + 22)
@@ -209,7 +219,10 @@ class FrameDecoder:
                         if end > n:
                             break
                         t |= (b0 & 0x7F) | (b1 & 0x7F) << 7 | (b2 & 0x7F) << 14
-                        append((t // 1_000_000, buf[pos + _FAST_HEADER.size : end], base + pos))
+                        append((
+                            t // 1_000_000, buf[pos + _FAST_HEADER.size : end],
+                            (base + pos) << POSITION_BITS | LINE_STEP, which,
+                        ))  # fmt: skip
                         pos = end
                         continue
                 size = int.from_bytes(buf[pos : pos + FRAME_HEADER_BYTES], "big")
@@ -243,9 +256,15 @@ class FrameDecoder:
         line = b""
         partial = False
         meta = None
+        src = STDOUT
         while p < end:
             key, p = _key(buf, p, end)
-            if key == 0x1A:  # line
+            if key == 0x0A:  # source
+                ln, p = _varint(buf, p, end)
+                if ln >= 4 and p + 3 < end:
+                    src = buf[p + 3]
+                p += ln
+            elif key == 0x1A:  # line
                 ln, p = _varint(buf, p, end)
                 line = buf[p : p + ln]
                 p += ln
@@ -260,23 +279,31 @@ class FrameDecoder:
                     raise CorruptFrame("partial metadata overruns the frame")
                 meta = _metadata(buf, p, p + ln)
                 p += ln
-            else:  # source=1 (a stream holds both), attrs=6 and anything newer
+            else:  # attrs=6 and anything newer
                 p = _skip(buf, p, end, key & 7)
         if p != end:
             raise CorruptFrame("fields overrun the frame")
         first = len(out)
         before = self.clean
         if partial or self._open:
-            self._partial(out, t // 1_000_000, line, partial, meta)
+            self._partial(out, t // 1_000_000, line, partial, meta, src)
         else:
-            out.append((t // 1_000_000, line, before))
+            out.append((t // 1_000_000, line, 0, src))
         if not self._open:
             self.clean = base + end  # this frame closed every open line
+        self._number(out, first, before)
+
+    def _number(self, out: list[Line], first: int, clean: int) -> None:
+        """Give the lines out[first:] their positions: counted on from ``clean``."""
+        if clean != self._s:
+            self._s, self._n = clean, 0
         for i in range(first, len(out)):
-            out[i] = (out[i][0], out[i][1], before)
+            self._n += 1
+            ts, line, _, src = out[i]
+            out[i] = (ts, line, clean << POSITION_BITS | self._n * LINE_STEP, src)
 
     def _partial(
-        self, out: list[Line], ts: int, line: bytes, partial: bool, meta: tuple | None
+        self, out: list[Line], ts: int, line: bytes, partial: bool, meta: tuple | None, src: int
     ) -> None:
         """Join Docker's 16 KiB chunks: same id, in order, until one says last."""
         if not partial and meta is None:
@@ -284,10 +311,10 @@ class FrameDecoder:
             # non-partial chunk; that is the case only when an id-less partial is open.
             held = self._open.pop(b"", None)
             if held is None:
-                out.append((ts, line, 0))
+                out.append((ts, line, 0, src))
             else:
                 held[1].append(line)
-                out.append((held[0], b"".join(held[1]), 0))
+                out.append((held[0], b"".join(held[1]), 0, held[3]))
             return
         last, pid = meta if meta is not None else (False, b"")
         held = self._open.get(pid)
@@ -295,7 +322,7 @@ class FrameDecoder:
             if len(self._open) >= _MAX_OPEN_PARTIALS:
                 oldest = next(iter(self._open))
                 self._emit(out, self._open.pop(oldest))
-            held = self._open[pid] = [ts, [], 0]
+            held = self._open[pid] = [ts, [], 0, src]
         held[1].append(line)
         held[2] += len(line)
         if held[2] > self.max_line_bytes:
@@ -304,7 +331,7 @@ class FrameDecoder:
             data = b"".join(held[1])
             while len(data) > self.max_line_bytes:
                 cut = utf8_cut(data, self.max_line_bytes)
-                out.append((held[0], data[:cut], 0))
+                out.append((held[0], data[:cut], 0, held[3]))
                 data = data[cut:]
             held[1] = [data]
             held[2] = len(data)
@@ -314,7 +341,7 @@ class FrameDecoder:
     @staticmethod
     def _emit(out: list[Line], held: list) -> None:
         if held[1]:
-            out.append((held[0], b"".join(held[1]), 0))
+            out.append((held[0], b"".join(held[1]), 0, held[3]))
 
     def finish(self) -> list[Line]:
         """At the end of a stopped container's journal: an unterminated line may never get its
@@ -325,7 +352,7 @@ class FrameDecoder:
             self._emit(out, held)
         self._open.clear()
         end = self.pos
-        out = [(ts, line, self.clean) for ts, line, _ in out]
+        self._number(out, 0, self.clean)
         self.clean = end
         if self._rest:
             rest, self._rest = self._rest, b""

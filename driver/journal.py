@@ -31,8 +31,7 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .batch import position, split_position
-from .framing import CorruptFrame, FrameDecoder
+from .framing import LINE_STEP, POSITION_BITS, CorruptFrame, FrameDecoder
 from .limits import (
     DECODE_CHUNK_BYTES,
     FRAME_HEADER_BYTES,
@@ -131,7 +130,7 @@ class Journal:
         self.end = bases[-1] + os.path.getsize(self._seg(bases[-1])) if bases else 0
         self._seq = 0
         self.commit = 0  # everything before this clean offset has shipped...
-        self.skip = 0  # ...and this many events decoded from it
+        self.skip = 0  # ...and this much decoded from it (lines << 4 | pieces)
         self.gap: Gap | None = None
         self._load_ledger()
         if self.commit > self.end:  # files lost under us (by hand?): start after what is there
@@ -178,8 +177,8 @@ class Journal:
 
     @property
     def position(self) -> int:
-        """The commit as one number (see batch.position)."""
-        return position(self.commit, self.skip)
+        """The commit as one number (see framing.FrameDecoder)."""
+        return self.commit << POSITION_BITS | self.skip
 
     def _write_ledger(self, commit: int, skip: int, gap: Gap | None) -> None:
         """Record the commit and ``gap`` in the older slot (raises OSError; nothing changed)."""
@@ -249,7 +248,7 @@ class Journal:
             before = self.position
             if pos < before or (pos == before and not (gap_reported and self.gap)):
                 return 0
-            commit, skip = split_position(pos)
+            commit, skip = pos >> POSITION_BITS, pos & ((1 << POSITION_BITS) - 1)
             moved = commit - self.commit
             self._write_ledger(commit, skip, None if gap_reported else self.gap)
             self._drop_shipped()
@@ -310,7 +309,7 @@ class Journal:
             buf = buf[i:]
         if stop <= start:
             return 0, 0
-        lines = max(0, lines - self.skip)  # those decoded again from the commit had shipped
+        lines = max(0, lines - self.skip // LINE_STEP)  # decoded again, shipped already
         gap = self.gap
         if lines:
             if gap is None:

@@ -442,8 +442,8 @@ class Stream(Task):
         if times is not None:
             log.log(
                 logging.ERROR if slow else logging.WARNING,
-                "shipping to %s failed (%s, %s: %s)%s; the lines stay journaled, retrying %s",
-                self.dest, f.kind, f.code, str(f)[:300],
+                "shipping to %s failed (%s, %s)%s; the lines stay journaled, retrying %s",
+                self.dest, f.kind, str(f)[:300],
                 f" and {times - 1} more like it in the last minute" if times > 1 else "",
                 f"every {SLOW_RETRY_S:g}s" if slow else "with backoff",
             )  # fmt: skip

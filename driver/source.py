@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from .batch import POSITION_BITS, Event, position, to_events
-from .framing import CorruptFrame, FrameDecoder, Line
+from .batch import Event, position, to_events
+from .framing import POSITION_BITS, CorruptFrame, FrameDecoder, Line
 from .journal import Gap, Journal
 from .limits import BATCH_TRIGGER_BYTES, LOG_EVERY_S, MAX_BATCH_EVENTS, MAX_HELD_BYTES
 from .member import MemberResolver
@@ -70,7 +70,6 @@ class Source(Task):
         self._scan: FrameDecoder | None = None
         # one shipping turn
         self._dec: FrameDecoder | None = None
-        self._last = 0  # the position of the last event decoded
         self.taken = 0  # the position of the last event taken into a batch (or committed)
         self.pending: deque[Event] = deque()
         self.marker = False  # the gap marker is pending
@@ -134,7 +133,6 @@ class Source(Task):
             commit, gap = self.journal.commit, self.journal.gap
             self.taken = self.journal.position
         self._dec = FrameDecoder(self.cfg.max_event_size, start=commit)
-        self._last = position(commit, 0)
         self.pending = deque()
         self.marker = gap is not None
         if gap is not None:
@@ -168,8 +166,7 @@ class Source(Task):
 
     def _push(self, lines: list[Line]) -> None:
         if lines:
-            events = to_events(lines, self.cfg.max_event_size, self._last)
-            self._last = events[-1][3]
+            events = to_events(lines, self.cfg.max_event_size)
             if events[0][3] <= self.taken:  # decoded again from the commit: shipped already
                 events = [ev for ev in events if ev[3] > self.taken]
             self.pending.extend(events)

@@ -27,23 +27,19 @@ def test_message_limit_is_what_fits_one_event_and_one_batch():
 
 # --- to_events --------------------------------------------------------------------------------
 def events_of(lines: list[tuple[int, bytes]], limit: int) -> list[tuple[int, str, int]]:
-    """to_events of lines at journal offsets 10, 20, ...; events without their positions."""
-    with_offsets = [(ts, line, 10 * (i + 1)) for i, (ts, line) in enumerate(lines)]
-    return [e[:3] for e in to_events(with_offsets, limit, 0)]
+    """to_events of lines at positions 1, 2, ... lines from offset 0; without positions."""
+    positioned = [(ts, line, position(0, i + 1), 0) for i, (ts, line) in enumerate(lines)]
+    return [e[:3] for e in to_events(positioned, limit)]
 
 
-def test_each_event_is_committed_as_its_clean_offset_and_how_many_events_follow_it():
-    # Lines decoded from the same clean offset (a long line was open) count on; a split line's
-    # pieces count one by one, so a batch that ends inside it commits only what it shipped.
-    lines = [(TS, b"a", 100), (TS, b"b", 100), (TS, b"x" * 600, 250), (TS, b"c", 300)]
-    assert [(e[1][:1], split_position(e[3])) for e in to_events(lines, 256, 0)] == [
-        ("a", (100, 1)), ("b", (100, 2)), ("x", (250, 1)), ("x", (250, 2)), ("x", (250, 3)),
-        ("c", (300, 1)),
+def test_split_pieces_commit_within_their_line():
+    # A batch that ends inside a split line commits the pieces it shipped, not the line.
+    lines = [(TS, b"a", position(100, 1), 0), (TS, b"x" * 600, position(100, 2), 0),
+             (TS, b"b", position(300, 1), 0)]  # fmt: skip
+    assert [(e[1][:1], split_position(e[3])) for e in to_events(lines, 256)] == [
+        ("a", (100, 1, 0)), ("x", (100, 1, 1)), ("x", (100, 1, 2)), ("x", (100, 2, 0)),
+        ("b", (300, 1, 0)),
     ]  # fmt: skip
-    # Continuing from a position counts on from it when the offset is the same.
-    assert [split_position(e[3]) for e in to_events([(TS, b"d", 300)], 256, position(300, 1))] == [
-        (300, 2)
-    ]
 
 
 def test_ascii_lines_become_events_unchanged():

@@ -76,9 +76,9 @@ def printable(n: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(n).translate(PRINTABLE)
 
 
-def strip(lines: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes]]:
-    """Lines without their journal offsets (tests of offsets are below)."""
-    return [(ts, line) for ts, line, _ in lines]
+def strip(lines: list[tuple[int, bytes, int, int]]) -> list[tuple[int, bytes]]:
+    """Lines without their positions and sources (tested below)."""
+    return [(ts, line) for ts, line, *_ in lines]
 
 
 def decode_all(data: bytes, max_line_bytes: int = BIG) -> list[tuple[int, bytes]]:
@@ -380,16 +380,21 @@ def test_pieces_of_a_long_line_are_cut_between_utf8_characters():
     assert "".join(p.decode("utf-8") for _, p in out) == text  # strict: no piece splits a char
 
 
-# --- journal offsets ----------------------------------------------------------------------------
-def test_whole_lines_carry_the_clean_offset_where_their_frame_starts():
+# --- positions and sources --------------------------------------------------------------------
+def offsets(lines) -> list[tuple[int, int]]:
+    """(clean offset, lines counted from it) of each line."""
+    return [(pos >> 32, (pos & 0xFFFFFFFF) >> 4) for _, _, pos, _ in lines]
+
+
+def test_whole_lines_are_positioned_at_their_own_frame():
     frames = [encode_entry(f"line {i}".encode(), T0 + i) for i in range(5)]
     starts = [sum(map(len, frames[:i])) for i in range(5)]
     dec = FrameDecoder(BIG, start=1000)
-    assert [off for _, _, off in dec.feed(b"".join(frames))] == [1000 + s for s in starts]
+    assert offsets(dec.feed(b"".join(frames))) == [(1000 + s, 1) for s in starts]
     assert dec.pos == dec.clean == 1000 + sum(map(len, frames))
 
 
-def test_an_open_partial_line_keeps_the_clean_offset_where_it_began():
+def test_lines_while_a_partial_line_is_open_count_on_from_where_it_began():
     long_line = b"x" * 40_000
     chunks = chunked(long_line, T0, PID_A)
     before = encode_entry(b"before", T0)
@@ -397,23 +402,31 @@ def test_an_open_partial_line_keeps_the_clean_offset_where_it_began():
     after = encode_entry(b"after", T0)
     data = before + chunks[0] + err + chunks[1] + chunks[2] + after
     out = FrameDecoder(BIG).feed(data)
-    assert [line[:6] for _, line, _ in out] == [b"before", b"stderr", b"xxxxxx", b"after"]
-    # Decoding again from where the long line began emits "stderr meanwhile" and the long line.
-    assert [off for _, _, off in out] == [0, len(before), len(before), len(data) - len(after)]
+    assert [line[:6] for _, line, *_ in out] == [b"before", b"stderr", b"xxxxxx", b"after"]
+    # From where the long line began, a decoder emits "stderr meanwhile", then the long line.
+    b = len(before)
+    assert offsets(out) == [(0, 1), (b, 1), (b, 2), (len(data) - len(after), 1)]
+    assert [src for *_, src in out] == [ord("o"), ord("e"), ord("o"), ord("o")]
 
 
-def test_decoding_again_from_a_lines_offset_emits_it_and_what_follows_in_order():
+def test_decoding_again_from_a_position_emits_exactly_what_follows():
     long_line = printable(50_000, 2)
     chunks = chunked(long_line, T0, PID_A)
     parts = [encode_entry(b"a", T0), chunks[0], chunks[1], encode_entry(b"b", T0, "stderr"),
              chunks[2], chunks[3], encode_entry(b"c", T0)]  # fmt: skip
     data = b"".join(parts)
     out = FrameDecoder(BIG).feed(data)
-    for i, (_, _, off) in enumerate(out):
-        again = FrameDecoder(BIG, start=off).feed(data[off:])
-        # The lines decoded from the same offset before line i come first, then line i on.
-        earlier = sum(1 for _, _, o in out[:i] if o == off)
-        assert again[earlier:] == out[i:]
+    for i, (clean, n) in enumerate(offsets(out)):
+        again = FrameDecoder(BIG, start=clean).feed(data[clean:])
+        assert strip(again[n:]) == strip(out[i + 1 :])  # skip n lines: what follows line i
+
+
+def test_the_source_is_kept_on_every_path():
+    line = b"s" * 20_000
+    data = (encode_entry(b"out", T0) + encode_entry(b"err", T0, "stderr")
+            + b"".join(chunked(line, T0, PID_A, "stderr"))
+            + frame(f_bytes(3, b"odd order"), f_varint(2, T0), f_bytes(1, b"stderr")))  # fmt: skip
+    assert [src for *_, src in FrameDecoder(BIG).feed(data)] == [ord(c) for c in "oeee"]
 
 
 def test_resync_skips_to_the_next_frame_after_damage():
@@ -424,15 +437,15 @@ def test_resync_skips_to_the_next_frame_after_damage():
         dec = FrameDecoder(BIG, start=cut, resync=True)
         rest = stream[cut:]
         lines = dec.feed(rest[:split]) + dec.feed(rest[split:]) + dec.finish()
-        assert [line for _, line, _ in lines] == [f"line {i}".encode() for i in range(2, 50)]
-        assert lines[-1][2] == len(stream) - len(frames[-1])  # the last frame's start
+        assert [line for _, line, *_ in lines] == [f"line {i}".encode() for i in range(2, 50)]
+        assert lines[-1][2] >> 32 == len(stream) - len(frames[-1])  # the last frame's start
         assert dec.clean == len(stream)
 
 
 def test_resync_is_a_no_op_at_a_frame_boundary():
     stream = b"".join(encode_entry(f"{i}".encode(), T0) for i in range(10))
     dec = FrameDecoder(BIG, resync=True)
-    assert [line for _, line, _ in dec.feed(stream)] == [f"{i}".encode() for i in range(10)]
+    assert [line for _, line, *_ in dec.feed(stream)] == [f"{i}".encode() for i in range(10)]
 
 
 def test_corrupt_frame_says_where_it_is():

@@ -103,7 +103,7 @@ def test_commit_survives_a_restart_and_deletes_shipped_files(tmp_path, pipe):
     assert j.segments == first_files[1:]
     assert not os.path.exists(os.path.join(j.path, f"{first_files[0]:016x}.seg"))
     again = Journal(j.path, FdCache())
-    assert (again.commit, again.skip) == (first_files[1], 3)
+    assert again.position == position(first_files[1], 3)
 
 
 def test_a_torn_ledger_slot_leaves_the_previous_commit(tmp_path, pipe):
@@ -154,7 +154,7 @@ def test_evicting_counts_exactly_the_lines_dropped_and_keeps_the_rest_decodable(
     assert dropped >= SEGMENT_BYTES  # at least the oldest file went
     assert j.gap is not None and j.gap.lines == lines
     rest = FrameDecoder(1 << 20, start=j.commit).feed(read_all(j, j.commit))
-    numbers = [int(line.split()[1]) for _, line, _ in rest]
+    numbers = [int(line.split()[1]) for _, line, *_ in rest]
     assert numbers == list(range(lines + 1, n + 1))  # exactly the oldest lines went
     assert j.gap.first_ms == (T0 + 1 * 1_000_000) // 1_000_000
     assert j.gap.last_ms == (T0 + lines * 1_000_000) // 1_000_000
