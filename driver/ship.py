@@ -217,6 +217,77 @@ def rejected_count(info: dict, n: int) -> int:
     return (old_end + 1) + (n - too_new if too_new is not None else 0)
 
 
+# --- one endpoint's health ----------------------------------------------------------------------
+ENDPOINT_KINDS = ("network", "server", "throttle", "other")  # faults of the endpoint, not a stream
+
+
+def backoff(kind: str, failures: int) -> float:
+    """Seconds before try number ``failures`` + 1, jittered so streams do not retry in step."""
+    if kind == "throttle":
+        delay = min(THROTTLE_BASE_S * 2 ** min(failures - 1, 16), THROTTLE_MAX_S)
+    elif kind in ENDPOINT_KINDS:
+        delay = min(RETRY_BASE_S * 2 ** min(failures - 1, 16), RETRY_MAX_S)
+    else:  # credentials, a missing group, a refusal that is no event's fault
+        delay = SLOW_RETRY_S
+    return delay * random.uniform(0.5, 1.0)
+
+
+class Health:
+    """An endpoint that fails (unreachable, 5xx, throttling) fails for every stream: they all
+    wait for the same retry time and one of them probes, so an outage costs no work per stream
+    (no decoding, no connection attempts) and the first success lets everyone go at once."""
+
+    def __init__(self, wake: Callable[[Task, float | None], None]) -> None:
+        self._wake = wake
+        self._lock = threading.Lock()
+        self.failures = 0
+        self._retry_at = 0.0
+        self._prober: object | None = None
+        self._waiting: set = set()
+
+    def gate(self, stream: object, now: float) -> float | None:
+        """None: ``stream`` may put now. Else the time to come back (it is woken earlier if the
+        endpoint recovers)."""
+        with self._lock:
+            if not self.failures:
+                return None
+            if now >= self._retry_at and self._prober in (None, stream):
+                self._prober = stream
+                return None
+            self._waiting.add(stream)
+            return max(self._retry_at, now + 1.0)
+
+    def release(self, stream: object) -> None:
+        """The probing stream's turn is over, whatever became of it."""
+        with self._lock:
+            if self._prober is stream:
+                self._prober = None
+
+    def failed(self, kind: str) -> float:
+        """A put failed for the endpoint's sake: when everyone tries again."""
+        with self._lock:
+            self.failures += 1
+            self._retry_at = time.monotonic() + backoff(kind, self.failures)
+            return self._retry_at
+
+    def succeeded(self) -> None:
+        if not self.failures:
+            return
+        with self._lock:
+            self.failures = 0
+            waiting, self._waiting = self._waiting, set()
+        for stream in waiting:
+            self._wake(stream, None)  # type: ignore[arg-type]
+
+
+_health: dict[tuple[str | None, str | None], Health] = {}
+
+
+def health_of(region: str | None, endpoint: str | None, wake: Callable) -> Health:
+    with _clients_lock:
+        return _health.setdefault((region, endpoint), Health(wake))
+
+
 # --- the stream -----------------------------------------------------------------------------------
 class Stream(Task):
     """One destination stream: its containers (sources), batching, puts, retries."""
@@ -242,6 +313,7 @@ class Stream(Task):
         self._on_commit = on_commit  # bytes of journal shipped
         self._on_drained = on_drained
         self._client = logs_client(dest.region, dest.endpoint)
+        self._health = health_of(dest.region, dest.endpoint, wake)
         self._ready = False  # the stream exists in CloudWatch
         self.pending_since: float | None = None  # unsent data waiting since (monotonic)
         self.flush = False  # ship partial batches now (a container stopped)
@@ -270,10 +342,15 @@ class Stream(Task):
     # --- a turn --------------------------------------------------------------------------------
     def run(self) -> float | None:
         now = time.monotonic()
+        wait = self._health.gate(self, now)
+        if wait is not None:
+            return wait
         try:
             shipped, partial_left = self._ship_some(list(self.sources), now)
         except ShipFailure as f:
             return self._retry(f)
+        finally:
+            self._health.release(self)
         self._failures = 0
         for source in list(self.sources):
             if source.drained():
@@ -317,6 +394,7 @@ class Stream(Task):
                 if not full and not due:
                     return shipped, True
                 self._put_all(batch)
+                self._health.succeeded()
                 for s, off in zip(sources, offs, strict=True):
                     if off is not None:
                         delta = s.journal.advance(off, gap_reported=s.marker)
@@ -427,18 +505,14 @@ class Stream(Task):
 
     def _retry(self, f: ShipFailure) -> float:
         """When to try again after ``f``; says so in the log, once a minute per kind of fault."""
-        self._failures += 1
-        n = self._failures
-        if f.kind == "throttle":
-            delay = min(THROTTLE_BASE_S * 2 ** (n - 1), THROTTLE_MAX_S)
-        elif f.kind in ("auth", "missing-group", "invalid-systematic"):
-            delay = SLOW_RETRY_S
+        if f.kind in ENDPOINT_KINDS:
+            at = self._health.failed(f.kind)
+            slow = False
         else:
-            delay = min(RETRY_BASE_S * 2 ** min(n - 1, 16), RETRY_MAX_S)
-        delay *= random.uniform(0.5, 1.0)
-        slow = delay >= SLOW_RETRY_S / 2
-        key = (f.kind, self.dest.group) if slow else f.kind
-        times = _every_minute(key)
+            self._failures += 1
+            at = time.monotonic() + backoff(f.kind, self._failures)
+            slow = True
+        times = _every_minute((f.kind, self.dest.group) if slow else f.kind)
         if times is not None:
             log.log(
                 logging.ERROR if slow else logging.WARNING,
@@ -447,4 +521,4 @@ class Stream(Task):
                 f" and {times - 1} more like it in the last minute" if times > 1 else "",
                 f"every {SLOW_RETRY_S:g}s" if slow else "with backoff",
             )  # fmt: skip
-        return time.monotonic() + delay
+        return at

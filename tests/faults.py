@@ -82,9 +82,10 @@ def report(what: str, tallies: dict[str, Tally]) -> tuple[int, int]:
     """Print one line per label and the totals; returns (lost, duplicated)."""
     lost = sum(t.lost for t in tallies.values())
     dup = sum(t.duplicated for t in tallies.values())
-    print(f"\n{what}: lost {lost}, duplicated {dup}")
+    print(f"\n{what}: {len(tallies)} containers, lost {lost}, duplicated {dup}")
     for t in tallies.values():
-        print("  " + t.line())
+        if len(tallies) <= 8 or t.lost or t.duplicated or not t.in_order:
+            print("  " + t.line())
     return lost, dup
 
 
