@@ -84,6 +84,26 @@ def docker(
     return res
 
 
+def api(method: str, path: str, body: dict | None = None, host: str | None = None,
+        timeout: float = 120) -> tuple[int, object]:  # fmt: skip
+    """One Docker Engine API call over the unix socket, without spawning the CLI (a test that
+    starts a thousand containers would spend most of its time starting CLI processes)."""
+    import http.client
+    import json
+
+    host = host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+    conn = http.client.HTTPConnection("docker", timeout=timeout)
+    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.sock.settimeout(timeout)
+    conn.sock.connect(host[len("unix://") :])
+    data = json.dumps(body).encode() if body is not None else None
+    conn.request(method, f"/v1.41{path}", body=data, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    raw = resp.read()
+    conn.close()
+    return resp.status, json.loads(raw) if raw else None
+
+
 def _ping(host: str) -> bool:
     """True when the engine answers /_ping; a raw socket beats spawning a 40 MB CLI 300 times."""
     if not host.startswith("unix://"):

@@ -16,7 +16,6 @@ import stat
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 
@@ -282,24 +281,40 @@ def test_a_thousand_containers_at_once(cw, fault_plugin, busybox):
     plugin = fault_plugin()
     group = f"fanin-{uuid.uuid4().hex[:12]}"
     barrier = tempfile.mkdtemp(prefix="memberlog-barrier-")
-    script = f"while [ ! -e /b/go ]; do sleep 0.5; done; {numbered('LABEL', 1, per)}"
-    cids: list[str] = []
-    lock = threading.Lock()
+    os.mkfifo(os.path.join(barrier, "go"))  # opening it blocks each container until released
+
+    def create(i: int) -> str:
+        body = {
+            "Image": busybox,
+            "Cmd": ["sh", "-c", f"read x < /b/go; {numbered(f'n{i}', 1, per)}"],
+            "HostConfig": {
+                "NetworkMode": "none",
+                "Binds": [f"{barrier}:/b:ro"],
+                "LogConfig": {"Type": plugin.name, "Config": {
+                    "group": group, "member": f"m{i:04d}", "flush-interval": "0.2"}},
+            },
+        }  # fmt: skip
+        status, made = dockerenv.api("POST", "/containers/create", body)
+        assert status == 201, made
+        cid = made["Id"]  # type: ignore[index]
+        status, err = dockerenv.api("POST", f"/containers/{cid}/start")
+        assert status == 204, err
+        return cid
+
+    def finish(cid: str) -> None:
+        status, res = dockerenv.api("POST", f"/containers/{cid}/wait", timeout=600)
+        assert status == 200 and res["StatusCode"] == 0, res  # type: ignore[index]
+        assert dockerenv.api("DELETE", f"/containers/{cid}")[0] == 204
+
     with ProcWatch(plugin.pid, every=0.5) as watch:
         t0 = time.monotonic()
-
-        def start(i: int) -> None:
-            cid = run_container(plugin.name, busybox, script.replace("LABEL", f"n{i}"), group,
-                                f"m{i:04d}", "-v", f"{barrier}:/b:ro")  # fmt: skip
-            with lock:
-                cids.append(cid)
-
-        with concurrent.futures.ThreadPoolExecutor(12) as pool:
-            list(pool.map(start, range(n)))
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            cids = list(pool.map(create, range(n)))
         started = time.monotonic() - t0
-        open(os.path.join(barrier, "go"), "w").close()
-        with concurrent.futures.ThreadPoolExecutor(12) as pool:
-            list(pool.map(lambda c: wait_and_remove([c]), cids))
+        with open(os.path.join(barrier, "go"), "w"):
+            pass  # every container's open returns; its read sees the end of the FIFO
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(finish, cids))
         ran = time.monotonic() - t0 - started
         expected = {f"n{i}": (f"m{i:04d}", per) for i in range(n)}
         by_stream = collect(cw, group, expected, timeout=900)
