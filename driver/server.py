@@ -3,6 +3,10 @@
 Every call is ``POST /<Method>`` with a JSON body - or an empty body where the daemon has no
 arguments (Activate, Capabilities). Errors go back as ``{"Err": "..."}``; the daemon shows a
 StartLogging error to the user as ``docker run``'s failure, so it is written for a person.
+
+The socket is bound before anything heavy is imported: dockerd dials a (re)started managed
+plugin's socket after 0.5 s, and a plugin that does not answer within a few tries is left
+disabled. Connections wait in the backlog until the server accepts them.
 """
 
 from __future__ import annotations
@@ -14,13 +18,17 @@ import logging
 import os
 import resource
 import signal
+import socket
 import sys
-
-from flask import Flask, Response, request
+from typing import TYPE_CHECKING
 
 from . import settings as plugin_settings
-from .driver import Driver, DriverError
 from .limits import HTTP_THREADS
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
+
+    from .driver import Driver
 
 log = logging.getLogger("memberlog.driver")
 
@@ -31,10 +39,14 @@ M_ARENA_MAX = -8  # mallopt parameter, from glibc's malloc.h
 
 
 def _reply(body: dict, status: int = 200) -> Response:
+    from flask import Response
+
     return Response(json.dumps(body), status=status, content_type=CONTENT_TYPE)
 
 
 def _body() -> dict:
+    from flask import request
+
     raw = request.get_data()
     if not raw.strip():
         return {}
@@ -46,6 +58,10 @@ def _body() -> dict:
 
 def create_app(driver: Driver) -> Flask:
     """The Flask app serving the LogDriver protocol for ``driver``."""
+    from flask import Flask, request
+
+    from .driver import DriverError
+
     # Explicit paths: Flask cannot guess them for a package mapped under a namespace.
     here = os.path.dirname(os.path.abspath(__file__))
     app = Flask(__name__, root_path=here, instance_path=here)
@@ -103,19 +119,28 @@ def create_app(driver: Driver) -> Flask:
     return app
 
 
-def serve(app: Flask, socket_path: str) -> None:
-    """Serve ``app`` with waitress (a production threaded WSGI server) on a 0600 unix socket."""
-    from waitress import serve as waitress_serve
-
+def listen(socket_path: str) -> socket.socket:
+    """Bind and listen on a 0600 unix socket (replacing a stale one from a previous run)."""
     os.makedirs(os.path.dirname(socket_path) or ".", exist_ok=True)
     if os.path.exists(socket_path):
-        os.unlink(socket_path)  # a stale socket from a previous run
+        os.unlink(socket_path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(socket_path)
+    finally:
+        os.umask(old)
+    sock.listen(128)
+    return sock
+
+
+def serve(app: Flask, sock: socket.socket) -> None:
+    """Serve ``app`` with waitress (a production threaded WSGI server) on ``sock``."""
+    from waitress import serve as waitress_serve
+
     # asyncore_use_poll: waitress's default select() fails past fd 1023, and every container
     # holds a FIFO descriptor.
-    waitress_serve(
-        app, unix_socket=socket_path, unix_socket_perms="600", threads=HTTP_THREADS, ident=None,
-        asyncore_use_poll=True,
-    )  # fmt: skip
+    waitress_serve(app, sockets=[sock], threads=HTTP_THREADS, ident=None, asyncore_use_poll=True)
 
 
 def _raise_fd_limit() -> None:
@@ -145,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--socket", default=DEFAULT_SOCKET, help="unix socket to listen on")
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="member files and state")
     args = parser.parse_args(argv)
+    sock = listen(args.socket)
     logging.basicConfig(
         level=(os.environ.get("LOG_LEVEL") or "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -157,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"memberlog-driver: {e}", file=sys.stderr)
         sys.exit(2)
     _raise_fd_limit()
+    from .driver import Driver
+
     driver = Driver(args.state_dir, settings)
     resumed = driver.resume()
     if resumed:
@@ -174,4 +202,4 @@ def main(argv: list[str] | None = None) -> None:
         "memberlog-driver listening on %s, state in %s, spool limit %d bytes (%s)",
         args.socket, args.state_dir, settings.spool_max_bytes, settings.spool_full,
     )  # fmt: skip
-    serve(create_app(driver), args.socket)
+    serve(create_app(driver), sock)
