@@ -119,8 +119,6 @@ def test_other_retention_values_are_refused_naming_the_option(text):
     [
         {"mode": "non-blocking", "max-buffer-size": "4m"},
         {"mode": "blocking"},
-        {"tag": "{{.Name}}/{{.ID}}", "labels": "a,b", "labels-regex": "^x", "env": "A,B",
-         "env-regex": "^SERVICE_"},
         {"cache-disabled": "false", "cache-max-size": "20m", "cache-max-file": "5",
          "cache-compress": "true"},
     ],
@@ -129,7 +127,7 @@ def test_options_the_daemon_handles_for_every_driver_pass(opts):
     assert parse({**DEST, **opts}) == parse(DEST)
 
 
-@pytest.mark.parametrize("name", ["awslogs-stream", "awslogs-datetime-format", "max-size", "grup"])
+@pytest.mark.parametrize("name", ["awslogs-stream", "awslogs-format", "max-size", "grup"])
 def test_unknown_option_is_an_error_that_names_it(name):
     message = error({**DEST, name: "x"})
     assert f"'{name}'" in message
