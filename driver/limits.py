@@ -39,3 +39,16 @@ READ_AHEAD_BYTES = 16 << 20  # FIFO bytes read but not yet decoded; past it the 
 SPOOL_MAX_BYTES = 64 << 20  # per stream; past it the reader waits (Docker's blocking mode)
 STOP_DRAIN_TIMEOUT_S = 20.0  # StopLogging answers within this even if shipping lags
 SHIP_RETRY_MAX_S = 30.0
+
+# --- Multi-line events -------------------------------------------------------------------------
+# A pending multi-line event waits for its next line at most this many flush-intervals (awslogs:
+# 2 x its force-flush interval), then ships as it is.
+MULTILINE_MAX_WAIT_INTERVALS = 2
+
+# --- The driver's own log (SELF_LOG_GROUP) -----------------------------------------------------
+SELF_LOG_SEND_INTERVAL_S = 5.0  # warnings reach CloudWatch within this (watchtower batches)
+SELF_LOG_FLUSH_TIMEOUT_S = 5.0  # at exit, wait at most this for them to go out
+SELF_LOG_CONNECT_TIMEOUT_S = 3.0
+SELF_LOG_READ_TIMEOUT_S = 10.0
+SELF_LOG_GROUP_RETRY_MAX_S = 60.0  # creating the group is retried with backoff up to this
+
