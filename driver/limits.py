@@ -52,3 +52,5 @@ SELF_LOG_CONNECT_TIMEOUT_S = 3.0
 SELF_LOG_READ_TIMEOUT_S = 10.0
 SELF_LOG_GROUP_RETRY_MAX_S = 60.0  # creating the group is retried with backoff up to this
 
+# --- Metrics and /health (METRICS_ADDR) --------------------------------------------------------
+HEALTH_MAX_LAG_S = 60.0  # /health fails when a stream's oldest unshipped line is older
