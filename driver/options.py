@@ -40,6 +40,8 @@ ALIASES = {
     "awslogs-create-group": "create-group",
     "awslogs-multiline-pattern": "multiline-pattern",
     "awslogs-datetime-format": "datetime-format",
+    # awslogs's pending multi-line event also waits at most 2 x this interval.
+    "awslogs-force-flush-interval-seconds": "flush-interval",
 }
 FORMATS = ("raw", "json")
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}  # strconv.ParseBool, as Docker's drivers use

@@ -89,6 +89,7 @@ def test_group_alone_is_a_destination():
         ({"awslogs-region": "us-west-2"}, "region", "us-west-2"),
         ({"awslogs-endpoint": "http://localhost:1"}, "endpoint", "http://localhost:1"),
         ({"awslogs-create-group": "false"}, "create_group", False),
+        ({"awslogs-force-flush-interval-seconds": "5"}, "flush_interval", 5.0),
     ],
 )  # fmt: skip
 def test_each_option_sets_its_field(opts, field, value):
