@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 _escape = json.encoder.encode_basestring  # C speedup: '"..."', non-ASCII kept, controls escaped
 SHORT_ID = 12  # moby's stringid.TruncateID
-DEFAULT_TAG = "{{.ID}}"  # moby's loggerutils.DefaultTemplate, for drivers that always tag
 _ESCAPED = bytes(range(0x20)) + b'"\\'  # the bytes a JSON string escapes (non-ASCII: kept)
 _SCAN_FIRST = 128  # longer lines are first checked for them, about 1 ns a byte
 _MIN_LOG_BYTES = 64  # room a json message must leave for its line, or lines shatter

@@ -88,6 +88,12 @@ def error_class(exc: BaseException) -> str:
     return "other"
 
 
+def _check(label: str, allowed: tuple[str, ...]) -> None:
+    """Label values come from small fixed sets: anything else is a bug, not a new series."""
+    if label not in allowed:
+        raise ValueError(f"{label!r} is not one of {', '.join(allowed)}")
+
+
 class StreamMetrics:
     """One stream's series, resolved once; what the core calls per chunk or per batch."""
 
@@ -130,6 +136,7 @@ class StreamMetrics:
         throttle is also counted in the throttles."""
         child = self._retries.get(error)
         if child is None:
+            _check(error, ERROR_CLASSES)
             child = self._retries[error] = self._m.retries.labels(self.group, self.stream, error)
         child.inc()  # type: ignore[attr-defined]
         if error == "throttle":
@@ -139,6 +146,7 @@ class StreamMetrics:
         """CloudWatch refused ``events`` events (one of REJECT_REASONS)."""
         child = self._rejected.get(reason)
         if child is None:
+            _check(reason, REJECT_REASONS)
             child = self._rejected[reason] = self._m.rejected.labels(
                 self.group, self.stream, reason
             )
@@ -248,6 +256,7 @@ class Metrics:
 
     def member_resolved(self, method: str) -> None:
         """A container's member was decided by ``method`` (one of MEMBER_METHODS)."""
+        _check(method, MEMBER_METHODS)
         self.members_resolved.labels(method).inc()
 
     def health(self, max_lag: float = limits.HEALTH_MAX_LAG_S) -> tuple[bool, dict]:

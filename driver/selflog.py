@@ -52,7 +52,7 @@ QUIET = ("botocore", "boto3", "urllib3", "s3transfer", "watchtower")
 
 def parse_log_level(text: str | None) -> int:
     """``LOG_LEVEL``'s value as a logging level: one of LEVELS, any case; empty means INFO."""
-    name = (text or DEFAULT_LEVEL).strip().upper()
+    name = (text or "").strip().upper() or DEFAULT_LEVEL
     if name not in LEVELS:
         raise ValueError(f"LOG_LEVEL={text!r} is not one of {', '.join(LEVELS)}")
     return logging.getLevelName(name)

@@ -104,6 +104,14 @@ def test_totals_are_sums_over_streams_not_extra_series(m, server):
     assert sorted(lines.values()) == [5, 10]  # one series per stream, none for "all"
 
 
+def test_label_values_outside_their_fixed_sets_are_refused(m):
+    sm = m.stream(G, S)
+    for call in (lambda: sm.retry("Throttling"), lambda: sm.rejected(1, "tooOld"),
+                 lambda: m.member_resolved("label")):  # fmt: skip
+        with pytest.raises(ValueError):
+            call()
+
+
 def test_the_stream_object_is_cached_so_the_hot_path_resolves_no_labels(m):
     assert m.stream(G, S) is m.stream(G, S)
 

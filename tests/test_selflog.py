@@ -56,6 +56,7 @@ def _restore_logging():
     [
         (None, logging.INFO),
         ("", logging.INFO),
+        ("  ", logging.INFO),
         ("DEBUG", logging.DEBUG),
         ("info", logging.INFO),
         ("Warning", logging.WARNING),
