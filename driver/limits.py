@@ -65,3 +65,18 @@ MEMBER_FILE_WAIT_S = 2.0  # how long the member file may lag behind StartLogging
 MEMBER_MARKER_SCAN_LINES = 100  # the startup line must be among the first lines
 MAX_HELD_BYTES = 16 << 20  # journal bytes scanned for the startup line at most
 HTTP_THREADS = 8  # no handler waits on CloudWatch, so a few are plenty
+
+# --- Multi-line events -------------------------------------------------------------------------
+# A pending multi-line event waits for its next line at most this many flush-intervals (awslogs:
+# 2 x its force-flush interval), then ships as it is.
+MULTILINE_MAX_WAIT_INTERVALS = 2
+
+# --- The driver's own log (SELF_LOG_GROUP) -----------------------------------------------------
+SELF_LOG_SEND_INTERVAL_S = 5.0  # warnings reach CloudWatch within this (watchtower batches)
+SELF_LOG_FLUSH_TIMEOUT_S = 5.0  # at exit, wait at most this for them to go out
+SELF_LOG_CONNECT_TIMEOUT_S = 3.0
+SELF_LOG_READ_TIMEOUT_S = 10.0
+SELF_LOG_GROUP_RETRY_MAX_S = 60.0  # creating the group is retried with backoff up to this
+
+# --- Metrics and /health (METRICS_ADDR) --------------------------------------------------------
+HEALTH_MAX_LAG_S = 60.0  # /health fails when a stream's oldest unshipped line is older

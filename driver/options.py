@@ -6,15 +6,20 @@ refused here, naming the option: the message becomes ``docker run``'s error.
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 
 from . import limits
+from .formats import TemplateError, parse_tag
+from .multiline import datetime_regex
 from .names import InvalidName, check_group, check_stream, group_name, is_uuid
 
-# Options Docker itself interprets for every driver; accepted and ignored here.
+# Options the daemon itself acts on for every driver (moby handles only these two, and the
+# cache-* of its local `docker logs` cache); accepted and left to it.
 DOCKER_GENERIC = frozenset(
     {
-        "mode", "max-buffer-size", "tag", "labels", "labels-regex", "env", "env-regex",
+        "mode", "max-buffer-size",
         "cache-disabled", "cache-max-size", "cache-max-file", "cache-compress",
     }
 )  # fmt: skip
@@ -22,6 +27,9 @@ OWN = frozenset(
     {
         "cluster", "service", "service-uuid", "group", "member", "member-wait", "region",
         "endpoint", "create-group", "retention-days", "max-event-size", "flush-interval",
+        "multiline-pattern", "datetime-format", "format",
+        # Docker's generic metadata options, which moby leaves to each driver.
+        "tag", "labels", "labels-regex", "env", "env-regex",
     }
 )  # fmt: skip
 # Docker's awslogs option names, so a switch from awslogs keeps its flags.
@@ -30,7 +38,12 @@ ALIASES = {
     "awslogs-endpoint": "endpoint",
     "awslogs-group": "group",
     "awslogs-create-group": "create-group",
+    "awslogs-multiline-pattern": "multiline-pattern",
+    "awslogs-datetime-format": "datetime-format",
+    # awslogs's pending multi-line event also waits at most 2 x this interval.
+    "awslogs-force-flush-interval-seconds": "flush-interval",
 }
+FORMATS = ("raw", "json")
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}  # strconv.ParseBool, as Docker's drivers use
 _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
 
@@ -53,6 +66,14 @@ class DriverConfig:
     retention_days: int | None = None
     max_event_size: int = limits.MAX_MESSAGE_BYTES
     flush_interval: float = limits.DEFAULT_FLUSH_INTERVAL_S
+    # Start-of-event regex over raw line bytes (multiline-pattern or datetime-format), or None.
+    multiline: re.Pattern[bytes] | None = None
+    format: str = "raw"
+    tag: str | None = None  # Docker's tag template, checked; rendered per container
+    labels: tuple[str, ...] = ()
+    labels_regex: re.Pattern[str] | None = None
+    env: tuple[str, ...] = ()
+    env_regex: re.Pattern[str] | None = None
 
 
 def _number(name: str, text: str, low: float, high: float) -> float:
@@ -86,6 +107,89 @@ def _bool(name: str, text: str) -> bool:
     if text in _FALSE:
         return False
     raise OptionError(f"log-opt {name}={text!r}: expected true or false")
+
+
+# POSIX classes Go's RE2 knows inside brackets and Python's re does not (it would read
+# "[[:digit:]]" as a set of ":", "d", "i", ... and a "]"), as the ASCII ranges RE2 means.
+_POSIX_CLASSES = {
+    "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ",
+    "cntrl": "\\x00-\\x1f\\x7f", "digit": "0-9", "graph": "!-~", "lower": "a-z",
+    "print": " -~", "punct": "!-/:-@\\[-`{-~", "space": "\\t\\n\\v\\f\\r ", "upper": "A-Z",
+    "word": "0-9A-Za-z_", "xdigit": "0-9A-Fa-f",
+}  # fmt: skip
+_POSIX_CLASS = re.compile(r"\[:([a-z]+):\]")
+
+
+def go_regex(pattern: str) -> str:
+    """A Go (RE2) pattern, as Python's re reads it the same: ``[[:digit:]]``-style classes,
+    ``\\z`` (end of text) and ``(?<name>...)`` are rewritten; the rest of RE2's syntax means
+    the same in Python (compiled with ASCII classes, as RE2's ``\\d``, ``\\w``, ``\\s``)."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            pair = pattern[i : i + 2]
+            out.append("\\Z" if pair == "\\z" else pair)
+            i += 2
+        elif c == "[":  # a bracket expression, to its "]" (a "]" right after "[" or "[^" is one)
+            j = i + 1 + pattern.startswith("^", i + 1)
+            j += pattern.startswith("]", j)
+            out.append(pattern[i:j])
+            while j < n and pattern[j] != "]":
+                m = _POSIX_CLASS.match(pattern, j)
+                if m and m.group(1) in _POSIX_CLASSES:
+                    out.append(_POSIX_CLASSES[m.group(1)])
+                    j = m.end()
+                else:
+                    step = 2 if pattern[j] == "\\" else 1
+                    out.append(pattern[j : j + step])
+                    j += step
+            out.append(pattern[j : j + 1])
+            i = j + 1
+        elif pattern.startswith("(?<", i) and not pattern.startswith(("(?<=", "(?<!"), i):
+            out.append("(?P<")
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _regex(option: str, text: str, shown: str | None = None) -> re.Pattern[str]:
+    """Compile a log-opt's regex; the error names the option and says what is wrong."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "possible nested set" and the like: refuse
+            return re.compile(go_regex(text), re.ASCII)
+    except (re.error, FutureWarning, DeprecationWarning) as e:
+        what = f"{option}={shown}" if shown else f"{option}={text!r}"
+        raise OptionError(f"log-opt {what}: not a valid regular expression: {e}") from None
+
+
+def _multiline(given: dict[str, str], origin: dict[str, str]) -> re.Pattern[bytes] | None:
+    """The start-of-event regex: multiline-pattern as written, or datetime-format turned into
+    one by awslogs's strftime table. Both at once is an error, as in awslogs."""
+    if "multiline-pattern" in given and "datetime-format" in given:
+        raise OptionError(
+            f"log-opts {origin['datetime-format']} and {origin['multiline-pattern']} cannot be "
+            "used together: datetime-format already sets the start-of-event pattern"
+        )
+    if given.get("multiline-pattern"):
+        key = "multiline-pattern"
+        pattern = _regex(origin[key], given[key])
+    elif given.get("datetime-format"):
+        key = "datetime-format"
+        fmt = given[key]
+        text = datetime_regex(fmt)
+        pattern = _regex(origin[key], text, shown=f"{fmt!r} (regex {text!r})")
+    else:
+        return None  # empty values mean none, as in awslogs
+    # Lines are bytes: the same pattern over their UTF-8 (RE2 also matches bytes, ASCII classes).
+    try:
+        return re.compile(pattern.pattern.encode())
+    except re.error as e:  # a str-only construct, e.g. \N{...}
+        raise OptionError(f"log-opt {origin[key]}: not a valid pattern for bytes: {e}") from None
 
 
 def _name(option: str, check: object, value: str) -> str:
@@ -163,4 +267,21 @@ def parse(opts: dict[str, str] | None) -> DriverConfig:
         if not url.startswith(("http://", "https://")):
             raise OptionError(f"log-opt {origin['endpoint']}={url!r}: expected an http(s):// URL")
         kw["endpoint"] = url
+    kw["multiline"] = _multiline(given, origin)
+    if "format" in given:
+        if given["format"] not in FORMATS:
+            raise OptionError(f"log-opt format={given['format']!r}: must be raw or json")
+        kw["format"] = given["format"]
+    if given.get("tag"):  # an empty tag is no tag, as in Docker's json-file driver
+        try:
+            parse_tag(given["tag"])
+        except TemplateError as e:
+            raise OptionError(f"log-opt tag={given['tag']!r}: {e}") from None
+        kw["tag"] = given["tag"]
+    for key in ("labels", "env"):
+        if given.get(key):
+            kw[key] = tuple(given[key].split(","))  # Docker splits on commas, nothing more
+    for key in ("labels-regex", "env-regex"):
+        if given.get(key):
+            kw[key.replace("-", "_")] = _regex(key, given[key])
     return DriverConfig(group=group, service_uuid=uuid, **kw)  # type: ignore[arg-type]

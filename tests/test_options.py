@@ -89,6 +89,7 @@ def test_group_alone_is_a_destination():
         ({"awslogs-region": "us-west-2"}, "region", "us-west-2"),
         ({"awslogs-endpoint": "http://localhost:1"}, "endpoint", "http://localhost:1"),
         ({"awslogs-create-group": "false"}, "create_group", False),
+        ({"awslogs-force-flush-interval-seconds": "5"}, "flush_interval", 5.0),
     ],
 )  # fmt: skip
 def test_each_option_sets_its_field(opts, field, value):
@@ -119,8 +120,6 @@ def test_other_retention_values_are_refused_naming_the_option(text):
     [
         {"mode": "non-blocking", "max-buffer-size": "4m"},
         {"mode": "blocking"},
-        {"tag": "{{.Name}}/{{.ID}}", "labels": "a,b", "labels-regex": "^x", "env": "A,B",
-         "env-regex": "^SERVICE_"},
         {"cache-disabled": "false", "cache-max-size": "20m", "cache-max-file": "5",
          "cache-compress": "true"},
     ],
@@ -129,7 +128,7 @@ def test_options_the_daemon_handles_for_every_driver_pass(opts):
     assert parse({**DEST, **opts}) == parse(DEST)
 
 
-@pytest.mark.parametrize("name", ["awslogs-stream", "awslogs-datetime-format", "max-size", "grup"])
+@pytest.mark.parametrize("name", ["awslogs-stream", "awslogs-format", "max-size", "grup"])
 def test_unknown_option_is_an_error_that_names_it(name):
     message = error({**DEST, name: "x"})
     assert f"'{name}'" in message

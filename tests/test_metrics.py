@@ -1,0 +1,279 @@
+"""Metrics and /health (driver/metrics.py), scraped over HTTP as Prometheus would: the series an
+operator's dashboards and alerts rely on, per stream and summable, and /health's verdict."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from memberlog.driver import metrics as metrics_module
+from memberlog.driver.metrics import Metrics, error_class, parse_addr, serve
+
+G, S = "t1-mypg-0f1e2d3c4b5a69788796a5b4c3d2e1f0", "mypg-0"
+
+
+@pytest.fixture
+def m():
+    return Metrics()
+
+
+@pytest.fixture
+def server(m):
+    srv = serve("127.0.0.1:0", metrics=m)
+    yield srv
+    srv.close()
+
+
+def get(srv, path, accept=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{srv.port}{path}")
+    if accept:
+        req.add_header("Accept", accept)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.headers.get("Content-Type"), resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
+
+
+def samples(text):
+    """{(name, frozenset(labels)): value} of a scrape."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(text, name, **labels):
+    return samples(text).get((name, frozenset(labels.items())))
+
+
+# --- the series -------------------------------------------------------------------------------
+def test_a_streams_counters_and_gauges_are_scraped_with_group_and_stream(m, server):
+    sm = m.stream(G, S)
+    sm.received(1000)
+    sm.received(24)
+    sm.put()
+    sm.put()
+    sm.shipped(1000, 64_000)
+    sm.retry("network")
+    sm.retry("throttle")
+    sm.rejected(3, "too_old")
+    sm.dropped(500)
+    sm.backlog(12_345, time.time() - 7)
+    m.fifos_open.inc()
+    m.member_resolved("env")
+    status, ctype, text = get(server, "/metrics")
+    assert status == 200 and ctype.startswith("text/plain")
+    lab = {"group": G, "stream": S}
+    assert value(text, "memberlog_lines_received_total", **lab) == 1024
+    assert value(text, "memberlog_events_shipped_total", **lab) == 1000
+    assert value(text, "memberlog_bytes_shipped_total", **lab) == 64_000
+    assert value(text, "memberlog_put_log_events_calls_total", **lab) == 2
+    assert value(text, "memberlog_retries_total", **lab, error="network") == 1
+    assert value(text, "memberlog_retries_total", **lab, error="throttle") == 1
+    assert value(text, "memberlog_throttles_total", **lab) == 1
+    assert value(text, "memberlog_rejected_events_total", **lab, reason="too_old") == 3
+    assert value(text, "memberlog_dropped_lines_total", **lab) == 500
+    assert value(text, "memberlog_gaps_total", **lab) == 1
+    assert value(text, "memberlog_journal_backlog_bytes", **lab) == 12_345
+    assert 7 <= value(text, "memberlog_oldest_unshipped_age_seconds", **lab) < 60
+    assert value(text, "memberlog_fifos_open") == 1
+    assert value(text, "memberlog_members_resolved_total", method="env") == 1
+    for method in ("opt", "file", "line", "unresolved"):
+        assert value(text, "memberlog_members_resolved_total", method=method) == 0
+    assert "_created" not in text
+
+
+def test_totals_are_sums_over_streams_not_extra_series(m, server):
+    m.stream(G, "mypg-0").received(10)
+    m.stream(G, "mypg-1").received(5)
+    _, _, text = get(server, "/metrics")
+    lines = {k: v for k, v in samples(text).items() if k[0] == "memberlog_lines_received_total"}
+    assert sorted(lines.values()) == [5, 10]  # one series per stream, none for "all"
+
+
+def test_label_values_outside_their_fixed_sets_are_refused(m):
+    sm = m.stream(G, S)
+    for call in (lambda: sm.retry("Throttling"), lambda: sm.rejected(1, "tooOld"),
+                 lambda: m.member_resolved("label")):  # fmt: skip
+        with pytest.raises(ValueError):
+            call()
+
+
+def test_the_stream_object_is_cached_so_the_hot_path_resolves_no_labels(m):
+    assert m.stream(G, S) is m.stream(G, S)
+
+
+def test_the_age_grows_while_nothing_ships_and_is_zero_when_nothing_waits(m, server):
+    sm = m.stream(G, S)
+    sm.backlog(100, time.time() - 1)
+    first = value(get(server, "/metrics")[2], "memberlog_oldest_unshipped_age_seconds",
+                  group=G, stream=S)  # fmt: skip
+    time.sleep(0.3)
+    second = value(get(server, "/metrics")[2], "memberlog_oldest_unshipped_age_seconds",
+                   group=G, stream=S)  # fmt: skip
+    assert second >= first + 0.25
+    sm.backlog(0, None)
+    assert value(get(server, "/metrics")[2], "memberlog_oldest_unshipped_age_seconds",
+                 group=G, stream=S) == 0  # fmt: skip
+
+
+def test_remove_stream_drops_every_series_of_that_stream_only(m, server):
+    for stream in ("mypg-0", "mypg-1"):
+        sm = m.stream(G, stream)
+        sm.received(1)
+        sm.retry("server")
+        sm.rejected(1, "invalid")
+        sm.backlog(1, time.time())
+    m.remove_stream(G, "mypg-0")
+    m.remove_stream(G, "never-there")
+    _, _, text = get(server, "/metrics")
+    assert 'stream="mypg-0"' not in text
+    assert text.count('stream="mypg-1"') == 11  # every per-stream family still has mypg-1
+    assert m.stream(G, "mypg-0") is not None  # and it can come back
+
+
+def test_openmetrics_is_served_when_asked_for(m, server):
+    m.stream(G, S).received(1)
+    status, ctype, text = get(server, "/metrics", accept="application/openmetrics-text")
+    assert status == 200 and ctype.startswith("application/openmetrics-text")
+    assert text.endswith("# EOF\n")
+
+
+def test_the_default_registry_has_process_figures():
+    srv = serve("127.0.0.1:0", health=lambda: (True, {}))
+    try:
+        _, _, text = get(srv, "/metrics")
+    finally:
+        srv.close()
+    assert "process_resident_memory_bytes" in text and "memberlog_fifos_open" in text
+    assert metrics_module.METRICS.registry is not None
+
+
+# --- /health ----------------------------------------------------------------------------------
+def test_health_is_200_json_while_shipping_keeps_up(m, server):
+    m.stream(G, S).backlog(10, time.time() - 1)
+    status, ctype, body = get(server, "/health")
+    assert (status, ctype) == (200, "application/json")
+    obj = json.loads(body)
+    assert obj["ok"] is True and obj["streams"] == 1 and obj["lagging"] == []
+
+
+def test_health_is_503_naming_the_stream_that_lags(m, server):
+    m.stream(G, S).backlog(10, time.time() - 3600)
+    m.stream(G, "mypg-1").backlog(10, time.time())
+    status, _, body = get(server, "/health")
+    obj = json.loads(body)
+    assert status == 503 and obj["ok"] is False
+    assert [(x["group"], x["stream"]) for x in obj["lagging"]] == [(G, S)]
+    assert obj["oldest_unshipped_age_s"] >= 3600
+
+
+def test_health_uses_the_callable_it_is_given_and_a_failing_one_is_unhealthy(m):
+    srv = serve("127.0.0.1:0", health=lambda: (False, {"why": "journal full"}), metrics=m)
+    try:
+        assert get(srv, "/health")[:1] == (503,)
+        assert json.loads(get(srv, "/health")[2]) == {"ok": False, "why": "journal full"}
+    finally:
+        srv.close()
+
+    def broken():
+        raise RuntimeError("no")
+
+    srv = serve("127.0.0.1:0", health=broken, metrics=m)
+    try:
+        status, _, body = get(srv, "/health")
+        assert status == 503 and "RuntimeError: no" in body
+    finally:
+        srv.close()
+
+
+def test_other_paths_are_404(server):
+    assert get(server, "/")[0] == 404
+
+
+# --- the address ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("addr", "host", "port"),
+    [
+        ("127.0.0.1:9787", "127.0.0.1", 9787),
+        ("127.0.0.2:1", "127.0.0.2", 1),
+        ("localhost:9787", "127.0.0.1", 9787),
+        ("[::1]:9787", "::1", 9787),
+        (" 127.0.0.1:0 ", "127.0.0.1", 0),
+    ],
+)
+def test_loopback_addresses_are_accepted(addr, host, port):
+    assert parse_addr(addr) == (host, port)
+
+
+@pytest.mark.parametrize(
+    "addr", ["0.0.0.0:9787", "10.0.0.5:9787", "[::]:9787", "example.com:9787", ":9787"]
+)
+def test_other_addresses_are_refused_naming_the_setting(addr):
+    with pytest.raises(ValueError, match="METRICS_ADDR=.*not a loopback address"):
+        serve(addr)
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1", "127.0.0.1:http", "127.0.0.1:70000"])
+def test_malformed_addresses_are_refused(addr):
+    with pytest.raises(ValueError, match="METRICS_ADDR=.*HOST:PORT"):
+        parse_addr(addr)
+
+
+def test_an_empty_address_means_off():
+    assert serve("") is None and serve("  ") is None
+
+
+def test_ipv6_loopback_serves():
+    try:
+        srv = serve("[::1]:0", health=lambda: (True, {}))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        with urllib.request.urlopen(f"http://[::1]:{srv.port}/health", timeout=5) as resp:
+            assert resp.status == 200
+    finally:
+        srv.close()
+
+
+# --- error classes ------------------------------------------------------------------------------
+def client_error(code, status=400):
+    return ClientError(
+        {"Error": {"Code": code, "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PutLogEvents",
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "cls"),
+    [
+        (client_error("ThrottlingException"), "throttle"),
+        (client_error("Whatever", 429), "throttle"),
+        (client_error("ServiceUnavailableException", 503), "server"),
+        (client_error("InternalFailure", 500), "server"),
+        (client_error("AccessDeniedException", 400), "auth"),
+        (client_error("ExpiredTokenException", 400), "auth"),
+        (client_error("ResourceNotFoundException", 400), "not_found"),
+        (client_error("InvalidParameterException", 400), "client"),
+        (EndpointConnectionError(endpoint_url="http://x"), "network"),
+        (ReadTimeoutError(endpoint_url="http://x"), "network"),
+        (ConnectionResetError(), "network"),
+        (NoCredentialsError(), "auth"),
+        (ValueError("?"), "other"),
+    ],
+)
+def test_errors_fall_into_a_few_classes(exc, cls):
+    assert error_class(exc) == cls
