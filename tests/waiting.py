@@ -1,0 +1,66 @@
+"""Waiting for CloudWatch: a container's end does not mean its lines are in CloudWatch.
+
+StopLogging may answer once the lines are safe on the driver's side (its journal) and ship
+them afterwards, so a test that reads a stream right after `docker wait` or `docker rm` can
+see part of it. Tests poll instead, with a deadline:
+
+    events = wait_for_events(client, group, "m1", count=1000)
+    messages = wait_for_messages(client, group, "m1", count=1000)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+
+from memberlog.cli.main import member_events
+
+T = TypeVar("T")
+TIMEOUT_S = 60.0
+
+
+def wait_for(what: str, probe: Callable[[], T], timeout: float = TIMEOUT_S, every=0.2) -> T:
+    """probe() until it returns something true; fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def stream_events(client, group: str, stream: str) -> list[dict]:
+    """Every event of one stream, oldest first; none while the group or stream is missing."""
+    try:
+        return list(member_events(client, group, stream))
+    except client.exceptions.ResourceNotFoundException:
+        return []
+
+
+def wait_for_events(
+    client, group: str, stream: str, count: int, timeout: float = TIMEOUT_S
+) -> list[dict]:
+    """The stream's events once it has at least `count` (the test then checks them all)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = stream_events(client, group, stream)
+        if len(events) >= count:
+            return events
+        if time.monotonic() >= deadline:
+            pytest.fail(
+                f"timed out after {timeout}s waiting for {count} events in {group}/{stream}: "
+                f"{len(events)} there"
+            )
+        time.sleep(0.2)
+
+
+def wait_for_messages(
+    client, group: str, stream: str, count: int, timeout: float = TIMEOUT_S
+) -> list[str]:
+    """The stream's messages, oldest first, once it has at least `count`."""
+    return [e["message"] for e in wait_for_events(client, group, stream, count, timeout)]
