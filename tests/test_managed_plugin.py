@@ -261,6 +261,7 @@ def host_b(managed_plugin, image, cw_server):
         b.docker("plugin", "rm", "-f", PLUGIN, check=False)  # left by an interrupted session
         cw_env = cw_server.env()
         keys = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        cw_env["AWS_SECRET_ACCESS_KEY"] = f"secret-{uuid.uuid4().hex}"  # moto takes any; unique
         settings = [f"{k}={cw_env[k]}" for k in keys] + [f"state.source={state_dir}"]
         b.docker("plugin", "install", "--grant-all-permissions", PLUGIN, *settings, timeout=600)
         yield HostB(b, state_dir, settings)
@@ -345,3 +346,66 @@ def test_member_moving_between_two_hosts_keeps_one_stream(
     )  # fmt: skip
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout == "".join(f"{m}\n" for m in got)
+
+
+# --- upgrade and roll back on host B (no running containers: no FIFOs to hand over) -----------
+UPGRADE_SH = REPO / "plugin" / "upgrade.sh"
+
+
+def _upgrade(host: HostB, remote: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(UPGRADE_SH), PLUGIN, remote],
+        env={**host.daemon.env(), "DOCKER": dockerenv.DOCKER_CLI, "HANDOVER_TIMEOUT": "20"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def _plugin_state(host: HostB) -> tuple[str, str, list[str], list[str]]:
+    fmt = "{{.Enabled}} {{.PluginReference}} {{json .Settings}}"
+    enabled, ref, settings = host.docker("plugin", "inspect", "-f", fmt, PLUGIN).stdout.split(
+        " ", 2
+    )
+    got = json.loads(settings)
+    mounts = [f"{m['Name']}.source={m['Source']}" for m in got["Mounts"]]
+    return enabled, ref, sorted(got["Env"]), mounts
+
+
+@pytest.fixture
+def next_version(managed_plugin):
+    """The same rootfs pushed as <version>-next: a second version in the registry."""
+    remote = f"{REGISTRY}/memberlog-test:{VERSION}-next"
+    env = {**dockerenv.host_env(), "PYTHON": sys.executable, "DOCKER": dockerenv.DOCKER_CLI}
+    build = subprocess.run(
+        ["bash", str(BUILD_SH), "--push", "--no-enable", "--reset-settings", "--from-image",
+         ROOTFS_IMAGE, remote],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    dockerenv.docker("plugin", "rm", "-f", remote, check=False)  # it is in the registry now
+    assert build.returncode == 0, build.stdout + build.stderr
+    return remote
+
+
+def test_upgrade_to_a_missing_version_changes_nothing(host_b):
+    need(os.geteuid() == 0, "root (upgrade.sh reads dockerd's /proc/<pid>/fd)")
+    before = _plugin_state(host_b)
+    res = _upgrade(host_b, f"{REGISTRY}/memberlog-test:no-such-version")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "is untouched" in res.stderr
+    assert _plugin_state(host_b) == before
+    names = host_b.docker("plugin", "ls", "--format", "{{.Name}}").stdout.split()
+    assert names == [PLUGIN]  # no prefetch plugin left behind
+
+
+def test_upgrade_and_roll_back_keep_name_and_settings(host_b, next_version):
+    need(os.geteuid() == 0, "root (upgrade.sh reads dockerd's /proc/<pid>/fd)")
+    enabled, ref, env, mounts = _plugin_state(host_b)
+    assert (enabled, ref) == ("true", PLUGIN)
+    for remote in (next_version, PLUGIN):  # upgrade, then roll back: the same command
+        res = _upgrade(host_b, remote)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "holding 0 FIFOs" in res.stdout
+        assert _plugin_state(host_b) == ("true", remote, env, mounts)
+        names = host_b.docker("plugin", "ls", "--format", "{{.Name}}").stdout.split()
+        assert names == [PLUGIN]  # the name stays; the prefetch plugin is gone
+        secret = next(kv for kv in env if kv.startswith("AWS_SECRET_ACCESS_KEY="))
+        assert secret.split("=", 1)[1] not in res.stdout + res.stderr  # values are never shown
