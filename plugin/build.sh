@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Build memberlog as a managed Docker plugin and install it in the daemon that DOCKER_HOST
-# names (default: the local one).
+# names (default: the local one); with --push, also push it to a registry.
 #
 #   plugin/build.sh [--no-enable] [--base IMAGE|auto|local] [--reset-settings] [NAME[:TAG]] \
 #       [KEY=VALUE ...]
+#   plugin/build.sh --push [--no-enable] [...] REGISTRY/NAME[:TAG] [KEY=VALUE ...]
 #
-#   NAME[:TAG]        the plugin's name (default memberlog:latest)
+#   NAME[:TAG]        the plugin's name (default memberlog:latest). TAG defaults to `latest`,
+#                     so that `--log-driver memberlog` finds a plugin built as plain `memberlog`
+#   --push            then `docker plugin push` it: the name must say where, e.g.
+#                     127.0.0.1:5000/memberlog; TAG defaults to the version in pyproject.toml
+#                     (registries keep one plugin per version; `docker plugin upgrade` moves
+#                     hosts from one to the next). Settings (KEY=VALUE) are not pushed: hosts
+#                     give theirs to `docker plugin install`
 #   KEY=VALUE         `docker plugin set` before enabling, e.g. AWS_REGION=eu-west-1 or
 #                     state.source=/var/lib/memberlog-2 (the host dir for the state mount)
 #   --no-enable       leave the plugin disabled (to `docker plugin set` it, then enable)
@@ -21,10 +28,11 @@
 #
 # Steps: wheels on the host (memberlog's own, plus its dependencies from PyPI for the base
 # image's Python version and platform), an offline `docker build` of the Dockerfile at the top
-# of the repository (image <NAME>-rootfs:<TAG>, kept as the next build's cache), `docker
-# export` of it as the plugin's rootfs, then `docker plugin create` (replacing a plugin of that
-# name), `docker plugin set` and `docker plugin enable`. Run it as root: the rootfs is
-# unpacked on this machine keeping its files' owners.
+# of the repository (image <NAME>-rootfs:<TAG>, NAME without its registry, kept as the next
+# build's cache), `docker export` of it as the plugin's rootfs, then `docker plugin create`
+# (replacing a plugin of that name), `docker plugin set`, `docker plugin enable` and, with
+# --push, `docker plugin push`. Run it as root: the rootfs is unpacked on this machine keeping
+# its files' owners.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,10 +44,13 @@ enable=1
 keep_settings=1
 base=${BASE_IMAGE:-auto}
 from_image=
+push=0
+named=0
 settings=()
 while [ $# -gt 0 ]; do
   case $1 in
     --no-enable) enable=0 ;;
+    --push) push=1 ;;
     --reset-settings) keep_settings=0 ;;
     --base) base=${2:?--base needs an image}; shift ;;
     --base=*) base=${1#--base=} ;;
@@ -47,12 +58,31 @@ while [ $# -gt 0 ]; do
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     -*) echo "build.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *=*) settings+=("$1") ;;
-    *) name=$1 ;;
+    *) name=$1 named=1 ;;
   esac
   shift
 done
-[[ ${name##*/} == *:* ]] || name=$name:latest
-image="${name%:*}-rootfs:${name##*:}"
+die() { echo "build.sh: $*" >&2; exit 1; }
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x "$repo/.venv/bin/python" ]; then PYTHON=$repo/.venv/bin/python; else PYTHON=python3; fi
+fi
+if [[ ${name##*/} != *:* ]]; then
+  if [ "$push" = 1 ]; then
+    version=$("$PYTHON" -c 'import sys, tomllib
+print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$repo/pyproject.toml") \
+      || die "cannot read the version from pyproject.toml (with $PYTHON)"
+    name=$name:$version
+  else
+    name=$name:latest
+  fi
+fi
+if [ "$push" = 1 ] && { [ "$named" = 0 ] || [[ $name != */* ]]; }; then
+  die "--push needs the name to push as, REGISTRY/NAME[:TAG], e.g. 127.0.0.1:5000/memberlog"
+fi
+# The rootfs image is a local build cache, never pushed: named without the plugin's registry
+# and path (127.0.0.1:5000/memberlog:0.1.0 -> memberlog-rootfs:0.1.0).
+repo_name=${name%:*}
+image="${repo_name##*/}-rootfs:${name##*:}"
 
 if [ -n "${DOCKER:-}" ]; then :
 elif [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker  # Debian's CLI: no buildx needed
@@ -61,13 +91,8 @@ fi
 # A CLI whose `docker build` wants buildx, when buildx is missing: use the classic builder.
 if ! "$DOCKER" buildx version >/dev/null 2>&1; then export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}; fi
 
-if [ -z "${PYTHON:-}" ]; then
-  if [ -x "$repo/.venv/bin/python" ]; then PYTHON=$repo/.venv/bin/python; else PYTHON=python3; fi
-fi
-
 t_start=$SECONDS
 step() { printf '==> [%3ds] %s\n' $((SECONDS - t_start)) "$*"; }
-die() { echo "build.sh: $*" >&2; exit 1; }
 have_image() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
 
 "$DOCKER" version >/dev/null || die "no Docker daemon answers at ${DOCKER_HOST:-the default socket}"
@@ -198,5 +223,10 @@ if [ "$enable" = 1 ]; then
   "$DOCKER" plugin enable "$name" >/dev/null
 fi
 
+if [ "$push" = 1 ]; then
+  step "docker plugin push $name"
+  "$DOCKER" plugin push "$name" >"$work/push.log" 2>&1 || { cat "$work/push.log" >&2; die "push failed"; }
+fi
+
 image_size=$("$DOCKER" image inspect -f '{{.Size}}' "$image")
-step "done: plugin $name ($( [ "$enable" = 1 ] && echo enabled || echo disabled)), rootfs $rootfs_size, image $image $((image_size / 1000000)) MB, base $base"
+step "done: plugin $name ($( [ "$enable" = 1 ] && echo enabled || echo disabled)$( [ "$push" = 1 ] && echo ", pushed")), rootfs $rootfs_size, image $image $((image_size / 1000000)) MB, base $base"

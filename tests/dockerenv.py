@@ -7,7 +7,11 @@ milliseconds, enough for log-producing containers) and a debootstrapped bookworm
 python3 (for the plugin's rootfs).  A second, isolated dockerd can be started to test
 what happens across engines.
 
-    python3 tests/dockerenv.py [ensure] [busybox] [debian]   # what .ci/run can call
+A local image registry (Debian's docker-registry, the Distribution registry) on
+127.0.0.1:5000 lets one engine `docker plugin push` and another `docker plugin install`, as a
+fleet does; Docker treats 127.0.0.0/8 registries as insecure (plain HTTP) by default.
+
+    python3 tests/dockerenv.py [ensure] [busybox] [debian] [registry]   # what scripts call
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -38,6 +44,10 @@ DOCKER_CLI = os.environ.get("MEMBERLOG_DOCKER_CLI") or (
 MAIN_LOG = Path("/var/log/memberlog-dockerd.log")
 START_TIMEOUT = 60.0
 LOCK_DIR = Path("/tmp")
+REGISTRY_ADDR = "127.0.0.1:5000"
+REGISTRY_DIR = Path("/var/lib/memberlog-registry")  # config.yml and data/ (the blobs)
+REGISTRY_LOG = Path("/var/log/memberlog-registry.log")
+REGISTRY_PIDFILE = Path("/run/memberlog-registry.pid")
 BUSYBOX_APPLETS_NEEDED = "sh seq echo printf sleep cat head yes tr dd awk sed".split()
 
 
@@ -208,6 +218,101 @@ def ensure_dockerd(host: str | None = None) -> None:
                 time.sleep(0.2)
             raise DockerError(f"dockerd (pidfile {pidfile}) never answered:\n{_tail(MAIN_LOG)}")
         _start_dockerd(host, [], MAIN_LOG, pidfile)
+
+
+def _proc_cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _registry_status(addr: str) -> int | None:
+    """HTTP status of GET http://addr/v2/ (200: a registry without auth), None: no answer."""
+    try:
+        with urllib.request.urlopen(f"http://{addr}/v2/", timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (OSError, ValueError):
+        return None
+
+
+def _registry_config(addr: str) -> str:
+    return f"""# From memberlog's tests/dockerenv.py: the registry of the tests and the demo.
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+  fields:
+    service: memberlog-registry
+storage:
+  filesystem:
+    rootdirectory: {REGISTRY_DIR / "data"}
+  delete:
+    enabled: true
+http:
+  addr: {addr}
+  headers:
+    X-Content-Type-Options: [nosniff]
+"""
+
+
+def ensure_registry(addr: str = REGISTRY_ADDR, timeout: float = 30) -> str:
+    """Make sure an image registry without auth answers on addr (host:port); return addr.
+
+    Idempotent and race-free across processes, like ensure_dockerd: returns at once when
+    http://addr/v2/ answers 200; otherwise, under a machine-wide lock, starts Debian's
+    `docker-registry serve` detached (it outlives pytest) with a config of its own
+    (REGISTRY_DIR/config.yml, storage REGISTRY_DIR/data, log REGISTRY_LOG).
+    """
+    status = _registry_status(addr)
+    if status == 200:
+        return addr
+    if status is not None:
+        raise DockerError(
+            f"http://{addr}/v2/ answers {status}, not 200: another registry (with auth?) holds "
+            "the port. Debian's own docker-registry service listens on :5000 with "
+            "/etc/docker/registry/config.yml; stop it (systemctl disable --now docker-registry)"
+        )
+    with _lock("registry"):
+        if _registry_status(addr) == 200:
+            return addr
+        binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+        if not os.path.exists(binary):
+            raise DockerUnavailable(
+                "docker-registry not found: bash scripts/setup.sh (apt-get install docker-registry)"
+            )
+        deadline = time.monotonic() + timeout
+        proc = None
+        pid = _pid_alive(REGISTRY_PIDFILE)
+        if not pid or b"docker-registry" not in _proc_cmdline(pid):  # else wait for it below
+            (REGISTRY_DIR / "data").mkdir(parents=True, exist_ok=True)
+            config = REGISTRY_DIR / "config.yml"
+            config.write_text(_registry_config(addr))
+            REGISTRY_LOG.parent.mkdir(parents=True, exist_ok=True)
+            with open(REGISTRY_LOG, "a") as out:
+                out.write(f"\n=== {time.ctime()} docker-registry serve {config} ===\n")
+                out.flush()
+                proc = subprocess.Popen(
+                    [binary, "serve", str(config)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            REGISTRY_PIDFILE.write_text(f"{proc.pid}\n")
+        while time.monotonic() < deadline and (proc is None or proc.poll() is None):
+            if _registry_status(addr) == 200:
+                return addr
+            time.sleep(0.1)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    raise DockerError(
+        f"docker-registry did not answer on {addr}; log {REGISTRY_LOG}:\n" + _tail(REGISTRY_LOG)
+    )
 
 
 def image_exists(tag: str, host: str | None = None) -> bool:
@@ -480,5 +585,7 @@ if __name__ == "__main__":
             print(busybox_image(), f"({time.monotonic() - t0:.1f}s)", flush=True)
         elif what == "debian":
             print(debian_python_image(), f"({time.monotonic() - t0:.1f}s)", flush=True)
+        elif what == "registry":
+            print(ensure_registry(), f"({time.monotonic() - t0:.1f}s)", flush=True)
         elif what != "ensure":
             sys.exit(f"unknown: {what}")

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import dockerenv
-from waiting import stream_messages
+from waiting import stream_messages, wait_for
 
 MAX_BATCH_EVENTS = 10_000
 
@@ -144,18 +144,6 @@ class ProcWatch:
         )
 
 
-def wait_until(what: str, probe, timeout: float, every: float = 0.5):
-    """Poll ``probe`` until it returns something truthy; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(every)
-
-
 # --- running containers --------------------------------------------------------------------------
 def run_container(plugin_name: str, image: str, script: str, group: str, member: str,
                   *extra: str, host: str | None = None) -> str:  # fmt: skip
@@ -188,7 +176,7 @@ def collect(cw, group: str, expected: dict[str, tuple[str, int]], timeout: float
                     return False
         return True
 
-    wait_until(f"{sum(want.values())} lines in {group}", complete, timeout, every=1.0)
+    wait_for(f"{sum(want.values())} lines in {group}", complete, timeout, every=1.0)
     time.sleep(1.0)  # a late duplicate shows too
     return {stream: stream_messages(client, group, stream) for stream in want}
 

@@ -32,10 +32,9 @@ from faults import (
     random_kills,
     run_container,
     wait_and_remove,
-    wait_until,
 )
 from plugin import DaemonFifo, PluginProcess, start_request
-from waiting import stream_messages
+from waiting import stream_messages, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -186,7 +185,7 @@ def test_small_spool_drops_the_oldest_with_one_exact_gap_marker(cw, fault_plugin
     client = cw.client()
     for i in range(2):
         stream = f"m{i}"
-        wait_until(f"the last line of {stream}",
+        wait_for(f"the last line of {stream}",
                    lambda s=stream, i=i: (m := stream_messages(client, group, s))
                    and m[-1].startswith(f"g{i} {per} "), 300, every=2.0)  # fmt: skip
         got = stream_messages(client, group, stream)
@@ -216,7 +215,7 @@ def test_a_full_state_dir_gives_clear_errors_and_recovers(cw, fault_plugin, busy
             cid = run_container(plugin.name, busybox, numbered("f", 1, 600_000, pad=88), group, "m")
             wait_and_remove([cid])
         client = cw.client()
-        wait_until("the last line", lambda: (m := stream_messages(client, group, "m"))
+        wait_for("the last line", lambda: (m := stream_messages(client, group, "m"))
                    and m[-1].startswith("f 600000 "), 120, every=1.0)  # fmt: skip
         got = stream_messages(client, group, "m")
         assert got[0].startswith("memberlog: dropped ")
@@ -270,7 +269,7 @@ def test_state_files_hold_no_environment_and_are_private(cw, fault_plugin, busyb
     finally:
         wait_and_remove([cid])
     # No record outlives StopLogging.
-    wait_until("the journal to be shipped and removed",
+    wait_for("the journal to be shipped and removed",
                lambda: not os.listdir(os.path.join(plugin.state_dir, "journal")), 30)  # fmt: skip
 
 

@@ -1,14 +1,19 @@
-"""Real Docker: memberlog as a *managed* plugin, built by plugin/build.sh from the Dockerfile
-and plugin/config.json, configured with ``docker plugin set``, used as
-``--log-driver memberlog-test:latest``.
+"""Real Docker: memberlog as a *managed* plugin, built by ``plugin/build.sh --push`` from the
+Dockerfile and plugin/config.json and pushed to the local registry (127.0.0.1:5000), configured
+with ``docker plugin set``, used as ``--log-driver 127.0.0.1:5000/memberlog-test:<version>``.
+A second engine ("host B") installs it from the registry, as every host of a fleet does.
 
 Not named ``memberlog``: a managed plugin ``memberlog:latest`` shadows the legacy plugin that
 test_docker_legacy.py serves as ``memberlog`` (even while disabled), so the two would clash.
+
+The driver may answer StopLogging before a container's lines are in CloudWatch, so every check
+of a stream polls it (tests/waiting.py) instead of reading it once the container is gone.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -16,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +30,18 @@ from pathlib import Path
 import pytest
 from conftest import need
 
-from memberlog.cli.main import member_events
-
 import dockerenv
 from faults import outage_kill_throttle, random_kills
-from waiting import stream_messages, wait_for_messages
+from waiting import stream_events, wait_for, wait_for_events, wait_for_messages
 
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD_SH = REPO / "plugin" / "build.sh"
-PLUGIN = "memberlog-test:latest"
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+REGISTRY = dockerenv.REGISTRY_ADDR
+PLUGIN = f"{REGISTRY}/memberlog-test:{VERSION}"  # build.sh --push's default tag: the version
+ROOTFS_IMAGE = f"memberlog-test-rootfs:{VERSION}"  # what build.sh leaves on the first daemon
 BUILD_TIMEOUT_S = 1800  # cold: debootstrap of the base (~75 s), wheels from PyPI, docker build
 
 
@@ -51,10 +59,19 @@ def image(busybox):
 
 
 @pytest.fixture(scope="session")
-def managed_plugin(image, cw_server):
-    """Build and install the plugin once per session, disabled; point it at the session's
-    CloudWatch endpoint and a state dir of its own; enable it. Removed at the end (its rootfs
-    image memberlog-test-rootfs:latest stays, as the next build's cache)."""
+def registry(docker_engine) -> str:
+    """The local registry (Debian's docker-registry), started when none answers."""
+    try:
+        return dockerenv.ensure_registry()
+    except (dockerenv.DockerUnavailable, dockerenv.DockerError) as e:
+        need(False, f"a local registry ({e})")
+
+
+@pytest.fixture(scope="session")
+def managed_plugin(image, cw_server, registry):
+    """Build the plugin once per session, install it disabled and push it to the registry
+    ("host A"); point it at the session's CloudWatch endpoint and a state dir of its own;
+    enable it. Removed at the end (its rootfs image stays, as the next build's cache)."""
     need(shutil.which("bash") is not None, "bash")
     # One session at a time per machine: another one's build or teardown would replace ours.
     with open("/tmp/memberlog-managed-plugin.lock", "w") as lock:
@@ -71,8 +88,9 @@ def managed_plugin(image, cw_server):
 def _install(cw_server, state_dir: str) -> ManagedPlugin:
     env = {**dockerenv.host_env(), "PYTHON": sys.executable, "DOCKER": dockerenv.DOCKER_CLI}
     t0 = time.monotonic()
-    build = subprocess.run(
-        ["bash", str(BUILD_SH), "--no-enable", "--reset-settings", PLUGIN],
+    build = subprocess.run(  # no tag: --push tags with pyproject's version
+        ["bash", str(BUILD_SH), "--push", "--no-enable", "--reset-settings",
+         f"{REGISTRY}/memberlog-test"],
         env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
     )  # fmt: skip
     log = f"{build.stdout}\n--- stderr ---\n{build.stderr}"
@@ -98,24 +116,14 @@ def run_detached(image: str, script: str, *opts: str) -> str:
 
 
 def finish(cid: str) -> None:
-    """Wait for the container's exit (by then StopLogging has shipped its lines); remove it."""
+    """Wait for the container's exit and remove it (its lines may still be on their way)."""
     assert dockerenv.docker("wait", cid, timeout=120).stdout.strip() == "0"
     dockerenv.docker("rm", cid)
 
 
 def messages(cw, group: str, stream: str) -> list[str]:
-    """Every message of one stream, oldest first; none while the stream does not exist."""
-    return stream_messages(cw.client(), group, stream)
-
-
-def wait_for(what: str, probe, timeout: float = 60, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+    """Every message of one stream so far, oldest first; none while it does not exist."""
+    return [e["message"] for e in stream_events(cw.client(), group, stream)]
 
 
 def _read(path: str) -> bytes:
@@ -164,8 +172,14 @@ def test_plugin_config_is_unprivileged(managed_plugin):
     assert out == ["[]", "host"]  # no capabilities, host network, no propagated mount
 
 
+def test_plugin_is_in_the_registry_under_its_version(managed_plugin):
+    assert managed_plugin.name == PLUGIN
+    with urllib.request.urlopen(f"http://{REGISTRY}/v2/memberlog-test/tags/list") as resp:
+        assert VERSION in json.load(resp)["tags"]
+
+
 def test_rootfs_has_the_driver_and_no_pip(managed_plugin):
-    rootfs_image = "memberlog-test-rootfs:latest"
+    rootfs_image = ROOTFS_IMAGE
     script = (
         "import importlib.util as u, sys; "
         "sys.exit(0 if u.find_spec('pip') is None and u.find_spec('memberlog.driver') else 1)"
@@ -226,28 +240,32 @@ def test_killed_plugin_is_restarted_and_resumes_the_fifo(cw, managed_plugin, ima
 
 
 # --- one member, two hosts ---------------------------------------------------------------------
-ROOTFS_IMAGE = "memberlog-test-rootfs:latest"  # what build.sh left on the first daemon
+@dataclass
+class HostB:
+    daemon: dockerenv.SecondDaemon
+    state_dir: str
+    settings: list[str]
+
+    def docker(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.daemon.docker(*args, **kw)
 
 
 @pytest.fixture(scope="module")
 def host_b(managed_plugin, image, cw_server):
-    """A second Docker engine on this machine standing in for a second host, with the same
-    plugin (made from the rootfs image built for the first) and a state dir of its own."""
+    """A second Docker engine on this machine standing in for a second host. It installs the
+    plugin host A pushed, from the registry, with its settings on the command line and a
+    state dir of its own - nothing is built or copied there but the test image."""
     b = dockerenv.start_second_dockerd("hostb")
     state_dir = tempfile.mkdtemp(prefix="memberlog-plugin-state-b-", dir="/var/tmp")
     try:
         dockerenv.copy_image(image, b.host)
-        dockerenv.copy_image(ROOTFS_IMAGE, b.host)
+        b.docker("plugin", "rm", "-f", PLUGIN, check=False)  # left by an interrupted session
         cw_env = cw_server.env()
         keys = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-        build = subprocess.run(
-            ["bash", str(BUILD_SH), "--from-image", ROOTFS_IMAGE, "--reset-settings", PLUGIN,
-             *[f"{k}={cw_env[k]}" for k in keys], f"state.source={state_dir}"],
-            env={**b.env(), "DOCKER": dockerenv.DOCKER_CLI}, capture_output=True, text=True,
-            timeout=600,
-        )  # fmt: skip
-        assert build.returncode == 0, build.stdout + build.stderr
-        yield b
+        cw_env["AWS_SECRET_ACCESS_KEY"] = f"secret-{uuid.uuid4().hex}"  # moto takes any; unique
+        settings = [f"{k}={cw_env[k]}" for k in keys] + [f"state.source={state_dir}"]
+        b.docker("plugin", "install", "--grant-all-permissions", PLUGIN, *settings, timeout=600)
+        yield HostB(b, state_dir, settings)
     finally:
         b.docker("plugin", "disable", "-f", PLUGIN, check=False)
         b.docker("plugin", "rm", "-f", PLUGIN, check=False)
@@ -262,6 +280,18 @@ def _member_script(label: str, count: int, marker: bool) -> str:
         "[ $((i % 50)) -eq 0 ] && sleep 0.05; done; true"
     )
     return ("echo SERVICE_MEMBER=mypg-1; " if marker else "") + loop
+
+
+def test_host_b_installs_the_pushed_plugin_with_its_settings(host_b):
+    fmt = "{{.Enabled}} {{.PluginReference}} {{json .Settings}}"
+    out = host_b.docker("plugin", "inspect", "-f", fmt, PLUGIN).stdout
+    enabled, ref, settings = out.split(" ", 2)
+    assert (enabled, ref) == ("true", PLUGIN)
+    got = json.loads(settings)
+    state = [m["Source"] for m in got["Mounts"] if m["Name"] == "state"]
+    assert {s for s in host_b.settings if not s.startswith("state.")} <= set(got["Env"])
+    assert state == [host_b.state_dir]
+    assert not dockerenv.image_exists(ROOTFS_IMAGE, host=host_b.daemon.host)  # not built there
 
 
 def test_member_moving_between_two_hosts_keeps_one_stream(
@@ -291,14 +321,13 @@ def test_member_moving_between_two_hosts_keeps_one_stream(
     done_b(b2)
 
     client = cw.client()
-    wait_for_messages(client, group, "mypg-1", 4 * n + 2)
+    expected = [f"{label} {i}" for label in ("A1", "B1", "A2", "B2") for i in range(1, n + 1)]
+    expected += ["SERVICE_MEMBER=mypg-1"] * 2
+    events = wait_for_events(client, group, "mypg-1", len(expected))
+    got = [e["message"] for e in events]
     streams = client.describe_log_streams(logGroupName=group)["logStreams"]
     assert [s["logStreamName"] for s in streams] == ["mypg-1"]  # no stray streams
 
-    events = list(member_events(client, group, "mypg-1"))
-    got = [e["message"] for e in events]
-    expected = [f"{label} {i}" for label in ("A1", "B1", "A2", "B2") for i in range(1, n + 1)]
-    expected += ["SERVICE_MEMBER=mypg-1"] * 2
     assert sorted(got) == sorted(expected)  # every line, exactly once
     stamps = [e["timestamp"] for e in events]
     assert stamps == sorted(stamps)
@@ -318,6 +347,69 @@ def test_member_moving_between_two_hosts_keeps_one_stream(
     )  # fmt: skip
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout == "".join(f"{m}\n" for m in got)
+
+
+# --- upgrade and roll back on host B (no running containers: no FIFOs to hand over) -----------
+UPGRADE_SH = REPO / "plugin" / "upgrade.sh"
+
+
+def _upgrade(host: HostB, remote: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(UPGRADE_SH), PLUGIN, remote],
+        env={**host.daemon.env(), "DOCKER": dockerenv.DOCKER_CLI, "HANDOVER_TIMEOUT": "20"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def _plugin_state(host: HostB) -> tuple[str, str, list[str], list[str]]:
+    fmt = "{{.Enabled}} {{.PluginReference}} {{json .Settings}}"
+    enabled, ref, settings = host.docker("plugin", "inspect", "-f", fmt, PLUGIN).stdout.split(
+        " ", 2
+    )
+    got = json.loads(settings)
+    mounts = [f"{m['Name']}.source={m['Source']}" for m in got["Mounts"]]
+    return enabled, ref, sorted(got["Env"]), mounts
+
+
+@pytest.fixture
+def next_version(managed_plugin):
+    """The same rootfs pushed as <version>-next: a second version in the registry."""
+    remote = f"{REGISTRY}/memberlog-test:{VERSION}-next"
+    env = {**dockerenv.host_env(), "PYTHON": sys.executable, "DOCKER": dockerenv.DOCKER_CLI}
+    build = subprocess.run(
+        ["bash", str(BUILD_SH), "--push", "--no-enable", "--reset-settings", "--from-image",
+         ROOTFS_IMAGE, remote],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    dockerenv.docker("plugin", "rm", "-f", remote, check=False)  # it is in the registry now
+    assert build.returncode == 0, build.stdout + build.stderr
+    return remote
+
+
+def test_upgrade_to_a_missing_version_changes_nothing(host_b):
+    need(os.geteuid() == 0, "root (upgrade.sh reads dockerd's /proc/<pid>/fd)")
+    before = _plugin_state(host_b)
+    res = _upgrade(host_b, f"{REGISTRY}/memberlog-test:no-such-version")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "is untouched" in res.stderr
+    assert _plugin_state(host_b) == before
+    names = host_b.docker("plugin", "ls", "--format", "{{.Name}}").stdout.split()
+    assert names == [PLUGIN]  # no prefetch plugin left behind
+
+
+def test_upgrade_and_roll_back_keep_name_and_settings(host_b, next_version):
+    need(os.geteuid() == 0, "root (upgrade.sh reads dockerd's /proc/<pid>/fd)")
+    enabled, ref, env, mounts = _plugin_state(host_b)
+    assert (enabled, ref) == ("true", PLUGIN)
+    for remote in (next_version, PLUGIN):  # upgrade, then roll back: the same command
+        res = _upgrade(host_b, remote)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "holding 0 FIFOs" in res.stdout
+        assert _plugin_state(host_b) == ("true", remote, env, mounts)
+        names = host_b.docker("plugin", "ls", "--format", "{{.Name}}").stdout.split()
+        assert names == [PLUGIN]  # the name stays; the prefetch plugin is gone
+        secret = next(kv for kv in env if kv.startswith("AWS_SECRET_ACCESS_KEY="))
+        assert secret.split("=", 1)[1] not in res.stdout + res.stderr  # values are never shown
 
 
 # --- faults: the managed plugin killed, Docker restarting it --------------------------------------

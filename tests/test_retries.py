@@ -11,9 +11,8 @@ import pytest
 
 from memberlog.driver.framing import encode_entry
 
-from faults import wait_until
 from plugin import DaemonFifo, start_request
-from waiting import stream_messages, wait_for_messages
+from waiting import stream_messages, wait_for, wait_for_messages
 
 
 @pytest.fixture
@@ -62,7 +61,7 @@ def test_transient_failures_are_retried_until_the_lines_land(driver, fifo, fault
     start(driver, fifo, group)
     fifo.write_lines(lines(5000))
     stop(driver, fifo)
-    wait_until("a failed put", lambda: logged in driver.log(), 30, every=0.2)
+    wait_for("a failed put", lambda: logged in driver.log(), 30, every=0.2)
     time.sleep(2)  # several retries
     faults.set_faults()
     got = wait_for_messages(faults.client(), group, "m", 5000)
@@ -75,7 +74,7 @@ def test_refused_credentials_keep_the_lines_and_say_so_once(driver, fifo, faults
     start(driver, fifo, group)
     fifo.write_lines(lines(100))
     stop(driver, fifo)
-    wait_until("the refusal in the log", lambda: "UnrecognizedClientException" in driver.log(),
+    wait_for("the refusal in the log", lambda: "UnrecognizedClientException" in driver.log(),
                30, every=0.2)  # fmt: skip
     time.sleep(3)
     assert driver.log().count("UnrecognizedClientException") == 1  # once a minute, not per try
@@ -107,7 +106,7 @@ def test_a_batch_refused_whatever_it_holds_is_kept_not_dropped(driver, fifo, fau
     start(driver, fifo, group)
     fifo.write_lines(lines(2000))
     stop(driver, fifo)
-    wait_until("the refusal in the log", lambda: "invalid-systematic" in driver.log(), 30,
+    wait_for("the refusal in the log", lambda: "invalid-systematic" in driver.log(), 30,
                every=0.2)  # fmt: skip
     assert "CloudWatch refused" not in driver.log()  # nothing was dropped
     faults.set_faults()
@@ -124,5 +123,5 @@ def test_events_too_old_for_cloudwatch_are_counted_and_logged(driver, fifo, faul
     stop(driver, fifo)
     got = wait_for_messages(faults.client(), group, "m", 1)
     assert got == ["new 1"]
-    wait_until("the count in the log", lambda: "CloudWatch rejected 3 of 3 events" in driver.log(),
+    wait_for("the count in the log", lambda: "CloudWatch rejected 3 of 3 events" in driver.log(),
                10, every=0.2)  # fmt: skip

@@ -1,40 +1,74 @@
-"""Wait for lines to arrive in CloudWatch.
+"""Waiting for CloudWatch: a container's end does not mean its lines are in CloudWatch.
 
-StopLogging answers once a container's lines are in the driver's journal, not once they are in
-CloudWatch, so a test that reads a stream right after ``docker wait`` polls until they are there.
+StopLogging answers once the lines are safe on the driver's side (its journal) and ships them
+afterwards, so a test that reads a stream right after `docker wait` or `docker rm` can see part
+of it. Tests poll instead, with a deadline:
+
+    events = wait_for_events(client, group, "m1", count=1000)
+    messages = wait_for_messages(client, group, "m1", count=1000)
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
 
 from memberlog.cli.main import member_events
 
+T = TypeVar("T")
+TIMEOUT_S = 120.0
+SETTLE_S = 0.5  # read once more after the count is reached: a late duplicate shows too
 
-def stream_messages(client, group: str, stream: str) -> list[str]:
-    """Every message of one stream, oldest first; none while it does not exist."""
+
+def wait_for(what: str, probe: Callable[[], T], timeout: float = TIMEOUT_S, every=0.2) -> T:
+    """probe() until it returns something true; fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def stream_events(client, group: str, stream: str) -> list[dict]:
+    """Every event of one stream, oldest first; none while the group or stream is missing."""
     try:
-        return [e["message"] for e in member_events(client, group, stream)]
+        return list(member_events(client, group, stream))
     except client.exceptions.ResourceNotFoundException:
         return []
 
 
-def wait_for_messages(
-    client, group: str, stream: str, count: int, timeout: float = 120.0, settle: float = 0.5
-) -> list[str]:
-    """The stream's messages once at least ``count`` have arrived, read again after ``settle``
-    seconds so that a duplicate or a stray line arriving late shows too."""
+def stream_messages(client, group: str, stream: str) -> list[str]:
+    return [e["message"] for e in stream_events(client, group, stream)]
+
+
+def wait_for_events(
+    client, group: str, stream: str, count: int, timeout: float = TIMEOUT_S
+) -> list[dict]:
+    """The stream's events once it has at least `count` (the test then checks them all)."""
     deadline = time.monotonic() + timeout
     delay = 0.05
     while True:
-        got = stream_messages(client, group, stream)
-        if len(got) >= count:
-            break
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{group}/{stream}: {len(got)} of {count} events after {timeout:g}s"
+        events = stream_events(client, group, stream)
+        if len(events) >= count:
+            time.sleep(SETTLE_S)
+            return stream_events(client, group, stream)
+        if time.monotonic() >= deadline:
+            pytest.fail(
+                f"timed out after {timeout}s waiting for {count} events in {group}/{stream}: "
+                f"{len(events)} there"
             )
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
-    time.sleep(settle)
-    return stream_messages(client, group, stream)
+
+
+def wait_for_messages(
+    client, group: str, stream: str, count: int, timeout: float = TIMEOUT_S
+) -> list[str]:
+    """The stream's messages, oldest first, once it has at least `count`."""
+    return [e["message"] for e in wait_for_events(client, group, stream, count, timeout)]

@@ -1,0 +1,55 @@
+"""The shell scripts users run (plugin/, scripts/): shellcheck-clean, and they refuse bad
+arguments before touching Docker. What they do with Docker is tested in test_managed_plugin.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import need
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = sorted([*(REPO / "plugin").glob("*.sh"), *(REPO / "scripts").glob("*.sh")])
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", *args], cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "DOCKER": "/bin/false"},  # no Docker call may succeed
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shellcheck_clean(script):
+    need(shutil.which("shellcheck") is not None, "shellcheck")
+    res = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
+
+
+def test_build_push_needs_a_name_that_says_where():
+    for args in (["--push"], ["--push", "memberlog"], ["--push", "memberlog:1.0"]):
+        res = run("plugin/build.sh", *args)
+        assert res.returncode == 1, args
+        assert "--push needs the name to push as, REGISTRY/NAME[:TAG]" in res.stderr
+
+
+def test_build_help_says_the_push_tag_default():
+    res = run("plugin/build.sh", "--help")
+    assert res.returncode == 0
+    assert "TAG defaults to the version in pyproject.toml" in " ".join(res.stdout.split())
+
+
+@pytest.mark.parametrize("args", [[], ["memberlog"], ["a", "b", "c"], ["--force", "x"]])
+def test_upgrade_needs_name_and_remote(args):
+    res = run("plugin/upgrade.sh", *args)
+    assert res.returncode == 2
+    assert "plugin/upgrade.sh NAME REMOTE" in res.stderr
+
+
+def test_upgrade_help():
+    res = run("plugin/upgrade.sh", "--help")
+    assert res.returncode == 0
+    assert "plugin/upgrade.sh NAME REMOTE" in res.stdout
