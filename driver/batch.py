@@ -11,7 +11,8 @@ import heapq
 from collections import deque
 from operator import itemgetter
 
-from .framing import LINE_STEP, POSITION_BITS, Line, utf8_cut
+from .formats import JsonFormatter
+from .framing import LINE_STEP, POSITION_BITS, STDERR, Line, utf8_cut
 from .limits import EVENT_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS
 
 # (timestamp ms, message, message UTF-8 bytes, position): the position to commit once the event
@@ -47,9 +48,14 @@ def split_utf8(data: bytes, limit: int) -> list[bytes]:
     return pieces
 
 
-def to_events(lines: list[Line], max_message_bytes: int) -> list[Event]:
-    """Make CloudWatch events of decoded lines: UTF-8 (bad bytes -> U+FFFD), split, non-empty.
-    Each event keeps its line's position; the pieces of a split line count within it."""
+def to_events(
+    lines: list[Line], max_message_bytes: int, formatter: JsonFormatter | None = None
+) -> list[Event]:
+    """Make CloudWatch events of decoded lines: UTF-8 (bad bytes -> U+FFFD), split, non-empty
+    (or ``format=json`` messages, with ``formatter``). Each event keeps its line's position;
+    the pieces of a split line count within it."""
+    if formatter is not None:
+        return _json_events(lines, max_message_bytes, formatter)
     events: list[Event] = []
     append = events.append
     for ts, line, pos, _ in lines:
@@ -69,6 +75,18 @@ def to_events(lines: list[Line], max_message_bytes: int) -> list[Event]:
                 for i, piece in enumerate(pieces[:-1], 1):
                     append((ts, piece.decode("utf-8"), len(piece), before + i))
                 append((ts, pieces[-1].decode("utf-8"), len(pieces[-1]), pos))
+    return events
+
+
+def _json_events(lines: list[Line], max_bytes: int, formatter: JsonFormatter) -> list[Event]:
+    events: list[Event] = []
+    append = events.append
+    for ts, line, pos, src in lines:
+        messages = formatter.messages(line, "stderr" if src == STDERR else "stdout", max_bytes)
+        before = pos - LINE_STEP
+        for i, msg in enumerate(messages, 1):
+            size = len(msg) if msg.isascii() else len(msg.encode())
+            append((ts, msg, size, pos if i == len(messages) else before + i))
     return events
 
 

@@ -18,12 +18,15 @@ import time
 from botocore.exceptions import NoRegionError
 
 from . import options, state
+from .formats import JsonFormatter, json_fields
 from .journal import JournalVersionError
 from .limits import SHIP_WORKERS, SHUTDOWN_GRACE_S
 from .member import static_member, unresolved_stream
+from .metrics import METRICS
 from .options import DriverConfig
 from .reader import Reader, open_fifo
 from .scheduler import Scheduler, start_thread
+from .selflog import event
 from .settings import Settings
 from .ship import Destination, Stream, group_exists, logs_client
 from .source import Source
@@ -47,6 +50,7 @@ class Driver:
     def __init__(self, state_dir: str, settings: Settings | None = None) -> None:
         settings = settings or Settings()
         self.state_dir = state_dir
+        self.host = settings.host_name
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         self.spool = Spool(
             os.path.join(state_dir, "journal"), settings.spool_max_bytes, settings.spool_full
@@ -68,6 +72,7 @@ class Driver:
         try:
             cfg = options.parse(info.get("Config"))
             member = static_member(cfg, info.get("ContainerEnv"))
+            fields = json_fields(info, cfg, self.host, member or "") if cfg.format == "json" else {}
         except options.OptionError as e:
             raise DriverError(f"memberlog: {e}") from None
         try:
@@ -92,6 +97,7 @@ class Driver:
                 raise DriverError(f"memberlog: already logging {fifo}")
         rec = state.record_of(info)
         rec.stream = member
+        rec.fields = fields
         try:
             journal = self.spool.open(journal_key(fifo))
             state.save(journal.path, rec)
@@ -104,6 +110,8 @@ class Driver:
         source = self._source(journal, rec, cfg)
         with self._lock:
             self._running[fifo] = source
+        if member is not None:
+            METRICS.member_resolved("opt" if cfg.member else "env")
         self._place(source, cfg)
         self.reader.add(source, fd)
 
@@ -142,21 +150,28 @@ class Driver:
 
     def _place(self, source: Source, cfg: DriverConfig) -> None:
         """Attach to the known member's stream, or start looking for the member."""
-        member = source.record.stream or source.member_from_file()
+        member = source.record.stream
+        if member is None:
+            member = source.member_from_file()
+            if member is not None:
+                METRICS.member_resolved("file")
         if member is not None:
-            self._attach(source, member)
+            self._attach(source, member, None)
         else:
             self.scheduler.wake(source)
 
-    def _attach(self, source: Source, member: str | None) -> None:
-        """The member is known (None: never named): feed that stream from now on."""
+    def _attach(self, source: Source, member: str | None, method: str | None = None) -> None:
+        """The member is known (None: never named): feed that stream from now on. ``method``:
+        how it was found, when it was found just now (the metrics count it)."""
         cfg = source.cfg
+        if method is not None:
+            METRICS.member_resolved(method)
         if member is None:
-            member = unresolved_stream(source.container_id)
-            log.warning(
-                "container %s named no service member within %gs: its log goes to %s/%s",
-                source.container_id[:12], cfg.member_wait, cfg.group, member,
-            )  # fmt: skip
+            member = unresolved_stream(source.container_id, self.host)
+            event(log, logging.WARNING,
+                  f"no service member named within {cfg.member_wait:g}s: the container's log "
+                  "goes to an unresolved stream", group=cfg.group, stream=member,
+                  container=source.container_id[:12])  # fmt: skip
         if source.record.stream != member:
             source.record.stream = member
             try:
@@ -175,10 +190,20 @@ class Driver:
             stream.flush_interval = min(stream.flush_interval, cfg.flush_interval)
             stream.sources.append(source)
             source.stream = stream
+        if cfg.format == "json":
+            source.formatter = self._formatter(source, member)
         if source.stopped:
             stream.request_flush()
         elif source.journal.backlog or source.journal.gap:
             stream.notify()
+
+    def _formatter(self, source: Source, member: str) -> JsonFormatter | None:
+        fields = source.record.fields or json_fields(source.record.info, source.cfg, self.host)
+        try:
+            return JsonFormatter(fields, member, source.cfg.max_event_size)
+        except options.OptionError as e:  # the member's name made the fixed fields too long
+            log.error("%s: %s; its lines ship as they are", source.name, e)
+            return None
 
     def _drained(self, stream: Stream, source: object) -> None:
         """A stopped container's journal has shipped: delete it; an empty stream goes too."""
@@ -187,6 +212,7 @@ class Driver:
                 stream.sources.remove(source)
             if not stream.sources and self._streams.get(stream.dest) is stream:
                 del self._streams[stream.dest]
+                METRICS.remove_stream(stream.dest.group, stream.dest.stream)
         self.spool.forget(source.journal)  # type: ignore[attr-defined]
 
     # --- restart -------------------------------------------------------------------------------

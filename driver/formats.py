@@ -168,6 +168,25 @@ def extra_attrs(cfg: DriverConfig, info: dict) -> dict[str, str]:
     return extra
 
 
+def json_fields(info: dict, cfg: DriverConfig, host: str, member: str = "") -> dict:
+    """What every ``format=json`` message of this container says besides its line and source,
+    from StartLogging's Info: computed once, kept in the journal's record (the container's
+    environment itself is not kept there), so lines shipped after a restart say the same."""
+    fields = {
+        "host": host,
+        "container_id": info.get("ContainerID") or "",
+        "container_name": (info.get("ContainerName") or "").removeprefix("/"),
+        "image": info.get("ContainerImageName") or "",
+    }
+    if cfg.tag:
+        fields["tag"] = render_tag(cfg.tag, info, hostname=host)
+    attrs = extra_attrs(cfg, info)
+    if attrs:
+        fields["attrs"] = dict(sorted(attrs.items()))  # Go's encoding/json sorts map keys
+    JsonFormatter(fields, member, cfg.max_event_size)  # too big for max-event-size: raise now
+    return fields
+
+
 class JsonFormatter:
     """Builds ``format=json`` messages for one container: everything but the line is the same
     for every line of it, so it is encoded once here.
@@ -178,31 +197,22 @@ class JsonFormatter:
 
     __slots__ = ("_suffix", "_tail", "overhead")
 
-    def __init__(self, info: dict, host: str, member: str, cfg: DriverConfig) -> None:
-        """``host``: this host's name; ``member``: the stream the container's lines go to."""
-        fields = {
-            "host": host,
-            "container_id": info.get("ContainerID") or "",
-            "container_name": (info.get("ContainerName") or "").removeprefix("/"),
-            "image": info.get("ContainerImageName") or "",
-            "member": member,
-        }
-        if cfg.tag:
-            fields["tag"] = render_tag(cfg.tag, info, hostname=host)
-        attrs = extra_attrs(cfg, info)
-        if attrs:
-            fields["attrs"] = dict(sorted(attrs.items()))  # Go's encoding/json sorts map keys
-        tail = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    def __init__(self, fields: dict, member: str, max_event_size: int) -> None:
+        """``fields``: json_fields of the container; ``member``: the stream its lines go to."""
+        ordered = {k: fields[k] for k in ("host", "container_id", "container_name", "image")}
+        ordered["member"] = member
+        ordered.update({k: v for k, v in fields.items() if k not in ordered})
+        tail = json.dumps(ordered, ensure_ascii=False, separators=(",", ":"))
         self._tail = "," + tail[1:]  # '"host":...}' after the source
         self._suffix = {s: self._make(s) for s in ("stdout", "stderr")}
         # Bytes of a message besides the escaped line (its quotes included), worst source.
         self.overhead = max(len(('{"log":""' + s).encode()) for s in self._suffix.values())
-        if self.overhead + _MIN_LOG_BYTES > cfg.max_event_size:
+        if self.overhead + _MIN_LOG_BYTES > max_event_size:
             from .options import OptionError  # options imports this module
 
             raise OptionError(
                 f"format=json: this container's fixed JSON fields (tag, attrs, names) take "
-                f"{self.overhead} bytes, too many for log-opt max-event-size={cfg.max_event_size}"
+                f"{self.overhead} bytes, too many for log-opt max-event-size={max_event_size}"
             )
 
     def _make(self, source: str) -> str:

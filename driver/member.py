@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 
 from .framing import Line
@@ -59,9 +58,9 @@ def static_member(cfg: DriverConfig, env: list[str] | None) -> str | None:
     return None
 
 
-def unresolved_stream(container_id: str) -> str:
+def unresolved_stream(container_id: str, host: str) -> str:
     """Where lines of a container whose member never became known go."""
-    return f"unresolved/{socket.gethostname()}/{container_id[:12]}"
+    return f"unresolved/{host}/{container_id[:12]}"
 
 
 class MemberResolver:
@@ -89,6 +88,12 @@ class MemberResolver:
             self.marker = parse_member_marker(line[1])
         self.held_bytes += sum(len(line[1]) for line in lines)
         return self.decide(now, final=False)
+
+    def method(self, member: str | None) -> str:
+        """How ``member`` was decided, for the metrics: file, line or unresolved."""
+        if member is None:
+            return "unresolved"
+        return "line" if member == self.marker and member != self.from_file() else "file"
 
     def decide(self, now: float, final: bool) -> tuple[bool, str | None]:
         """Apply the order of precedence; ``final`` forces an answer (end of the stream)."""

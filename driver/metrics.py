@@ -26,15 +26,6 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    ReadTimeoutError,
-)
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -61,31 +52,6 @@ _AUTH_CODES = frozenset(
      "ExpiredTokenException", "ExpiredToken", "InvalidClientTokenId", "IncompleteSignature",
      "MissingAuthenticationToken"}
 )  # fmt: skip
-
-
-def error_class(exc: BaseException) -> str:
-    """The ``error`` label of a failed PutLogEvents: one of ERROR_CLASSES (a bounded set,
-    so a new error code cannot add series)."""
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        if code in _THROTTLE_CODES or status == 429:
-            return "throttle"
-        if code in _AUTH_CODES or status == 403:
-            return "auth"
-        if code == "ResourceNotFoundException":
-            return "not_found"
-        if status >= 500 or code in ("ServiceUnavailableException", "InternalFailure"):
-            return "server"
-        return "client"
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return "auth"
-    if isinstance(
-        exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError
-        | ConnectionClosedError | ConnectionError | TimeoutError,
-    ):  # fmt: skip
-        return "network"
-    return "other"
 
 
 def _check(label: str, allowed: tuple[str, ...]) -> None:
@@ -132,7 +98,7 @@ class StreamMetrics:
         self._puts.inc()
 
     def retry(self, error: str) -> None:
-        """A put will be retried after an error of class ``error`` (see error_class); a
+        """A put will be retried after an error of class ``error`` (one of ERROR_CLASSES); a
         throttle is also counted in the throttles."""
         child = self._retries.get(error)
         if child is None:

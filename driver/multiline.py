@@ -18,12 +18,12 @@ appends one to every line; memberlog's single-line events carry none either), an
 flush by time the next event has its own first line's timestamp (awslogs keeps reusing the
 flushed event's).
 
-Durability (the disk journal): every line carries ``off``, the journal offset up to which all
-input is safe to commit once that line has shipped; offsets never decrease. An emitted event
-carries the ``off`` of its own last line. While an event is pending, the pipeline may commit
-only up to ``safe_offset`` - the ``off`` of the line *before* the pending event began - so a
-driver restarted from the journal reads the whole pending event again: it is never split in two
-events and never lost. ``safe_offset`` is None when nothing is pending.
+Durability (the disk journal): every line carries its position (framing.FrameDecoder), which
+never decreases. An emitted event carries the position of its own last line, and the source of
+its first. Shipping commits only positions of emitted events, so a restart decodes again from
+just after an event, where a fresh aggregator groups the following lines exactly as this one
+did: a pending event is never split in two or lost. ``safe_offset`` (the position before the
+pending event began; None when nothing is pending) tells one pending event from the next.
 
 Cost: ``feed`` runs once per decoded chunk; per line it is one regex search and a few local
 operations: 0.35-0.85 us a line for a datetime-format or an anchored date pattern (timeit,
@@ -59,7 +59,8 @@ STRFTIME_TO_REGEX = {
 }
 _FORMAT_SEQUENCE = re.compile("%.")  # Go's "%." : '.' is any character but a newline
 
-Line = tuple[int, bytes, int]  # (timestamp ms, line without its newline, journal offset after it)
+# (timestamp ms, line without its newline, position after it, source): framing.Line
+Line = tuple[int, bytes, int, int]
 
 
 def datetime_regex(fmt: str) -> str:
@@ -74,7 +75,8 @@ def datetime_regex(fmt: str) -> str:
 class Multiline:
     """The multi-line aggregator of one container's lines (one per container, one thread)."""
 
-    __slots__ = ("_search", "_max", "_head", "_more", "_size", "_ts", "_off", "_since", "_before")
+    __slots__ = ("_search", "_max", "_head", "_more", "_size", "_ts", "_off", "_since", "_before",
+                 "_src")  # fmt: skip
 
     def __init__(self, start: re.Pattern[bytes], max_bytes: int, base_offset: int = 0) -> None:
         """``base_offset``: the journal offset this container's input starts at (what was
@@ -87,6 +89,7 @@ class Multiline:
         self._more: list[bytes] | None = None
         self._size = 0  # joined length: the lines plus one "\n" between each two
         self._ts = 0
+        self._src = 0  # the pending event's first line's source
         self._off = base_offset  # `off` of the pending event's last line
         self._since = 0.0
         self._before = base_offset  # `off` of the line before the pending event began
@@ -98,9 +101,9 @@ class Multiline:
         search = self._search
         limit = self._max
         head, more, size = self._head, self._more, self._size
-        ts, off, before = self._ts, self._off, self._before
+        ts, off, before, src = self._ts, self._off, self._before, self._src
         opened = False
-        for line_ts, data, line_off in lines:
+        for line_ts, data, line_off, line_src in lines:
             if head is not None:
                 if search(data) is None and size + 1 + len(data) <= limit:
                     if more is None:
@@ -110,15 +113,15 @@ class Multiline:
                     size += 1 + len(data)
                     off = line_off
                     continue
-                append((ts, head if more is None else b"\n".join(more), off))
+                append((ts, head if more is None else b"\n".join(more), off, src))
                 before = off
                 more = None
-            head, size, ts, off = data, len(data), line_ts, line_off
+            head, size, ts, off, src = data, len(data), line_ts, line_off, line_src
             opened = True
         if opened:
             self._since = now  # the pending event began in this feed
         self._head, self._more, self._size = head, more, size
-        self._ts, self._off, self._before = ts, off, before
+        self._ts, self._off, self._before, self._src = ts, off, before, src
         return out
 
     def flush(self) -> list[Line]:
@@ -126,7 +129,7 @@ class Multiline:
         if self._head is None:
             return []
         more = self._more
-        event = (self._ts, self._head if more is None else b"\n".join(more), self._off)
+        event = (self._ts, self._head if more is None else b"\n".join(more), self._off, self._src)
         self._head = self._more = None
         self._size = 0
         self._before = self._off

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from .journal import Journal
 from .limits import DISK_FULL_RETRY_S, PIPE_BYTES, READER_TURN_BYTES, SPLICE_BYTES
+from .metrics import METRICS
 from .spool import Spool
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class Reader:
         with self._lock:
             self._feeds[fd] = feed
         self._ep.register(fd, select.EPOLLIN)
+        METRICS.fifos_open.inc()
 
     def count(self) -> int:
         with self._lock:
@@ -120,6 +122,7 @@ class Reader:
             pass
         os.close(fd)
         feed.fifo_fd = None
+        METRICS.fifos_open.dec()
 
     def stop(self) -> None:
         self._stopping = True

@@ -171,17 +171,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="member files and state")
     args = parser.parse_args(argv)
     sock = listen(args.socket)
-    logging.basicConfig(
-        level=(os.environ.get("LOG_LEVEL") or "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("botocore").setLevel(logging.WARNING)
+    from . import selflog
+
+    level = selflog.level_from_env()  # a bad LOG_LEVEL: one line, exit 2
     try:
         settings = plugin_settings.from_env()
     except plugin_settings.SettingError as e:
-        print(f"memberlog-driver: {e}", file=sys.stderr)
+        print(f"memberlog-driver: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
+    selflog.configure(level, settings.self_log_group or None, host=settings.host_name)
     _raise_fd_limit()
     from .driver import Driver
 
@@ -190,10 +188,17 @@ def main(argv: list[str] | None = None) -> None:
     if resumed:
         log.info("resumed %d container logs after a restart", resumed)
     driver.serve()
+    from .metrics import serve as serve_metrics
+
+    try:
+        serve_metrics(settings.metrics_addr)
+    except OSError as e:
+        log.error("cannot serve metrics on %s: %s", settings.metrics_addr, e)
 
     def shutdown(signum: int, _frame: object) -> None:
         log.info("signal %d: exiting; what is not shipped yet is in the journal", signum)
         driver.close()
+        selflog.shutdown()
         os._exit(0)
 
     signal.signal(signal.SIGTERM, shutdown)

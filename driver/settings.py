@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, field
 
 from .limits import DEFAULT_SPOOL_MAX_BYTES
 
@@ -22,6 +23,11 @@ class SettingError(ValueError):
 class Settings:
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     spool_full: str = "drop-oldest"
+    metrics_addr: str = ""  # METRICS_ADDR: off when empty
+    self_log_group: str = ""  # SELF_LOG_GROUP: off when empty
+    # HOST_NAME: this host in format=json messages and unresolved streams. A plugin's own
+    # host name may be a container's; operators set the host's (two engines on one machine).
+    host_name: str = field(default_factory=socket.gethostname)
 
 
 def parse_size(name: str, text: str) -> int:
@@ -49,4 +55,21 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
                 f"SPOOL_FULL={env['SPOOL_FULL']!r}: expected one of {', '.join(SPOOL_POLICIES)}"
             )
         kw["spool_full"] = policy
+    if env.get("METRICS_ADDR", "").strip():
+        from .metrics import parse_addr
+
+        try:
+            parse_addr(env["METRICS_ADDR"])
+        except ValueError as e:
+            raise SettingError(str(e)) from None
+        kw["metrics_addr"] = env["METRICS_ADDR"].strip()
+    if env.get("SELF_LOG_GROUP", "").strip():
+        from .names import InvalidName, check_group
+
+        try:
+            kw["self_log_group"] = check_group(env["SELF_LOG_GROUP"].strip())
+        except InvalidName as e:
+            raise SettingError(f"SELF_LOG_GROUP: {e}") from None
+    if env.get("HOST_NAME", "").strip():
+        kw["host_name"] = env["HOST_NAME"].strip()
     return Settings(**kw)  # type: ignore[arg-type]

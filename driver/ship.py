@@ -48,9 +48,15 @@ from .limits import (
     THROTTLE_MAX_S,
     TURN_BATCHES,
 )
+from .metrics import METRICS
 from .scheduler import Task
+from .selflog import EVENTS_LOGGER, event
 
 log = logging.getLogger(__name__)
+events_log = logging.getLogger(EVENTS_LOGGER)  # what operators must see, also in SELF_LOG_GROUP
+# ShipFailure kinds -> the metrics' error classes
+METRIC_CLASS = {"missing": "not_found", "missing-group": "not_found", "invalid": "client",
+                 "invalid-systematic": "client"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -174,9 +180,9 @@ def classify(err: Exception) -> ShipFailure:
         code = error.get("Code", "") or "Unknown"
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         message = error.get("Message", "") or str(err)
-        if code in _THROTTLE:
+        if code in _THROTTLE or status == 429:
             return ShipFailure("throttle", code, message)
-        if code in _AUTH:
+        if code in _AUTH or status == 403:
             return ShipFailure("auth", code, message)
         if code == "ResourceNotFoundException":
             return ShipFailure("missing", code, message)
@@ -210,11 +216,13 @@ class EveryMinute:
 _every_minute = EveryMinute()
 
 
-def rejected_count(info: dict, n: int) -> int:
-    """Events refused one by one (too old, too new, expired), from rejectedLogEventsInfo."""
-    old_end = max(info.get("tooOldLogEventEndIndex", -1), info.get("expiredLogEventEndIndex", -1))
-    too_new = info.get("tooNewLogEventStartIndex")
-    return (old_end + 1) + (n - too_new if too_new is not None else 0)
+def rejected_counts(info: dict, n: int) -> dict[str, int]:
+    """Events refused one by one, by reason, from rejectedLogEventsInfo (indexes into a batch
+    of ``n``: too old up to one index, expired up to another, too new from a third)."""
+    too_old = info.get("tooOldLogEventEndIndex", -1) + 1
+    expired = max(0, info.get("expiredLogEventEndIndex", -1) + 1 - too_old)
+    too_new = n - info["tooNewLogEventStartIndex"] if "tooNewLogEventStartIndex" in info else 0
+    return {"too_old": too_old, "expired": expired, "too_new": too_new}
 
 
 # --- one endpoint's health ----------------------------------------------------------------------
@@ -319,7 +327,8 @@ class Stream(Task):
         self.flush = False  # ship partial batches now (a container stopped)
         self._hold_until = 0.0
         self._failures = 0
-        self.dropped_events = 0  # refused by CloudWatch (invalid or rejected)
+        self.metrics = METRICS.stream(dest.group, dest.stream)
+        self._oldest: float | None = None  # time.time() the oldest unshipped line arrived
 
     # --- wake-ups (reader thread, HTTP threads) ----------------------------------------------
     def backlog(self) -> int:
@@ -330,7 +339,10 @@ class Stream(Task):
         now = time.monotonic()
         if self.pending_since is None:
             self.pending_since = now
-        if self.backlog() >= BATCH_TRIGGER_BYTES and now >= self._hold_until:
+            self._oldest = time.time()
+        backlog = self.backlog()
+        self.metrics.backlog(backlog, self._oldest)
+        if backlog >= BATCH_TRIGGER_BYTES and now >= self._hold_until:
             self._wake(self, now)
         else:
             self._wake(self, self.pending_since + self.flush_interval)
@@ -355,6 +367,7 @@ class Stream(Task):
         for source in list(self.sources):
             if source.drained():
                 self._on_drained(self, source)
+        multiline = min((s.flush_at for s in self.sources if s.flush_at), default=None)
         if shipped == TURN_BATCHES:
             return now  # more to do: the back of the queue, so others get their turn
         if shipped == 0:
@@ -362,9 +375,14 @@ class Stream(Task):
         if partial_left:
             if self.pending_since is None:
                 self.pending_since = now
-            return self.pending_since + self.flush_interval
+            due = self.pending_since + self.flush_interval
+            return due if multiline is None else min(due, multiline)
         self.pending_since = None
-        return None
+        backlog = self.backlog()
+        if not backlog:
+            self._oldest = None
+        self.metrics.backlog(backlog, self._oldest)
+        return multiline
 
     def _ship_some(self, sources: list, now: float) -> tuple[int, bool]:
         """Up to TURN_BATCHES batches; returns (batches shipped, a partial batch left)."""
@@ -397,6 +415,8 @@ class Stream(Task):
                 self._health.succeeded()
                 for s, off in zip(sources, offs, strict=True):
                     if off is not None:
+                        if s.marker:
+                            self._gap_reported(s)
                         delta = s.journal.advance(off, gap_reported=s.marker)
                         s.marker = False
                         s.taken = off
@@ -405,6 +425,14 @@ class Stream(Task):
         finally:
             for s in sources:
                 s.end()
+
+    def _gap_reported(self, source: object) -> None:
+        gap = source.journal.gap  # type: ignore[attr-defined]
+        if gap is not None:
+            self.metrics.dropped(gap.lines)
+            event(events_log, logging.WARNING, "dropped lines while CloudWatch was unreachable",
+                  group=self.dest.group, stream=self.dest.stream, count=gap.lines,
+                  container=source.container_id[:12])  # type: ignore[attr-defined]  # fmt: skip
 
     # --- puts ---------------------------------------------------------------------------------
     def _put_all(self, batch: list[Event]) -> None:
@@ -437,16 +465,17 @@ class Stream(Task):
                         raise ShipFailure("invalid-systematic", f.code, str(f)) from None
 
         bisect(batch)
-        self.dropped_events += len(refused)
-        log.error(
-            "CloudWatch refused %d of %d events for %s (%s); those were dropped, the rest "
-            "shipped", len(refused), len(batch), self.dest, first,
-        )  # fmt: skip
+        self.metrics.rejected(len(refused), "invalid")
+        event(events_log, logging.ERROR,
+              f"CloudWatch refused {len(refused)} of {len(batch)} events; those were dropped, "
+              f"the rest shipped ({str(first)[:200]})", group=self.dest.group,
+              stream=self.dest.stream, count=len(refused), code=first.code)  # fmt: skip
 
     def _put(self, batch: list[Event]) -> None:
         """One PutLogEvents, creating the stream (and group) first if needed."""
         if not self._ready:
             self._create()  # only now: a container that logged nothing leaves no stream
+        self.metrics.put()
         try:
             try:
                 resp = put_log_events(self._client, self.dest.group, self.dest.stream, batch)
@@ -458,14 +487,21 @@ class Stream(Task):
                 resp = put_log_events(self._client, self.dest.group, self.dest.stream, batch)
         except (ClientError, BotoCoreError) as e:
             raise classify(e) from None
+        self.metrics.shipped(len(batch), sum(map(itemgetter(2), batch)))
         info = resp.get("rejectedLogEventsInfo")
         if info:
-            n = rejected_count(info, len(batch))
-            self.dropped_events += n
-            log.error(
-                "CloudWatch rejected %d of %d events for %s (too old, too new or past the "
-                "retention): %s", n, len(batch), self.dest, info,
-            )  # fmt: skip
+            self._rejected(info, len(batch))
+
+    def _rejected(self, info: dict, n: int) -> None:
+        counts = rejected_counts(info, n)
+        for reason, count in counts.items():
+            if count:
+                self.metrics.rejected(count, reason)
+        total = sum(counts.values())
+        event(events_log, logging.ERROR,
+              f"CloudWatch rejected {total} of {n} events (too old {counts['too_old']}, expired "
+              f"{counts['expired']}, too new {counts['too_new']})", group=self.dest.group,
+              stream=self.dest.stream, count=total)  # fmt: skip
 
     def _create(self) -> None:
         """Create the stream, and the group when allowed; "already exists" is success."""
@@ -505,6 +541,7 @@ class Stream(Task):
 
     def _retry(self, f: ShipFailure) -> float:
         """When to try again after ``f``; says so in the log, once a minute per kind of fault."""
+        self.metrics.retry(METRIC_CLASS.get(f.kind, f.kind))
         if f.kind in ENDPOINT_KINDS:
             at = self._health.failed(f.kind)
             slow = False
@@ -514,11 +551,10 @@ class Stream(Task):
             slow = True
         times = _every_minute((f.kind, self.dest.group) if slow else f.kind)
         if times is not None:
-            log.log(
-                logging.ERROR if slow else logging.WARNING,
-                "shipping to %s failed (%s, %s)%s; the lines stay journaled, retrying %s",
-                self.dest, f.kind, str(f)[:300],
-                f" and {times - 1} more like it in the last minute" if times > 1 else "",
-                f"every {SLOW_RETRY_S:g}s" if slow else "with backoff",
-            )  # fmt: skip
+            event(log, logging.ERROR if slow else logging.WARNING,
+                  f"shipping failed ({f.kind}, {str(f)[:300]})"
+                  + (f" and {times - 1} more like it in the last minute" if times > 1 else "")
+                  + "; the lines stay journaled, retrying "
+                  + (f"every {SLOW_RETRY_S:g}s" if slow else "with backoff"),
+                  group=self.dest.group, stream=self.dest.stream, code=f.code)  # fmt: skip
         return at

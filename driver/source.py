@@ -16,10 +16,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from .batch import Event, position, to_events
+from .formats import JsonFormatter
 from .framing import POSITION_BITS, CorruptFrame, FrameDecoder, Line
 from .journal import Gap, Journal
-from .limits import BATCH_TRIGGER_BYTES, LOG_EVERY_S, MAX_BATCH_EVENTS, MAX_HELD_BYTES
+from .limits import (
+    BATCH_TRIGGER_BYTES,
+    LOG_EVERY_S,
+    MAX_BATCH_EVENTS,
+    MAX_HELD_BYTES,
+    MULTILINE_MAX_WAIT_INTERVALS,
+)
 from .member import MemberResolver
+from .multiline import Multiline
 from .options import DriverConfig
 from .scheduler import Task
 from .state import Record
@@ -48,7 +56,7 @@ class Source(Task):
         record: Record,
         cfg: DriverConfig,
         state_dir: str,
-        attach: Callable[[Source, str | None], None],
+        attach: Callable[[Source, str | None, str | None], None],
         wake: Callable[[Task, float | None], None],
         on_eof: Callable[[Source], None],
     ) -> None:
@@ -73,6 +81,12 @@ class Source(Task):
         self.taken = 0  # the position of the last event taken into a batch (or committed)
         self.pending: deque[Event] = deque()
         self.marker = False  # the gap marker is pending
+        self._ml: Multiline | None = None  # multi-line events, this turn
+        self._ml_key: int | None = None  # the pending multi-line event (position before it)...
+        self._ml_since = 0.0  # ...and since when it has waited
+        self.flush_at: float | None = None  # when that event ships even without a next line
+        self.formatter: JsonFormatter | None = None  # format=json, once the member is known
+        self._seen = journal.position  # lines up to here were counted as received
         self._last_corrupt_log = 0.0
 
     # --- the reader's side -----------------------------------------------------------------
@@ -105,7 +119,7 @@ class Source(Task):
             raise
         if decided:
             self._scan = None
-            self._attach(self, member)
+            self._attach(self, member, self._resolver.method(member))
             return None
         return now + self._resolver.next_check(now)
 
@@ -133,6 +147,8 @@ class Source(Task):
             commit, gap = self.journal.commit, self.journal.gap
             self.taken = self.journal.position
         self._dec = FrameDecoder(self.cfg.max_event_size, start=commit)
+        if self.cfg.multiline is not None:
+            self._ml = Multiline(self.cfg.multiline, self.cfg.max_event_size, self.taken)
         self.pending = deque()
         self.marker = gap is not None
         if gap is not None:
@@ -150,6 +166,7 @@ class Source(Task):
             if not data:
                 if self.stopped and not dec.idle:
                     self._push(self._finish())
+                self._multiline_tail()
                 return
             try:
                 lines = dec.feed(data)
@@ -165,11 +182,44 @@ class Source(Task):
         return self._dec is not None and self._dec.pos >= self.journal.end
 
     def _push(self, lines: list[Line]) -> None:
+        """Decoded lines -> (multi-line events) -> events pending for a batch."""
+        if not lines:
+            return
+        seen = self._seen
+        if lines[-1][2] > seen:  # first time decoded: received (counted per chunk)
+            fresh = len(lines) if lines[0][2] > seen else sum(1 for ln in lines if ln[2] > seen)
+            self._seen = lines[-1][2]
+            if self.stream is not None:
+                self.stream.metrics.received(fresh)
+        if self._ml is not None:
+            lines = self._ml.feed(lines, 0.0)
+        self._emit(lines)
+
+    def _emit(self, lines: list[Line]) -> None:
         if lines:
-            events = to_events(lines, self.cfg.max_event_size)
+            events = to_events(lines, self.cfg.max_event_size, self.formatter)
             if events[0][3] <= self.taken:  # decoded again from the commit: shipped already
                 events = [ev for ev in events if ev[3] > self.taken]
             self.pending.extend(events)
+
+    def _multiline_tail(self) -> None:
+        """At the end of what is journaled: a pending multi-line event ships once it has waited
+        MULTILINE_MAX_WAIT_INTERVALS flush intervals (across turns), or when the container
+        has stopped; until then ``flush_at`` says when."""
+        ml = self._ml
+        key = None if ml is None else ml.safe_offset
+        if key is None:
+            self.flush_at = None
+            return
+        now = time.monotonic()
+        if key != self._ml_key:
+            self._ml_key, self._ml_since = key, now
+        due = self._ml_since + MULTILINE_MAX_WAIT_INTERVALS * self.cfg.flush_interval
+        if self.stopped or now >= due:
+            self._emit(ml.flush())
+            self.flush_at = None
+        else:
+            self.flush_at = due
 
     def _finish(self) -> list[Line]:
         """The container is gone: an unterminated last line ships as it is."""
@@ -193,7 +243,7 @@ class Source(Task):
     def settle(self) -> int:
         """Everything decoded has shipped: commit past what decoding skipped without a line
         (damage, a frame cut short at the end). Returns the bytes committed."""
-        if self.pending or self._dec is None:
+        if self.pending or self._dec is None or (self._ml and self._ml.safe_offset is not None):
             return 0
         clean = position(self._dec.clean, 0)
         if clean <= self.journal.position:
@@ -205,6 +255,7 @@ class Source(Task):
         with self.journal.lock:
             self.journal.busy = False
         self._dec = None
+        self._ml = None
         self.pending = deque()
 
     def drained(self) -> bool:

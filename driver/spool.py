@@ -22,6 +22,7 @@ from .limits import (
     SEGMENT_BYTES,
     SPLICE_BYTES,
 )
+from .selflog import event
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,11 @@ class Spool:
         now = time.monotonic()
         if now - self._last_full_log >= LOG_EVERY_S:
             self._last_full_log = now
-            log.error(
-                "state dir %s is full (%s): %s", self.root, err.strerror,
-                "waiting for space; containers that log wait too" if self.block
-                else "dropping the oldest unshipped lines of the largest backlog",
-            )  # fmt: skip
+            event(log, logging.ERROR,
+                  f"state dir {self.root} is full ({err.strerror}): "
+                  + ("waiting for space; containers that log wait too" if self.block
+                     else "dropping the oldest unshipped lines of the largest backlog"),
+                  code="ENOSPC")  # fmt: skip
         if self.block:
             return False
         return self.make_room(SEGMENT_BYTES, "the disk is full") > 0
@@ -124,9 +125,8 @@ class Spool:
                 with self._lock:
                     self.total -= dropped
                     self.dropped_lines += lines
-                log.warning(
-                    "%s: dropped %d lines (%d bytes) of container journal %s, the oldest "
-                    "not yet shipped; a gap marker will say so in its stream",
-                    why, lines, dropped, os.path.basename(victim.path),
-                )  # fmt: skip
+                event(log, logging.WARNING,
+                      f"{why}: dropped the oldest lines not yet shipped of the largest backlog; "
+                      "a gap marker will say so in its stream", container=victim.label,
+                      count=lines, bytes=dropped)  # fmt: skip
         return freed

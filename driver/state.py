@@ -5,8 +5,10 @@ restarts a managed plugin whose process was killed) gets no second call and must
 FIFOs it knew, and journaled lines must still reach their stream after their container is gone.
 So each journal directory holds:
 
-- ``meta``: where its lines go: container id, log-opts, the member once known, and the few
-  Info fields a message may show. Never the container's environment (it holds passwords).
+- ``meta``: where its lines go: container id, log-opts, the member once known, the few Info
+  fields a message may show, and format=json's fixed fields (its tag, and the labels and env
+  variables the log-opts ``labels``/``env`` chose). Never the container's environment (it
+  holds passwords).
 - ``fifo``: the FIFO's path, only while the container runs: removed at StopLogging, so no
   resume record outlives it.
 
@@ -42,6 +44,7 @@ class Record:
     opts: dict[str, str]
     stream: str | None = None
     info: dict[str, str] = field(default_factory=dict)
+    fields: dict = field(default_factory=dict)  # format=json's fixed fields (formats.py)
 
 
 def _write(path: str, data: bytes) -> None:
@@ -69,7 +72,7 @@ def record_of(info: dict) -> Record:
 def save(directory: str, rec: Record) -> None:
     """Write ``meta`` (raises OSError)."""
     body = {"v": JOURNAL_VERSION, "container_id": rec.container_id, "opts": rec.opts,
-            "stream": rec.stream, "info": rec.info}  # fmt: skip
+            "stream": rec.stream, "info": rec.info, "fields": rec.fields}  # fmt: skip
     _write(os.path.join(directory, META), msgpack.packb(body))
 
 
@@ -86,7 +89,7 @@ def load(directory: str) -> Record:
                 f"up to v{JOURNAL_VERSION}); left as it is"
             )
         return Record(body["container_id"], dict(body["opts"]), body.get("stream"),
-                      dict(body.get("info") or {}))  # fmt: skip
+                      dict(body.get("info") or {}), dict(body.get("fields") or {}))  # fmt: skip
     except (ValueError, KeyError, TypeError) as e:
         raise RecordError(f"unreadable {directory}/{META}: {e}") from None
 

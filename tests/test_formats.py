@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memberlog.driver.formats import JsonFormatter, extra_attrs, parse_tag, render_tag
+from memberlog.driver.formats import (
+    JsonFormatter,
+    extra_attrs,
+    json_fields,
+    parse_tag,
+    render_tag,
+)
 from memberlog.driver.options import OptionError, parse
 
 CID = "4b825dc642cb6eb9a060e54bf8d69288fbee4904c1e1a2b3c4d5e6f708192a3b"
@@ -128,8 +134,13 @@ def test_label_names_are_split_on_commas_only():
 
 
 # --- JsonFormatter ------------------------------------------------------------------------------
+def fmt(info: dict, host: str, member: str, c) -> JsonFormatter:
+    """The formatter a container gets: fields from its Info at StartLogging, then its member."""
+    return JsonFormatter(json_fields(info, c, host), member, c.max_event_size)
+
+
 def test_a_json_message_has_the_documented_fields_in_order():
-    f = JsonFormatter(INFO, "host-a", "mypg-0", cfg(format="json"))
+    f = fmt(INFO, "host-a", "mypg-0", cfg(format="json"))
     msg = f.message(b"LOG:  database system is ready", "stdout")
     assert list(json.loads(msg).items()) == [
         ("log", "LOG:  database system is ready"),
@@ -145,14 +156,14 @@ def test_a_json_message_has_the_documented_fields_in_order():
 
 def test_tag_and_sorted_attrs_are_there_when_asked_for():
     c = cfg(format="json", tag="{{.Name}}@{{.Hostname}}", env="SERVICE_MEMBER,LANG")
-    obj = json.loads(JsonFormatter(INFO, "host-a", "mypg-0", c).message(b"x", "stderr"))
+    obj = json.loads(fmt(INFO, "host-a", "mypg-0", c).message(b"x", "stderr"))
     assert obj["source"] == "stderr"
     assert obj["tag"] == "mypg-0@host-a"
     assert list(obj["attrs"].items()) == [("LANG", "C.UTF-8"), ("SERVICE_MEMBER", "mypg-0")]
 
 
 def test_no_attrs_field_when_nothing_is_selected():
-    obj = json.loads(JsonFormatter(INFO, "h", "m", cfg(labels="nope")).message(b"x", "stdout"))
+    obj = json.loads(fmt(INFO, "h", "m", cfg(labels="nope")).message(b"x", "stdout"))
     assert "attrs" not in obj and "tag" not in obj
 
 
@@ -166,29 +177,29 @@ def test_no_attrs_field_when_nothing_is_selected():
     ],
 )
 def test_the_line_survives_json_as_text(line, log):
-    msg = JsonFormatter(INFO, "h", "m", cfg()).message(line, "stdout")
+    msg = fmt(INFO, "h", "m", cfg()).message(line, "stdout")
     assert json.loads(msg)["log"] == log
     assert "\n" not in msg
 
 
 def test_non_ascii_is_kept_as_utf8_not_escaped():
-    msg = JsonFormatter(INFO, "h", "m", cfg()).message("€".encode(), "stdout")
+    msg = fmt(INFO, "h", "m", cfg()).message("€".encode(), "stdout")
     assert '"log":"€"' in msg
 
 
 def test_odd_sources_are_encoded_too():
-    msg = JsonFormatter(INFO, "h", "m", cfg()).message(b"x", 'we"ird')
+    msg = fmt(INFO, "h", "m", cfg()).message(b"x", 'we"ird')
     assert json.loads(msg)["source"] == 'we"ird'
 
 
 def test_fixed_fields_that_leave_no_room_for_the_line_fail_at_start_logging():
     big = {**INFO, "ContainerLabels": {"k": "v" * 400}}
     with pytest.raises(OptionError, match="max-event-size"):
-        JsonFormatter(big, "h", "m", cfg(labels="k", max_event_size="256"))
+        fmt(big, "h", "m", cfg(labels="k", max_event_size="256"))
 
 
 def test_a_line_that_fits_is_one_message():
-    f = JsonFormatter(INFO, "h", "m", cfg())
+    f = fmt(INFO, "h", "m", cfg())
     assert f.messages(b"short", "stdout", 1000) == [f.message(b"short", "stdout")]
 
 
@@ -198,7 +209,7 @@ def test_a_line_that_fits_is_one_message():
     st.integers(min_value=0, max_value=400),
 )
 def test_long_lines_become_several_whole_json_messages_within_the_limit(text, extra):
-    f = JsonFormatter(INFO, "h", "m", cfg())
+    f = fmt(INFO, "h", "m", cfg())
     limit = f.overhead + 64 + extra
     msgs = f.messages(text.encode(), "stdout", limit)
     assert all(len(m.encode()) <= limit for m in msgs)
@@ -212,7 +223,7 @@ def test_message_is_exactly_the_json_encoding_of_its_fields(line, source):
     """Whatever the bytes (short or long, clean or needing escapes): the same object json.dumps
     makes, the line decoded as for raw events."""
     c = cfg(tag="{{.ID}}", env="LANG")
-    msg = JsonFormatter(INFO, "host-a", "mypg-0", c).message(line, source)
+    msg = fmt(INFO, "host-a", "mypg-0", c).message(line, source)
     fields = {
         "log": line.decode("utf-8", "replace"),
         "source": source,

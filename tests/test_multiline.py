@@ -16,9 +16,14 @@ TS = 1_764_000_000_000
 JAVA = re.compile(rb"^\d{4}-\d{2}-\d{2} ")
 
 
-def lines(*texts: bytes, ts: int = TS, off: int = 0) -> list[tuple[int, bytes, int]]:
+def three(events: list) -> list[tuple[int, bytes, int]]:
+    """Events without their source (tested on its own)."""
+    return [e[:3] for e in events]
+
+
+def lines(*texts: bytes, ts: int = TS, off: int = 0) -> list[tuple[int, bytes, int, int]]:
     """Consecutive lines, one ms and 100 journal bytes apart."""
-    return [(ts + i, t, off + 100 * (i + 1)) for i, t in enumerate(texts)]
+    return [(ts + i, t, off + 100 * (i + 1), ord("o")) for i, t in enumerate(texts)]
 
 
 # --- datetime_regex: awslogs's strftime table -------------------------------------------------
@@ -104,18 +109,18 @@ def test_a_stack_trace_becomes_one_event_with_its_first_lines_timestamp():
         ),
         now=0.0,
     )
-    assert out == [
+    assert three(out) == [
         (TS, b"2025-11-24 16:00:00 ERROR boom\njava.lang.IllegalStateException: x\n"
              b"\tat A.b(A.java:1)", 300),
     ]  # fmt: skip
-    assert ml.flush() == [(TS + 3, b"2025-11-24 16:00:01 INFO next", 400)]
-    assert ml.flush() == []
+    assert three(ml.flush()) == [(TS + 3, b"2025-11-24 16:00:01 INFO next", 400)]
+    assert three(ml.flush()) == []
 
 
 def test_lines_before_the_first_start_are_an_event_of_their_own():
     ml = Multiline(JAVA, 10_000)
     out = ml.feed(lines(b"starting", b"  banner", b"2025-11-24 16:00:00 go"), now=0.0)
-    assert out == [(TS, b"starting\n  banner", 200)]
+    assert three(out) == [(TS, b"starting\n  banner", 200)]
 
 
 def test_every_line_matching_means_one_event_per_line():
@@ -129,19 +134,19 @@ def test_every_line_matching_means_one_event_per_line():
 def test_the_pattern_is_searched_anywhere_in_the_line_like_awslogs():
     ml = Multiline(re.compile(rb"ERROR"), 10_000)
     out = ml.feed(lines(b"x ERROR a", b"detail", b"y ERROR b"), now=0.0)
-    assert out == [(TS, b"x ERROR a\ndetail", 200)]
+    assert three(out) == [(TS, b"x ERROR a\ndetail", 200)]
 
 
 def test_an_anchored_pattern_matches_only_at_the_start():
     ml = Multiline(re.compile(rb"^ERROR"), 10_000)
     ml.feed(lines(b"ERROR a", b"see ERROR above"), now=0.0)
-    assert ml.flush() == [(TS, b"ERROR a\nsee ERROR above", 200)]
+    assert three(ml.flush()) == [(TS, b"ERROR a\nsee ERROR above", 200)]
 
 
 def test_empty_lines_inside_an_event_are_kept():
     ml = Multiline(JAVA, 10_000)
     ml.feed(lines(b"2025-11-24 16:00:00 a", b"", b"b"), now=0.0)
-    assert ml.flush() == [(TS, b"2025-11-24 16:00:00 a\n\nb", 300)]
+    assert three(ml.flush()) == [(TS, b"2025-11-24 16:00:00 a\n\nb", 300)]
 
 
 def test_events_continue_across_feeds():
@@ -149,7 +154,7 @@ def test_events_continue_across_feeds():
     assert ml.feed(lines(b"2025-11-24 16:00:00 a"), now=0.0) == []
     assert ml.feed(lines(b"b", ts=TS + 5, off=100), now=0.1) == []
     out = ml.feed(lines(b"2025-11-24 16:00:01 c", ts=TS + 9, off=200), now=0.2)
-    assert out == [(TS, b"2025-11-24 16:00:00 a\nb", 200)]
+    assert three(out) == [(TS, b"2025-11-24 16:00:00 a\nb", 200)]
 
 
 # --- max_bytes ----------------------------------------------------------------------------------
@@ -157,15 +162,15 @@ def test_an_event_that_would_exceed_max_bytes_is_closed_before_the_line():
     ml = Multiline(JAVA, 30)
     head = b"2025-11-24 16:00:00 a"  # 21 bytes
     out = ml.feed(lines(head, b"1234567", b"12345678"), now=0.0)  # 21+1+7 = 29 fits, +9 not
-    assert out == [(TS, head + b"\n1234567", 200)]
-    assert ml.flush() == [(TS + 2, b"12345678", 300)]
+    assert three(out) == [(TS, head + b"\n1234567", 200)]
+    assert three(ml.flush()) == [(TS + 2, b"12345678", 300)]
 
 
 def test_the_newline_between_lines_counts_toward_max_bytes():
     ml = Multiline(JAVA, 30)
     head = b"2025-11-24 16:00:00 a"
     out = ml.feed(lines(head, b"123456789"), now=0.0)  # 21 + 9 = 30, but joined it is 31
-    assert out == [(TS, head, 100)]
+    assert three(out) == [(TS, head, 100)]
     assert ml.pending_bytes == 9
     ml.feed(lines(b"x", off=200), now=0.0)
     assert ml.pending_bytes == 11  # "123456789\nx"
@@ -175,15 +180,15 @@ def test_an_event_of_exactly_max_bytes_stays_one_event():
     ml = Multiline(JAVA, 30)
     head = b"2025-11-24 16:00:00 a"
     ml.feed(lines(head, b"12345678"), now=0.0)  # 21 + 1 + 8 = 30
-    assert ml.flush() == [(TS, head + b"\n12345678", 200)]
+    assert three(ml.flush()) == [(TS, head + b"\n12345678", 200)]
 
 
 def test_a_line_longer_than_max_bytes_passes_whole_and_alone():
     ml = Multiline(JAVA, 30)
     long = b"x" * 100
     out = ml.feed(lines(b"2025-11-24 16:00:00 a", long, b"tail"), now=0.0)
-    assert out == [(TS, b"2025-11-24 16:00:00 a", 100), (TS + 1, long, 200)]
-    assert ml.flush() == [(TS + 2, b"tail", 300)]
+    assert three(out) == [(TS, b"2025-11-24 16:00:00 a", 100), (TS + 1, long, 200)]
+    assert three(ml.flush()) == [(TS + 2, b"tail", 300)]
 
 
 @settings(max_examples=300, deadline=None)
@@ -207,7 +212,7 @@ def test_events_hold_every_line_once_in_order_and_respect_max_bytes(texts, limit
     out += ml.flush()
     assert b"\n".join(e[1] for e in out) == b"\n".join(texts)
     assert len(out) <= len(texts)
-    for _ts, data, _off in out:
+    for _ts, data, _off, _src in out:
         assert len(data) <= limit or b"\n" not in data  # one line, or within the limit
     assert [e[2] for e in out] == sorted(e[2] for e in out)
     if texts:
@@ -249,9 +254,9 @@ def test_safe_offset_is_the_last_line_of_the_previous_event():
     out = ml.feed(
         lines(b"2025-11-24 16:00:00 a", b"a2", b"2025-11-24 16:00:01 b", b"b2", b"b3"), now=0.0
     )
-    assert out == [(TS, b"2025-11-24 16:00:00 a\na2", 200)]
+    assert three(out) == [(TS, b"2025-11-24 16:00:00 a\na2", 200)]
     assert ml.safe_offset == 200  # the pending event b... began after offset 200
-    assert ml.flush() == [(TS + 2, b"2025-11-24 16:00:01 b\nb2\nb3", 500)]
+    assert three(ml.flush()) == [(TS + 2, b"2025-11-24 16:00:01 b\nb2\nb3", 500)]
     ml.feed(lines(b"c", off=500), now=0.0)
     assert ml.safe_offset == 500
 
