@@ -19,13 +19,14 @@ from botocore.exceptions import NoRegionError
 
 from . import options, state
 from .formats import JsonFormatter, json_fields
+from .handover import SOCKET_NAME, HandoverServer
 from .journal import JournalVersionError
-from .limits import SHIP_WORKERS, SHUTDOWN_GRACE_S
+from .limits import JOURNAL_ORPHAN_GRACE_S, SHIP_WORKERS, SHUTDOWN_GRACE_S
 from .member import static_member, unresolved_stream
 from .metrics import METRICS
 from .options import DriverConfig
-from .reader import Reader, open_fifo
-from .scheduler import Scheduler, start_thread
+from .reader import Reader, open_fifo, widen_pipe
+from .scheduler import Scheduler, Task, start_thread
 from .selflog import event
 from .settings import Settings
 from .ship import Destination, Stream, group_exists, logs_client
@@ -42,6 +43,32 @@ class DriverError(Exception):
 def journal_key(fifo: str) -> str:
     """A journal's directory name: one per FIFO (Docker makes a new FIFO per container start)."""
     return hashlib.sha256(fifo.encode()).hexdigest()[:32]
+
+
+class _OrphanExpiry(Task):
+    """Containers whose FIFO could not be reopened after a start and was not handed over in
+    JOURNAL_ORPHAN_GRACE_S are taken as stopped: what they journaled has shipped or ships."""
+
+    name = "orphaned FIFOs"
+
+    def __init__(self, driver: Driver) -> None:
+        super().__init__()
+        self.driver = driver
+
+    def run(self) -> float | None:
+        now = time.monotonic()
+        d = self.driver
+        with d._lock:
+            orphans = [(f, s) for f, s in d._running.items() if s.orphan_until is not None]
+            expired = [(f, s) for f, s in orphans if s.orphan_until <= now]
+            for fifo, _ in expired:
+                del d._running[fifo]
+        for _, source in expired:
+            source.orphan_until = None
+            log.warning("%s: no FIFO was handed over; it counts as stopped", source.name)
+            d._stopped(source)
+        left = [s.orphan_until for f, s in orphans if (f, s) not in expired]
+        return min(left) if left else None
 
 
 class Driver:
@@ -61,10 +88,16 @@ class Driver:
         self._streams: dict[Destination, Stream] = {}
         self._lock = threading.Lock()  # guards _running, _streams and each stream's sources
         self._reader_thread = None
+        self._orphans = _OrphanExpiry(self)
 
     def serve(self) -> None:
-        """Start reading FIFOs (after ``resume`` has registered the known ones)."""
+        """Start reading FIFOs (after ``resume`` has registered the known ones), and take the
+        FIFOs a plugin upgrade hands over."""
         self._reader_thread = start_thread("reader", self.reader.run)
+        try:
+            HandoverServer(self.state_dir, self._handed_over)
+        except OSError as e:
+            log.error("cannot serve %s for plugin upgrades: %s", SOCKET_NAME, e)
 
     # --- HTTP: StartLogging / StopLogging ------------------------------------------------------
     def start(self, fifo: str, info: dict) -> None:
@@ -118,11 +151,39 @@ class Driver:
     def stop(self, fifo: str) -> None:
         """StopLogging: journal what the pipe still holds; shipping follows on its own."""
         with self._lock:
-            source = self._running.pop(fifo, None)
+            source = self._running.get(fifo)
+            if source is not None and source.orphan_until is not None:
+                # After an upgrade, before the handover: its FIFO may still hold lines. The
+                # handover brings it; it is read to its end then.
+                source.stop_pending = True
+                return
+            self._running.pop(fifo, None)
         if source is None:
             return  # unknown or already stopped: the daemon only wants it gone
         self.reader.remove(source)
         self._stopped(source)
+
+    def _handed_over(self, name: str, fd: int) -> bool:
+        """A FIFO from plugin/upgrade.sh (handover.py): resume the journal whose FIFO has that
+        name. False if none has."""
+        with self._lock:
+            found = [(f, s) for f, s in self._running.items() if os.path.basename(f) == name]
+        if not found:
+            return False
+        fifo, source = found[0]
+        if source.orphan_until is None:
+            os.close(fd)  # it was reopened by path: this is a second read end
+            return True
+        source.orphan_until = None
+        widen_pipe(fd)
+        self.reader.add(source, fd)
+        log.info("%s: its FIFO was handed over; logging resumes", source.name)
+        if source.stop_pending:  # StopLogging came meanwhile: read it to the end
+            with self._lock:
+                self._running.pop(fifo, None)
+            self.reader.remove(source)
+            self._stopped(source)
+        return True
 
     def _stopped(self, source: Source) -> None:
         """No more lines will come: the resume record goes, what is journaled ships now."""
@@ -240,18 +301,24 @@ class Driver:
                     if stat.S_ISFIFO(os.stat(fifo).st_mode):
                         fd = open_fifo(fifo)
                 except OSError as e:
-                    log.warning(
-                        "%s: cannot reopen its FIFO %s (%s); shipping what is journaled",
-                        source.name, fifo, e.strerror,
-                    )  # fmt: skip
+                    event(log, logging.WARNING,
+                          f"cannot reopen its FIFO {fifo} ({e.strerror}): shipping what is "
+                          f"journaled; a plugin upgrade may hand it over within "
+                          f"{JOURNAL_ORPHAN_GRACE_S:g}s", container=source.container_id[:12],
+                          group=cfg.group, stream=rec.stream)  # fmt: skip
             self._place(source, cfg)
-            if fd is None:
-                self._stopped(source)
-            else:
+            if fd is not None:
                 with self._lock:
                     self._running[fifo] = source
                 self.reader.add(source, fd)
                 reopened += 1
+            elif fifo is not None:  # orphaned: wait for a handover, for a while
+                source.orphan_until = time.monotonic() + JOURNAL_ORPHAN_GRACE_S
+                with self._lock:
+                    self._running[fifo] = source
+                self.scheduler.wake(self._orphans, source.orphan_until)
+            else:
+                self._stopped(source)
         return reopened
 
     # --- shutdown ------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ DEFAULT_SPOOL_MAX_BYTES = 1 << 30  # SPOOL_MAX_BYTES: unshipped journal bytes, w
 BLOCK_MIN_BACKLOG_BYTES = 1 << 20  # SPOOL_FULL=block stalls only FIFOs with at least this behind
 DISK_FULL_RETRY_S = 1.0  # a FIFO paused on a full disk (or budget) is tried again after this
 JOURNAL_ORPHAN_GRACE_S = 600.0  # a journal whose FIFO is gone waits this long for a handover
+HANDOVER_MAX_FDS = 253  # descriptors in one handover message (the kernel's SCM_MAX_FD)
 
 # --- Shipping (driver/ship.py, driver/scheduler.py) ---------------------------------------------
 SHIP_WORKERS = 8  # threads that decode and put, shared by every stream of the host

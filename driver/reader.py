@@ -38,14 +38,19 @@ class Feed(Protocol):
 
 
 def open_fifo(path: str) -> int:
-    """Open a log FIFO for reading without waiting for a writer, widened so the daemon rarely
-    waits on us (raises OSError)."""
+    """Open a log FIFO for reading without waiting for a writer (raises OSError)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    widen_pipe(fd)
+    return fd
+
+
+def widen_pipe(fd: int) -> None:
+    """Ask for a 1 MiB pipe, so the daemon rarely waits on us; non-blocking reads."""
+    os.set_blocking(fd, False)
     try:
         fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BYTES)
     except OSError:
         pass  # the default 64 KiB still works, only with less slack
-    return fd
 
 
 class Reader:

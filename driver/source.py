@@ -69,6 +69,8 @@ class Source(Task):
         journal.label = self.name
         self.fifo_fd: int | None = None  # guarded by journal.lock; set by the reader
         self.stopped = False  # the FIFO is closed: the journal's end is final
+        self.orphan_until: float | None = None  # its FIFO is gone: a handover may bring it
+        self.stop_pending = False  # StopLogging came before the handover
         self.stream = None  # the ship.Stream, once the member is known
         self._attach = attach
         self._wake = wake

@@ -27,8 +27,7 @@ NAME = "memberlog-compat"
 SOCKET = f"/run/docker/plugins/{NAME}.sock"
 
 JAVA = "\\n".join(
-    ["2026-11-26 10:00:00 ERROR request failed",
-     "java.lang.IllegalStateException: boom"]
+    ["2026-11-26 10:00:00 ERROR request failed", "java.lang.IllegalStateException: boom"]
     + [f"\\tat com.example.Service.method{i}(Service.java:{100 + i})" for i in range(37)]
     + ["Caused by: java.io.IOException: disk"]
 )  # 40 lines, printf-escaped
@@ -76,9 +75,10 @@ def _printf(text: str) -> str:
 def test_a_stack_trace_and_a_statement_are_one_event_each(cw, compat, busybox, opt):
     plugin = compat()
     group = f"ml-{uuid.uuid4().hex[:12]}"
-    # The statement comes last and the container then sleeps: it is pending until StopLogging.
-    script = f"{_printf(JAVA)}; {_printf(SQL)}; sleep 1"
-    wait_and_remove([run_container(plugin.name, busybox, script, group, "m", "--log-opt", opt)])
+    # The statement comes last: with a long flush interval it is pending until StopLogging.
+    script = f"{_printf(JAVA)}; {_printf(SQL)}"
+    opts = ["--log-opt", opt, "--log-opt", "flush-interval=30"]
+    wait_and_remove([run_container(plugin.name, busybox, script, group, "m", *opts)])
     got = wait_for_messages(cw.client(), group, "m", 2)
     assert got == [JAVA.replace("\\n", "\n").replace("\\t", "\t"), SQL.replace("\\n", "\n")]
     assert len(got[0].split("\n")) == 40
@@ -90,8 +90,8 @@ def test_the_pending_event_ships_after_two_flush_intervals_while_the_container_r
     plugin = compat()
     group = f"mlwait-{uuid.uuid4().hex[:12]}"
     script = f"{_printf(SQL)}; sleep 30"
-    cid = run_container(plugin.name, busybox, script, group, "m", "--log-opt",
-                        "multiline-pattern=^[0-9]{4}-", "--log-opt", "flush-interval=1")  # fmt: skip
+    opts = ["--log-opt", "multiline-pattern=^[0-9]{4}-", "--log-opt", "flush-interval=1"]
+    cid = run_container(plugin.name, busybox, script, group, "m", *opts)
     try:
         t0 = time.monotonic()
         got = wait_for_messages(cw.client(), group, "m", 1, timeout=20)
@@ -115,7 +115,7 @@ def json_file_attrs(busybox: str, extra: list[str]) -> dict:
 
 
 def test_json_events_say_which_host_and_container_wrote_them(cw, compat, busybox):
-    plugin = compat(HOST_NAME="host-a")
+    compat(HOST_NAME="host-a")
     group = f"json-{uuid.uuid4().hex[:12]}"
     labels = ["--label", "com.example.team=db", "--label", "other=x"]
     env = ["-e", "SERVICE_MEMBER=mypg-0", "-e", "PGPASSWORD=not-shipped"]
@@ -184,10 +184,24 @@ def test_metrics_count_what_was_received_shipped_and_dropped(cw, compat, busybox
 
 def test_an_unresolved_member_warning_reaches_the_self_log_group(cw, compat, busybox):
     self_group = f"memberlog-self-{uuid.uuid4().hex[:8]}"
-    plugin = compat(SELF_LOG_GROUP=self_group, HOST_NAME="host-self")
+    compat(SELF_LOG_GROUP=self_group, HOST_NAME="host-self")
     group = f"unres-{uuid.uuid4().hex[:12]}"
-    args = ["run", "-d", "--network", "none", "--log-driver", NAME, "--log-opt",
-            f"group={group}", "--log-opt", "member-wait=1", busybox, "sh", "-c", "echo hi"]
+    args = [
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--log-driver",
+        NAME,
+        "--log-opt",
+        f"group={group}",
+        "--log-opt",
+        "member-wait=1",
+        busybox,
+        "sh",
+        "-c",
+        "echo hi",
+    ]
     wait_and_remove([dockerenv.docker(*args).stdout.strip()])
     client = cw.client()
     found = wait_for("the warning in the self-log group", lambda: [

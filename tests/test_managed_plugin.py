@@ -31,7 +31,7 @@ import pytest
 from conftest import need
 
 import dockerenv
-from faults import outage_kill_throttle, random_kills
+from faults import check, collect, outage_kill_throttle, paced, random_kills, run_container
 from waiting import stream_events, wait_for, wait_for_events, wait_for_messages
 
 pytestmark = pytest.mark.docker
@@ -410,6 +410,43 @@ def test_upgrade_and_roll_back_keep_name_and_settings(host_b, next_version):
         assert names == [PLUGIN]  # the name stays; the prefetch plugin is gone
         secret = next(kv for kv in env if kv.startswith("AWS_SECRET_ACCESS_KEY="))
         assert secret.split("=", 1)[1] not in res.stdout + res.stderr  # values are never shown
+
+
+def test_upgrade_and_roll_back_while_containers_log_lose_nothing(cw, host_b, next_version, image):
+    """3 containers log about 2,000 lines/s each for a minute while upgrade.sh takes the plugin
+    to the next version and back: their FIFOs are handed over, every line arrives in order."""
+    need(os.geteuid() == 0, "root (upgrade.sh reads dockerd's /proc/<pid>/fd)")
+    group = f"upgrade-{uuid.uuid4().hex[:12]}"
+    per = 120_000
+    expected = {f"u{i}": (f"m{i}", per) for i in range(3)}
+    t0 = time.monotonic()
+    cids = [run_container(PLUGIN, image, paced(f"u{i}", per, 200, 0.1), group, f"m{i}",
+                          host=host_b.daemon.host) for i in range(3)]  # fmt: skip
+    try:
+        for remote in (next_version, PLUGIN):  # to the next version, then back
+            time.sleep(8)
+            t1 = time.monotonic()
+            res = _upgrade(host_b, remote)
+            print(f"\nupgrade.sh to {remote}: exit {res.returncode} in "
+                  f"{time.monotonic() - t1:.1f}s\n{res.stdout[-600:]}")  # fmt: skip
+            assert res.returncode == 0, res.stdout + res.stderr
+            assert "holding 3 FIFOs" in res.stdout
+        running = host_b.docker("ps", "-q", "--filter", f"id={cids[0]}").stdout.strip()
+        assert running, "a container exited early"
+        for cid in cids:
+            assert host_b.docker("wait", cid, timeout=300).stdout.strip() == "0"
+        ran = time.monotonic() - t0
+        t1 = time.monotonic()
+        for cid in cids:
+            host_b.docker("rm", "-f", cid, timeout=30)
+        print(f"containers ran {ran:.0f}s; docker rm -f of all 3 took {time.monotonic() - t1:.1f}s")
+        assert time.monotonic() - t1 < 30
+        cids = []
+    finally:
+        for cid in cids:
+            host_b.docker("rm", "-f", cid, check=False, timeout=60)
+    check("upgrade and roll back under 3 logging containers", collect(cw, group, expected),
+          expected)  # fmt: skip
 
 
 # --- faults: the managed plugin killed, Docker restarting it --------------------------------------
