@@ -21,7 +21,12 @@ from . import options, state
 from .formats import JsonFormatter, json_fields
 from .handover import SOCKET_NAME, HandoverServer
 from .journal import JournalVersionError
-from .limits import JOURNAL_ORPHAN_GRACE_S, SHIP_WORKERS, SHUTDOWN_GRACE_S
+from .limits import (
+    JOURNAL_ORPHAN_GRACE_S,
+    SHIP_WORKERS,
+    SHUTDOWN_GRACE_S,
+    STREAM_METRICS_KEEP_S,
+)
 from .member import static_member, unresolved_stream
 from .metrics import METRICS
 from .options import DriverConfig
@@ -45,15 +50,18 @@ def journal_key(fifo: str) -> str:
     return hashlib.sha256(fifo.encode()).hexdigest()[:32]
 
 
-class _OrphanExpiry(Task):
-    """Containers whose FIFO could not be reopened after a start and was not handed over in
-    JOURNAL_ORPHAN_GRACE_S are taken as stopped: what they journaled has shipped or ships."""
+class _Housekeeping(Task):
+    """Timed chores: containers whose FIFO could not be reopened after a start and was not
+    handed over within JOURNAL_ORPHAN_GRACE_S count as stopped (what they journaled ships);
+    a stream's metrics go STREAM_METRICS_KEEP_S after its last container (a scrape between
+    must still see the run's counts)."""
 
-    name = "orphaned FIFOs"
+    name = "housekeeping"
 
     def __init__(self, driver: Driver) -> None:
         super().__init__()
         self.driver = driver
+        self.gone: dict[Destination, float] = {}  # a stream without containers, since
 
     def run(self) -> float | None:
         now = time.monotonic()
@@ -63,11 +71,19 @@ class _OrphanExpiry(Task):
             expired = [(f, s) for f, s in orphans if s.orphan_until <= now]
             for fifo, _ in expired:
                 del d._running[fifo]
+            for dest in [k for k, t in self.gone.items() if k in d._streams]:
+                del self.gone[dest]  # back in use
+            old = [k for k, t in self.gone.items() if t + STREAM_METRICS_KEEP_S <= now]
+            for dest in old:
+                del self.gone[dest]
+        for dest in old:
+            METRICS.remove_stream(dest.group, dest.stream)
         for _, source in expired:
             source.orphan_until = None
             log.warning("%s: no FIFO was handed over; it counts as stopped", source.name)
             d._stopped(source)
         left = [s.orphan_until for f, s in orphans if (f, s) not in expired]
+        left += [t + STREAM_METRICS_KEEP_S for t in self.gone.values()]
         return min(left) if left else None
 
 
@@ -88,7 +104,7 @@ class Driver:
         self._streams: dict[Destination, Stream] = {}
         self._lock = threading.Lock()  # guards _running, _streams and each stream's sources
         self._reader_thread = None
-        self._orphans = _OrphanExpiry(self)
+        self._chores = _Housekeeping(self)
 
     def serve(self) -> None:
         """Start reading FIFOs (after ``resume`` has registered the known ones), and take the
@@ -271,9 +287,12 @@ class Driver:
         with self._lock:
             if source in stream.sources:
                 stream.sources.remove(source)
-            if not stream.sources and self._streams.get(stream.dest) is stream:
+            gone = not stream.sources and self._streams.get(stream.dest) is stream
+            if gone:
                 del self._streams[stream.dest]
-                METRICS.remove_stream(stream.dest.group, stream.dest.stream)
+                self._chores.gone[stream.dest] = time.monotonic()
+        if gone:
+            self.scheduler.wake(self._chores, time.monotonic() + STREAM_METRICS_KEEP_S)
         self.spool.forget(source.journal)  # type: ignore[attr-defined]
 
     # --- restart -------------------------------------------------------------------------------
@@ -316,7 +335,7 @@ class Driver:
                 source.orphan_until = time.monotonic() + JOURNAL_ORPHAN_GRACE_S
                 with self._lock:
                     self._running[fifo] = source
-                self.scheduler.wake(self._orphans, source.orphan_until)
+                self.scheduler.wake(self._chores, source.orphan_until)
             else:
                 self._stopped(source)
         return reopened

@@ -81,3 +81,4 @@ SELF_LOG_GROUP_RETRY_MAX_S = 60.0  # creating the group is retried with backoff 
 
 # --- Metrics and /health (METRICS_ADDR) --------------------------------------------------------
 HEALTH_MAX_LAG_S = 60.0  # /health fails when a stream's oldest unshipped line is older
+STREAM_METRICS_KEEP_S = 900.0  # a stream's series stay this long after its last container

@@ -166,7 +166,7 @@ def test_metrics_count_what_was_received_shipped_and_dropped(cw, compat, busybox
     got = wait_for("the counters", lambda: (s := scrape(port))
                    and s.get("memberlog_events_shipped_total") == 100_000 and s, 30)  # fmt: skip
     assert got["memberlog_lines_received_total"] == 100_000
-    assert got["memberlog_put_calls_total"] >= 10
+    assert got["memberlog_put_log_events_calls_total"] >= 10
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
         assert resp.status == 200 and json.load(resp)["lagging"] == []
     # An outage with a small spool: the dropped lines counted are the gap marker's.
