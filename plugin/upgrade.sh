@@ -24,7 +24,7 @@
 #  3. plugin/handover.py opens a read end of each FIFO dockerd holds for the plugin and keeps
 #     it, so nothing buffered is lost even if a container stops meanwhile;
 #  4. docker plugin upgrade --skip-remote-check NAME REMOTE (a new rootfs: the FIFOs' paths are
-#     deleted; the settings stay - checked, and any lost one is set again), then enable;
+#     deleted), every setting set again (see below), then enable;
 #  5. the FIFOs go to the new driver over <state dir>/handover.sock (SCM_RIGHTS); it matches
 #     them to its state records by name and resumes reading.
 # Exit status: 0 done; 1 failed (says what to run); 3 upgraded, but some FIFOs found no reader.
@@ -118,23 +118,22 @@ if ! "$DOCKER" plugin upgrade --grant-all-permissions --skip-remote-check "$name
   status=1
 fi
 
-# docker plugin upgrade keeps the settings (Docker 20.10 does); set again any that got lost.
+# Set every setting again. Docker 20.10's `plugin inspect` shows them kept after an upgrade, but
+# the new version starts with its config's mount sources (seen: state.source fell back to
+# /var/lib/memberlog, with another state dir, so the new driver neither found the journals nor
+# served the handover socket where this script looks); `plugin set` puts them in force again.
 settable=" $("$DOCKER" plugin inspect -f '{{range .Config.Env}}{{if .Settable}}{{.Name}} {{end}}{{end}}{{range .Config.Mounts}}{{if .Settable}}{{.Name}}.source {{end}}{{end}}' "$name") "
-mapfile -t after < <(settings_of "$name")
-lost=() lost_names=()
+again=() again_names=()
 for kv in ${before[@]+"${before[@]}"}; do
-  have=0
-  for now in ${after[@]+"${after[@]}"}; do [ "$now" != "$kv" ] || have=1; done
-  [ "$have" = 0 ] || continue
   if [[ $settable == *" ${kv%%=*} "* ]]; then
-    lost+=("$kv") lost_names+=("${kv%%=*}")
+    again+=("$kv") again_names+=("${kv%%=*}")
   else
     echo "upgrade.sh: $remote has no setting ${kv%%=*}: dropped" >&2
   fi
 done
-if [ ${#lost[@]} -gt 0 ]; then
-  step "setting again what the upgrade lost: ${lost_names[*]}"
-  "$DOCKER" plugin set "$name" "${lost[@]}"
+if [ ${#again[@]} -gt 0 ]; then
+  step "setting again: ${again_names[*]}"
+  "$DOCKER" plugin set "$name" "${again[@]}"
 fi
 
 if [ "$was_enabled" = true ] || [ "$held" -gt 0 ]; then
