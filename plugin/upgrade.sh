@@ -125,6 +125,7 @@ fi
 settable=" $("$DOCKER" plugin inspect -f '{{range .Config.Env}}{{if .Settable}}{{.Name}} {{end}}{{end}}{{range .Config.Mounts}}{{if .Settable}}{{.Name}}.source {{end}}{{end}}' "$name") "
 again=() again_names=()
 for kv in ${before[@]+"${before[@]}"}; do
+  [ -n "$kv" ] || continue
   if [[ $settable == *" ${kv%%=*} "* ]]; then
     again+=("$kv") again_names+=("${kv%%=*}")
   else
