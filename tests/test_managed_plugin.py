@@ -103,7 +103,7 @@ def _install(cw_server, state_dir: str) -> ManagedPlugin:
     assert enabled == "false", "--no-enable left the plugin enabled"
     cw_env = cw_server.env()
     keys = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-    settings = [f"{k}={cw_env[k]}" for k in keys]
+    settings = [f"{k}={cw_env[k]}" for k in keys] + ["HOST_NAME=host-a"]
     dockerenv.docker("plugin", "set", PLUGIN, *settings, f"state.source={state_dir}")
     dockerenv.docker("plugin", "enable", PLUGIN, timeout=120)
     return ManagedPlugin(PLUGIN, plugin_id, state_dir, log)
@@ -264,7 +264,8 @@ def host_b(managed_plugin, image, cw_server):
         cw_env = cw_server.env()
         keys = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         cw_env["AWS_SECRET_ACCESS_KEY"] = f"secret-{uuid.uuid4().hex}"  # moto takes any; unique
-        settings = [f"{k}={cw_env[k]}" for k in keys] + [f"state.source={state_dir}"]
+        settings = [f"{k}={cw_env[k]}" for k in keys] + [f"state.source={state_dir}",
+                                                          "HOST_NAME=host-b"]  # fmt: skip
         b.docker("plugin", "install", "--grant-all-permissions", PLUGIN, *settings, timeout=600)
         yield HostB(b, state_dir, settings)
     finally:
@@ -348,6 +349,22 @@ def test_member_moving_between_two_hosts_keeps_one_stream(
     )  # fmt: skip
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout == "".join(f"{m}\n" for m in got)
+
+
+def test_json_events_of_one_member_on_two_hosts_name_each_host(cw, managed_plugin, host_b, image):
+    group = f"json2-{uuid.uuid4().hex[:12]}"
+    opts = ["--log-driver", PLUGIN, "--log-opt", f"group={group}", "--log-opt", "member=mypg-2",
+            "--log-opt", "format=json", "--network", "none"]  # fmt: skip
+    a = dockerenv.docker("run", "-d", *opts, image, "sh", "-c", "echo on a").stdout.strip()
+    b = host_b.docker("run", "-d", *opts, image, "sh", "-c", "echo on b").stdout.strip()
+    for host, cid in ((dockerenv, a), (host_b, b)):
+        assert host.docker("wait", cid).stdout.strip() == "0"
+        host.docker("rm", cid)
+    got = [json.loads(m) for m in wait_for_messages(cw.client(), group, "mypg-2", 2)]
+    assert sorted((m["host"], m["log"], m["container_id"]) for m in got) == [
+        ("host-a", "on a", a), ("host-b", "on b", b)
+    ]  # fmt: skip
+    assert {m["member"] for m in got} == {"mypg-2"}
 
 
 # --- upgrade and roll back on host B (no running containers: no FIFOs to hand over) -----------
