@@ -13,7 +13,7 @@ import pytest
 
 import dockerenv
 from cwlogs import CloudWatchEndpoint
-from plugin import PluginProcess
+from plugin import LegacyPlugin, PluginProcess
 
 IN_CI = os.environ.get("CI") == "true"
 LEGACY_SOCKET = "/run/docker/plugins/memberlog.sock"
@@ -77,6 +77,22 @@ def legacy_driver(docker_engine, cw_server):
     proc = PluginProcess(cw_server.env(), socket_path=LEGACY_SOCKET).start()
     yield proc
     proc.cleanup()
+
+
+@pytest.fixture
+def legacy_plugins(cw, docker_engine):
+    """make(name, **settings): the driver as a legacy plugin of its own name and settings
+    (``--log-driver name``), stopped after the test."""
+    made: list[LegacyPlugin] = []
+
+    def make(name: str, **settings: str) -> LegacyPlugin:
+        plugin = LegacyPlugin(cw.env(), name, **settings)
+        made.append(plugin)
+        return plugin
+
+    yield make
+    for p in made:
+        p.cleanup()
 
 
 @pytest.fixture

@@ -98,6 +98,41 @@ class PluginProcess:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class LegacyPlugin:
+    """The driver as a legacy plugin named ``name`` (its socket in /run/docker/plugins/), with
+    its own settings, to be killed and started again by hand."""
+
+    def __init__(self, env: dict[str, str], name: str, state_dir: str | None = None,
+                 **settings: str) -> None:  # fmt: skip
+        self.name = name
+        self.proc = PluginProcess({**env, **settings},
+                                  socket_path=f"/run/docker/plugins/{name}.sock",
+                                  state_dir=state_dir)  # fmt: skip
+        self.state_dir = self.proc.state_dir
+        self.proc.start()
+
+    def pid(self) -> int | None:
+        p = self.proc.proc
+        return p.pid if p and p.poll() is None else None
+
+    def kill(self, sig: int = 9) -> float:
+        """Signal the driver and wait for its exit; returns how long that took."""
+        t0 = time.monotonic()
+        self.proc.proc.send_signal(sig)
+        self.proc.proc.wait(30)
+        return time.monotonic() - t0
+
+    def back(self, old: int | None) -> None:
+        """Start it again on the same socket and state dir (dockerd sends nothing new)."""
+        self.proc.start()
+
+    def log(self) -> str:
+        return self.proc.log()
+
+    def cleanup(self) -> None:
+        self.proc.cleanup()
+
+
 class DaemonFifo:
     """A log FIFO on the daemon's side: created, held open read-write, written frame by frame."""
 

@@ -18,13 +18,11 @@ import pytest
 import dockerenv
 from cwlogs import free_port
 from faults import collect, numbered, run_container, wait_and_remove
-from plugin import PluginProcess
 from waiting import stream_messages, wait_for, wait_for_messages
 
 pytestmark = pytest.mark.docker
 
 NAME = "memberlog-compat"
-SOCKET = f"/run/docker/plugins/{NAME}.sock"
 
 JAVA = "\\n".join(
     ["2026-11-26 10:00:00 ERROR request failed", "java.lang.IllegalStateException: boom"]
@@ -39,27 +37,9 @@ SQL = "\\n".join([
 ])  # fmt: skip
 
 
-class CompatPlugin:
-    def __init__(self, cw, **settings: str) -> None:
-        self.name = NAME
-        self.proc = PluginProcess({**cw.env(), **settings}, socket_path=SOCKET).start()
-
-    def log(self) -> str:
-        return self.proc.log()
-
-
 @pytest.fixture
-def compat(cw, docker_engine):
-    made = []
-
-    def make(**settings: str) -> CompatPlugin:
-        p = CompatPlugin(cw, **settings)
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.proc.cleanup()
+def compat(legacy_plugins):
+    return lambda **settings: legacy_plugins(NAME, **settings)
 
 
 def _printf(text: str) -> str:

@@ -33,60 +33,18 @@ from faults import (
     run_container,
     wait_and_remove,
 )
-from plugin import DaemonFifo, PluginProcess, start_request
+from plugin import DaemonFifo, start_request
 from waiting import stream_messages, wait_for
 
 pytestmark = pytest.mark.docker
 
 NAME = "memberlog-fault"
-SOCKET = f"/run/docker/plugins/{NAME}.sock"
 OUTAGE_S = int(os.environ.get("MEMBERLOG_OUTAGE_S", "60"))  # the issue's run: 300
 
 
-class LegacyPlugin:
-    """The driver as a host process Docker finds by its socket; killed and started by hand."""
-
-    def __init__(self, cw, state_dir: str | None = None, **settings: str) -> None:
-        self.name = NAME
-        self.proc = PluginProcess({**cw.env(), **settings}, socket_path=SOCKET,
-                                  state_dir=state_dir)  # fmt: skip
-        self.state_dir = self.proc.state_dir
-        self.proc.start()
-
-    def pid(self) -> int | None:
-        p = self.proc.proc
-        return p.pid if p and p.poll() is None else None
-
-    def kill(self, sig: int = signal.SIGKILL) -> float:
-        """Signal the driver and wait for its exit; returns how long that took."""
-        t0 = time.monotonic()
-        self.proc.proc.send_signal(sig)
-        self.proc.proc.wait(30)
-        return time.monotonic() - t0
-
-    def back(self, old: int | None) -> None:
-        """Start it again on the same socket and state dir (dockerd sends nothing new)."""
-        self.proc.start()
-
-    def log(self) -> str:
-        return self.proc.log()
-
-    def cleanup(self) -> None:
-        self.proc.cleanup()
-
-
 @pytest.fixture
-def fault_plugin(cw, docker_engine):
-    made: list[LegacyPlugin] = []
-
-    def make(**settings: str) -> LegacyPlugin:
-        plugin = LegacyPlugin(cw, **settings)
-        made.append(plugin)
-        return plugin
-
-    yield make
-    for p in made:
-        p.cleanup()
+def fault_plugin(legacy_plugins):
+    return lambda **settings: legacy_plugins(NAME, **settings)
 
 
 # --- the tests -----------------------------------------------------------------------------------

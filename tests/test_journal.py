@@ -44,6 +44,14 @@ def pump(journal: Journal, r: int) -> int:
     return moved
 
 
+def write_all(journal: Journal, r: int, w: int, data: bytes) -> None:
+    """Write ``data`` into the pipe in pieces the pipe takes, moving each into the journal."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(w, view[:60_000]) :]
+        pump(journal, r)
+
+
 def read_all(journal: Journal, pos: int) -> bytes:
     out = b""
     while chunk := journal.read(pos + len(out)):
@@ -58,10 +66,7 @@ def test_spliced_bytes_are_the_pipes_bytes_across_segment_files(tmp_path, pipe):
     while len(sent) < SEGMENT_BYTES * 2 + 12345:  # three segment files
         data = frames("a", len(sent), len(sent) + 999)
         sent += data
-        view = memoryview(data)
-        while view:
-            view = view[os.write(w, view[:60_000]) :]
-            pump(j, r)
+        write_all(j, r, w, data)
     assert j.end == len(sent)
     assert read_all(j, 0) == sent
     assert len(j.segments) >= 2
@@ -91,12 +96,7 @@ def test_commit_survives_a_restart_and_deletes_shipped_files(tmp_path, pipe):
     j = Journal(str(tmp_path / "j"), FdCache())
     j.create_ledger()
     for i in range(3):
-        os.write(w, b"\0" * 0)
-        data = frames("a", i * 100_000, i * 100_000 + 99_999)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(w, view[:60_000]) :]
-            pump(j, r)
+        write_all(j, r, w, frames("a", i * 100_000, i * 100_000 + 99_999))
     first_files = list(j.segments)
     assert len(first_files) >= 2
     j.advance(position(j.segments[1], 3), gap_reported=False)
@@ -144,12 +144,8 @@ def test_evicting_counts_exactly_the_lines_dropped_and_keeps_the_rest_decodable(
     j.create_ledger()
     n = 0
     while j.end < 3 * SEGMENT_BYTES:
-        data = frames("a", n + 1, n + 5000)
+        write_all(j, r, w, frames("a", n + 1, n + 5000))
         n += 5000
-        view = memoryview(data)
-        while view:
-            view = view[os.write(w, view[:60_000]) :]
-            pump(j, r)
     lines, dropped = j.evict(1, 1 << 20)
     assert dropped >= SEGMENT_BYTES  # at least the oldest file went
     assert j.gap is not None and j.gap.lines == lines
