@@ -219,7 +219,10 @@ def test_state_files_hold_no_environment_and_are_private(cw, fault_plugin, busyb
             for n in names:
                 path = os.path.join(root, n)
                 files.append(path)
-                assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+                mode = os.stat(path).st_mode
+                assert stat.S_IMODE(mode) == 0o600, path
+                if stat.S_ISSOCK(mode):  # handover.sock: nothing in it to read
+                    continue
                 with open(path, "rb") as f:
                     assert secret.encode() not in f.read(), path
         assert any(os.path.basename(f) == "meta" for f in files)
