@@ -478,6 +478,30 @@ def copy_image(tag: str, to_host: str, from_host: str | None = None) -> None:
         raise DockerError(f"copy of {tag} to {to_host} failed: {load.stderr.decode()[-2000:]}")
 
 
+def read_bytes(path: str) -> bytes:
+    """A file's bytes; empty when it cannot be read (a process gone)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def plugin_pid(plugin_id: str) -> int | None:
+    """The plugin's memberlog-driver process: its cgroup is named by the plugin's ID (or, on
+    other cgroup layouts, its parent is the containerd shim started with ``-id <ID>``)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if b"memberlog-driver" not in read_bytes(f"/proc/{pid}/cmdline"):
+            continue
+        if plugin_id.encode() in read_bytes(f"/proc/{pid}/cgroup"):
+            return int(pid)
+        stat = read_bytes(f"/proc/{pid}/stat")
+        ppid = stat.rsplit(b")", 1)[-1].split()[1].decode() if stat else "0"
+        if plugin_id.encode() in read_bytes(f"/proc/{ppid}/cmdline"):
+            return int(pid)
+    return None
+
+
 @dataclass
 class SecondDaemon:
     """A separate dockerd (own data/exec roots, socket and bridge) for multi-engine tests."""

@@ -127,29 +127,6 @@ def messages(cw, group: str, stream: str) -> list[str]:
     return [e["message"] for e in stream_events(cw.client(), group, stream)]
 
 
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
-def plugin_pid(plugin_id: str) -> int | None:
-    """The plugin's memberlog-driver process: its cgroup is named by the plugin's ID (or, on
-    other cgroup layouts, its parent is the containerd shim started with ``-id <ID>``)."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if b"memberlog-driver" not in _read(f"/proc/{pid}/cmdline"):
-            continue
-        if plugin_id.encode() in _read(f"/proc/{pid}/cgroup"):
-            return int(pid)
-        stat = _read(f"/proc/{pid}/stat")
-        ppid = stat.rsplit(b")", 1)[-1].split()[1].decode() if stat else "0"
-        if plugin_id.encode() in _read(f"/proc/{ppid}/cmdline"):
-            return int(pid)
-    return None
-
-
 def open_fifos(pid: int) -> list[str]:
     """The log FIFOs a process holds open (paths as it sees them, inside the plugin rootfs)."""
     found = []
@@ -218,13 +195,13 @@ def test_killed_plugin_is_restarted_and_resumes_the_fifo(cw, managed_plugin, ima
         wait_for("lines 1-100", lambda: len(messages(cw, group, "m1")) >= 100)
         # The record a restarted driver resumes from, in the state dir set by state.source.
         assert os.listdir(os.path.join(managed_plugin.state_dir, "journal"))
-        old = plugin_pid(managed_plugin.id)
+        old = dockerenv.plugin_pid(managed_plugin.id)
         assert old, "the plugin's memberlog-driver process is not to be found"
         assert open_fifos(old), "the plugin does not hold the container's FIFO open"
         os.kill(old, signal.SIGKILL)
 
         def restarted() -> int | None:
-            pid = plugin_pid(managed_plugin.id)
+            pid = dockerenv.plugin_pid(managed_plugin.id)
             return pid if pid and pid != old and open_fifos(pid) else None
 
         new = wait_for("Docker to restart the plugin and the driver to reopen the FIFO", restarted)
@@ -480,7 +457,7 @@ class ManagedHandle:
         self.id = plugin.id
 
     def pid(self) -> int | None:
-        return plugin_pid(self.id)
+        return dockerenv.plugin_pid(self.id)
 
     def kill(self) -> None:
         pid = self.pid()
