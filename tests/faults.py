@@ -212,11 +212,11 @@ def outage_kill_throttle(cw, plugin, image: str, lines: int = 200_000, container
         wait_and_remove(cids)
     cw.set_faults(throttle=0.9)
     try:
-        time.sleep(10)
+        time.sleep(6)
         old = plugin.pid()
         plugin.kill()
         plugin.back(old)
-        time.sleep(10)
+        time.sleep(6)
     finally:
         cw.set_faults()
     by_stream = collect(cw, group, expected)

@@ -39,7 +39,7 @@ from waiting import stream_messages, wait_for
 pytestmark = pytest.mark.docker
 
 NAME = "memberlog-fault"
-OUTAGE_S = int(os.environ.get("MEMBERLOG_OUTAGE_S", "60"))  # the run: 300
+OUTAGE_S = int(os.environ.get("MEMBERLOG_OUTAGE_S", "30"))  # the run: 300
 
 
 @pytest.fixture

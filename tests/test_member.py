@@ -7,7 +7,6 @@ MemberResolver gets explicit ``started``/``now`` values: no test sleeps.
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
@@ -195,4 +194,4 @@ def test_too_many_held_bytes_gives_up(tmp_path):
 
 def test_unresolved_stream_names_host_and_short_container_id():
     cid = "0123456789abcdef" * 4
-    assert unresolved_stream(cid) == f"unresolved/{socket.gethostname()}/0123456789ab"
+    assert unresolved_stream(cid, "host-a") == "unresolved/host-a/0123456789ab"
