@@ -17,9 +17,11 @@ from .formats import JsonFormatter
 from .framing import LINE_STEP, POSITION_BITS, STDERR, Line, utf8_cut
 from .limits import EVENT_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS
 
-# (timestamp ms, message, message UTF-8 bytes, position): the position to commit once the event
-# has shipped (see framing.FrameDecoder); positions only grow, so a batch's largest is its commit.
-Event = tuple[int, str, int, int]
+# (timestamp ms, message as valid UTF-8, position, source): a line's own shape, so a chunk of
+# plain lines is its own events. The position is the one to commit once the event has shipped
+# (see framing.FrameDecoder); positions only grow, so a batch's largest is its commit. The
+# message's size against the API's limits is len(message).
+Event = tuple[int, bytes, int, int]
 
 
 def position(offset: int, lines: int = 0, pieces: int = 0) -> int:
@@ -36,7 +38,7 @@ def split_position(pos: int) -> tuple[int, int, int]:
 
 # CloudWatch rejects empty messages. An empty line still says something (a blank line in a
 # stack trace, a paragraph break), so it is kept as the smallest valid message: one space.
-EMPTY_LINE_MESSAGE = " "
+EMPTY_LINE_MESSAGE = b" "
 
 
 def split_utf8(data: bytes, limit: int) -> list[bytes]:
@@ -55,28 +57,37 @@ def to_events(
 ) -> list[Event]:
     """Make CloudWatch events of decoded lines: UTF-8 (bad bytes -> U+FFFD), split, non-empty
     (or ``format=json`` messages, with ``formatter``). Each event keeps its line's position;
-    the pieces of a split line count within it."""
+    the pieces of a split line count within it. A chunk of ASCII lines of sane length (the
+    usual case) is checked with a few C-level passes and is its own list of events."""
     if formatter is not None:
         return _json_events(lines, max_message_bytes, formatter)
+    if lines:
+        sizes = list(map(len, map(itemgetter(1), lines)))
+        if (
+            min(sizes) > 0
+            and max(sizes) <= max_message_bytes
+            and b"".join(map(itemgetter(1), lines)).isascii()
+        ):
+            return lines
     events: list[Event] = []
     append = events.append
-    for ts, line, pos, _ in lines:
+    for line_tuple in lines:
+        ts, line, pos, src = line_tuple
         n = len(line)
         if 0 < n <= max_message_bytes and line.isascii():
-            append((ts, line.decode("ascii"), n, pos))
+            append(line_tuple)
         elif not line:
-            append((ts, EMPTY_LINE_MESSAGE, len(EMPTY_LINE_MESSAGE), pos))
+            append((ts, EMPTY_LINE_MESSAGE, pos, src))
         else:
-            text = line.decode("utf-8", "replace")
-            data = text.encode("utf-8")  # U+FFFD takes 3 bytes where a bad byte took 1
+            data = line.decode("utf-8", "replace").encode()  # U+FFFD: 3 bytes for a bad one
             if len(data) <= max_message_bytes:
-                append((ts, text, len(data), pos))
+                append((ts, data, pos, src))
             else:
                 pieces = split_utf8(data, max_message_bytes)
                 before = pos - LINE_STEP  # the line before, then piece after piece of this one
                 for i, piece in enumerate(pieces[:-1], 1):
-                    append((ts, piece.decode("utf-8"), len(piece), before + i))
-                append((ts, pieces[-1].decode("utf-8"), len(pieces[-1]), pos))
+                    append((ts, piece, before + i, src))
+                append((ts, pieces[-1], pos, src))
     return events
 
 
@@ -87,8 +98,7 @@ def _json_events(lines: list[Line], max_bytes: int, formatter: JsonFormatter) ->
         messages = formatter.messages(line, "stderr" if src == STDERR else "stdout", max_bytes)
         before = pos - LINE_STEP
         for i, msg in enumerate(messages, 1):
-            size = len(msg) if msg.isascii() else len(msg.encode())
-            append((ts, msg, size, pos if i == len(messages) else before + i))
+            append((ts, msg.encode(), pos if i == len(messages) else before + i, src))
     return events
 
 
@@ -103,7 +113,7 @@ def take_batch(pending: deque[Event]) -> list[Event]:
     head = list(islice(pending, MAX_BATCH_EVENTS))
     if not head:
         return []
-    cum = list(accumulate(map(itemgetter(2), head)))
+    cum = list(accumulate(map(len, map(itemgetter(1), head))))
     # the most events whose bytes, with 26 each, fit one batch
     k = bisect_right(range(len(head)), MAX_BATCH_BYTES,
                      key=lambda i: cum[i] + EVENT_OVERHEAD_BYTES * (i + 1))  # fmt: skip
@@ -124,7 +134,7 @@ def _take_batch_slowly(pending: deque[Event]) -> list[Event]:
     lo = hi = None
     while pending and len(batch) < MAX_BATCH_EVENTS:
         ev = pending[0]
-        ev_size = ev[2] + EVENT_OVERHEAD_BYTES
+        ev_size = len(ev[1]) + EVENT_OVERHEAD_BYTES
         if size + ev_size > MAX_BATCH_BYTES:
             break
         ts = ev[0]
@@ -157,7 +167,7 @@ def take_merged(pendings: list[deque[Event]]) -> tuple[list[Event], list[int | N
     while heads and len(batch) < MAX_BATCH_EVENTS:
         ts, i = heads[0]
         ev = pendings[i][0]
-        ev_size = ev[2] + EVENT_OVERHEAD_BYTES
+        ev_size = len(ev[1]) + EVENT_OVERHEAD_BYTES
         if size + ev_size > MAX_BATCH_BYTES:
             break
         if lo is None:
@@ -167,7 +177,7 @@ def take_merged(pendings: list[deque[Event]]) -> tuple[list[Event], list[int | N
         lo, hi = min(lo, ts), max(hi, ts)
         batch.append(pendings[i].popleft())
         size += ev_size
-        taken[i] = ev[3]
+        taken[i] = ev[2]
         if pendings[i]:
             heapq.heapreplace(heads, (pendings[i][0][0], i))
         else:

@@ -44,6 +44,7 @@ class CorruptFrame(ValueError):
 # size, 0x0A06 (source, 6 bytes), the source (its 4th byte kept), 0x10 (time), 3 low varint
 # bytes, 6 high ones, 0x1A (line) and a one-byte length: 24 bytes ahead of every short line.
 _FAST_HEADER = struct.Struct(">IH3xB2xBBBB6sH")
+assert _FAST_HEADER.size == 24 and POSITION_BITS == 32 and LINE_STEP == 16  # feed's literals
 
 # Docker always sets the source: a frame starts with a 4-byte length, then source="stdout"/"stderr"
 _SOURCE_PREFIX = b"\n\x06std"
@@ -188,6 +189,9 @@ class FrameDecoder:
         out: list[Line] = []
         append = out.append
         high = self._high
+        cached = high.get
+        unpack = _FAST_HEADER.unpack_from
+        opened = self._open  # a dict: the fast path is for frames while no partial is open
         n = len(buf)
         pos = 0
         try:
@@ -195,36 +199,36 @@ class FrameDecoder:
                 # Fast path, the daemon's own layout in one unpack: source "stdout"/"stderr", a
                 # 9-byte time varint (any date from 2004 to 2262), a short whole line. The
                 # time's upper 42 bits change every 2 ms: decoded once, cached by their bytes.
-                if n - pos >= _FAST_HEADER.size and not self._open:
-                    size, src, which, tag, b0, b1, b2, key, line_tag = _FAST_HEADER.unpack_from(
-                        buf, pos
-                    )
-                    t = high.get(key)
-                    if t is None and src == 0x0A06 and tag == 0x10 and b0 & b1 & b2 & 0x80:
+                # Constants are literals here: this loop runs once per line.
+                while pos + 24 <= n and not opened:
+                    size, src, which, tag, b0, b1, b2, key, line_tag = unpack(buf, pos)
+                    if (
+                        src != 0x0A06
+                        or tag != 0x10
+                        or not b0 & b1 & b2 & 0x80
+                        or not 0x1A00 <= line_tag < 0x1A80
+                        or size != 20 + (line_tag & 0x7F)
+                    ):
+                        break  # another layout: the general decoder below takes this frame
+                    t = cached(key, -1)
+                    if t < 0:
                         t, after = _varint(buf, pos + 13, pos + 22)
-                        t = t & ~0x1FFFFF if after == pos + 22 else -1
+                        if after != pos + 22:
+                            break
+                        t &= ~0x1FFFFF
                         if len(high) > 1024:
                             high.clear()
                         high[key] = t
-                    if (
-                        t is not None
-                        and t >= 0
-                        and src == 0x0A06
-                        and tag == 0x10
-                        and b0 & b1 & b2 & 0x80
-                        and 0x1A00 <= line_tag < 0x1A80
-                        and size == _FAST_HEADER.size - FRAME_HEADER_BYTES + (line_tag & 0x7F)
-                    ):
-                        end = pos + FRAME_HEADER_BYTES + size
-                        if end > n:
-                            break
-                        t |= (b0 & 0x7F) | (b1 & 0x7F) << 7 | (b2 & 0x7F) << 14
-                        append((
-                            t // 1_000_000, buf[pos + _FAST_HEADER.size : end],
-                            (base + pos) << POSITION_BITS | LINE_STEP, which,
-                        ))  # fmt: skip
-                        pos = end
-                        continue
+                    end = pos + 4 + size
+                    if end > n:
+                        break
+                    append((
+                        (t | (b0 & 0x7F) | (b1 & 0x7F) << 7 | (b2 & 0x7F) << 14) // 1_000_000,
+                        buf[pos + 24 : end], (base + pos) << 32 | 16, which,
+                    ))  # fmt: skip
+                    pos = end
+                if n - pos < FRAME_HEADER_BYTES:
+                    break
                 size = int.from_bytes(buf[pos : pos + FRAME_HEADER_BYTES], "big")
                 if size > MAX_FRAME_BYTES or size == 0:
                     # Docker always sets the source, so an empty frame is damage too (a

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 from operator import itemgetter
 
 import boto3
@@ -76,6 +77,8 @@ _clients: dict[tuple[str | None, str | None, bool], object] = {}
 _clients_lock = threading.Lock()
 _prebuilt = threading.local()  # the PutLogEvents body this thread is about to send
 _escape = json.encoder.encode_basestring  # C: a quoted JSON string, UTF-8 kept as it is
+_JSON_SPECIAL = bytes(range(0x20)) + b'"\\'  # the bytes a JSON string must escape
+_EVENT = b'{"timestamp":%d,"message":"%b"},'
 
 
 def _use_prebuilt_body(params: dict, **_: object) -> None:
@@ -118,13 +121,22 @@ def logs_client(region: str | None, endpoint: str | None, quick: bool = False) -
 
 def put_log_events(client: object, group: str, stream: str, batch: list[Event]) -> dict:
     """One PutLogEvents call of a valid batch (see batch.take_batch); returns the response.
-    The body is formatted directly (about 25% cheaper than building a dict per event for
-    json.dumps); messages go through the json module's own C escaper."""
-    events = ",".join([f'{{"timestamp":{ev[0]},"message":{_escape(ev[1])}}}' for ev in batch])
-    _prebuilt.body = (
-        f'{{"logGroupName":{_escape(group)},"logStreamName":{_escape(stream)},'
-        f'"logEvents":[{events}]}}'
-    ).encode()
+
+    The body is built as bytes. When no message needs a JSON escape (the usual case, checked
+    over the whole batch at once) it is one C-level format of the batch; otherwise messages are
+    escaped one by one by the json module's C escaper."""
+    messages = list(map(itemgetter(1), batch))
+    joined = b"".join(messages)
+    if len(joined.translate(None, _JSON_SPECIAL)) == len(joined):
+        args = tuple(chain.from_iterable(zip(map(itemgetter(0), batch), messages, strict=True)))
+        events = (_EVENT * len(batch))[:-1] % args
+    else:
+        events = b",".join([
+            b'{"timestamp":%d,"message":%b}' % (ts, _escape(m.decode()).encode())
+            for ts, m in zip(map(itemgetter(0), batch), messages, strict=True)
+        ])  # fmt: skip
+    head = f'{{"logGroupName":{_escape(group)},"logStreamName":{_escape(stream)},"logEvents":['
+    _prebuilt.body = head.encode() + events + b"]}"
     try:
         return client.put_log_events(  # type: ignore[attr-defined]
             logGroupName=group, logStreamName=stream, logEvents=[]
@@ -400,7 +412,7 @@ class Stream(Task):
                 if len(sources) == 1:
                     s = sources[0]
                     batch = take_batch(s.pending)
-                    offs = [max(map(itemgetter(3), batch))] if batch else [None]
+                    offs = [max(map(itemgetter(2), batch))] if batch else [None]
                 else:
                     batch, offs = take_merged([s.pending for s in sources])
                 if not batch:
@@ -487,7 +499,7 @@ class Stream(Task):
                 resp = put_log_events(self._client, self.dest.group, self.dest.stream, batch)
         except (ClientError, BotoCoreError) as e:
             raise classify(e) from None
-        self.metrics.shipped(len(batch), sum(map(itemgetter(2), batch)))
+        self.metrics.shipped(len(batch), sum(map(len, map(itemgetter(1), batch))))
         info = resp.get("rejectedLogEventsInfo")
         if info:
             self._rejected(info, len(batch))

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from .batch import Event, position, to_events
 from .formats import JsonFormatter
-from .framing import POSITION_BITS, CorruptFrame, FrameDecoder, Line
+from .framing import POSITION_BITS, STDOUT, CorruptFrame, FrameDecoder, Line
 from .journal import Gap, Journal
 from .limits import (
     BATCH_TRIGGER_BYTES,
@@ -154,8 +154,7 @@ class Source(Task):
         self.pending = deque()
         self.marker = gap is not None
         if gap is not None:
-            text = gap_message(gap)
-            self.pending.append((gap.last_ms, text, len(text), self.taken))
+            self.pending.append((gap.last_ms, gap_message(gap).encode(), self.taken, STDOUT))
 
     def fill(self) -> None:
         """Decode until a full batch is pending or the journal has no more."""
@@ -200,8 +199,8 @@ class Source(Task):
     def _emit(self, lines: list[Line]) -> None:
         if lines:
             events = to_events(lines, self.cfg.max_event_size, self.formatter)
-            if events[0][3] <= self.taken:  # decoded again from the commit: shipped already
-                events = [ev for ev in events if ev[3] > self.taken]
+            if events[0][2] <= self.taken:  # decoded again from the commit: shipped already
+                events = [ev for ev in events if ev[2] > self.taken]
             self.pending.extend(events)
 
     def _multiline_tail(self) -> None:

@@ -29,14 +29,14 @@ def test_message_limit_is_what_fits_one_event_and_one_batch():
 def events_of(lines: list[tuple[int, bytes]], limit: int) -> list[tuple[int, str, int]]:
     """to_events of lines at positions 1, 2, ... lines from offset 0; without positions."""
     positioned = [(ts, line, position(0, i + 1), 0) for i, (ts, line) in enumerate(lines)]
-    return [e[:3] for e in to_events(positioned, limit)]
+    return [(e[0], e[1].decode(), len(e[1])) for e in to_events(positioned, limit)]
 
 
 def test_split_pieces_commit_within_their_line():
     # A batch that ends inside a split line commits the pieces it shipped, not the line.
     lines = [(TS, b"a", position(100, 1), 0), (TS, b"x" * 600, position(100, 2), 0),
              (TS, b"b", position(300, 1), 0)]  # fmt: skip
-    assert [(e[1][:1], split_position(e[3])) for e in to_events(lines, 256)] == [
+    assert [(e[1][:1].decode(), split_position(e[2])) for e in to_events(lines, 256)] == [
         ("a", (100, 1, 0)), ("x", (100, 1, 1)), ("x", (100, 1, 2)), ("x", (100, 2, 0)),
         ("b", (300, 1, 0)),
     ]  # fmt: skip
@@ -142,11 +142,15 @@ def test_events_keep_line_order_and_timestamps():
 
 
 # --- take_batch -------------------------------------------------------------------------------
-def event(i: int, ts: int, size: int) -> tuple[int, str, int, int]:
-    """An event whose message is ``size`` bytes and names it: ``i`` (also its offset)."""
-    message = f"{i}|".ljust(size, "x")
+def event(i: int, ts: int, size: int) -> tuple[int, bytes, int, int]:
+    """An event whose message is ``size`` bytes and names it: ``i`` (also its position)."""
+    message = f"{i}|".ljust(size, "x").encode()
     assert len(message) == size
-    return (ts, message, size, i)
+    return (ts, message, i, 0)
+
+
+def name(e) -> str:
+    return e[1].split(b"|")[0].decode()
 
 
 def drain(events: list) -> list[list]:
@@ -159,7 +163,7 @@ def drain(events: list) -> list[list]:
 
 
 def batch_bytes(batch) -> int:
-    return sum(e[2] + OVERHEAD for e in batch)
+    return sum(len(e[1]) + OVERHEAD for e in batch)
 
 
 def test_ten_thousand_events_per_batch():
@@ -183,7 +187,7 @@ def test_batch_bytes_count_26_per_event_up_to_exactly_one_mebibyte():
 
 def test_largest_message_makes_a_batch_of_its_own():
     events = [event(0, TS, 10), event(1, TS, MAX_MESSAGE_BYTES), event(2, TS, 10)]
-    assert [[(e[0], e[2]) for e in b] for b in drain(events)] == [
+    assert [[(e[0], len(e[1])) for e in b] for b in drain(events)] == [
         [(TS, 10)],
         [(TS, MAX_MESSAGE_BYTES)],
         [(TS, 10)],
@@ -211,14 +215,14 @@ def test_batch_is_sorted_by_time_and_stable_for_equal_times():
     events = [event(0, TS + 3, 5), event(1, TS + 1, 5), event(2, TS + 3, 5), event(3, TS + 1, 5),
               event(4, TS + 2, 5), event(5, TS + 1, 5)]  # fmt: skip
     [batch] = drain(events)
-    assert [e[1].split("|")[0] for e in batch] == ["1", "3", "5", "4", "0", "2"]
+    assert [name(e) for e in batch] == ["1", "3", "5", "4", "0", "2"]
 
 
 def test_take_batch_leaves_the_rest_pending_in_order():
     events = [event(i, TS + (7 * i) % 5, 400_000) for i in range(7)]  # 2 fit a batch
     pending = deque(events)
     first = take_batch(pending)
-    assert sorted(first, key=lambda e: int(e[1].split("|")[0])) == events[:2]
+    assert sorted(first, key=lambda e: int(name(e))) == events[:2]
     assert list(pending) == events[2:]
 
 
@@ -275,10 +279,10 @@ def test_randomized_many_small_events_respect_count_bytes_and_span():
 
 # --- take_merged: several containers of one member ----------------------------------------------
 def test_merged_batch_takes_the_earliest_first_and_keeps_each_containers_order():
-    a = deque([(TS + 0, "a0", 2, 10), (TS + 5, "a1", 2, 20), (TS + 3, "a2", 2, 30)])
-    b = deque([(TS + 1, "b0", 2, 7), (TS + 2, "b1", 2, 8)])
+    a = deque([(TS + 0, b"a0", 10, 0), (TS + 5, b"a1", 20, 0), (TS + 3, b"a2", 30, 0)])
+    b = deque([(TS + 1, b"b0", 7, 0), (TS + 2, b"b1", 8, 0)])
     batch, offs = take_merged([a, b])
-    assert [e[1] for e in batch] == ["a0", "b0", "b1", "a2", "a1"]  # sorted by time, stable
+    assert [e[1] for e in batch] == [b"a0", b"b0", b"b1", b"a2", b"a1"]  # by time, stable
     assert offs == [30, 8]  # each container commits after its last event taken
     assert not a and not b
 
@@ -287,8 +291,8 @@ def test_merged_batch_stops_at_the_limits_leaving_prefixes_pending():
     a = deque(event(i, TS + 2 * i, 400_000) for i in range(3))
     b = deque(event(10 + i, TS + 2 * i + 1, 400_000) for i in range(3))
     batch, offs = take_merged([a, b])
-    assert [e[3] for e in batch] == [0, 10]  # two of 400 kB fit one batch
+    assert [e[2] for e in batch] == [0, 10]  # two of 400 kB fit one batch
     assert offs == [0, 10]
-    assert [e[3] for e in a] == [1, 2] and [e[3] for e in b] == [11, 12]
+    assert [e[2] for e in a] == [1, 2] and [e[2] for e in b] == [11, 12]
     batch, offs = take_merged([deque(), b])
-    assert offs == [None, 12] and [e[3] for e in batch] == [11, 12]
+    assert offs == [None, 12] and [e[2] for e in batch] == [11, 12]
