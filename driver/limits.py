@@ -76,7 +76,7 @@ MULTILINE_MAX_WAIT_INTERVALS = 2
 
 # --- The driver's own log (SELF_LOG_GROUP) -----------------------------------------------------
 SELF_LOG_SEND_INTERVAL_S = 5.0  # warnings reach CloudWatch within this (watchtower batches)
-SELF_LOG_FLUSH_TIMEOUT_S = 5.0  # at exit, wait at most this for them to go out
+SELF_LOG_FLUSH_TIMEOUT_S = 2.0  # at exit, wait at most this for them to go out (SIGTERM: < 5 s)
 SELF_LOG_CONNECT_TIMEOUT_S = 3.0
 SELF_LOG_READ_TIMEOUT_S = 10.0
 SELF_LOG_GROUP_RETRY_MAX_S = 60.0  # creating the group is retried with backoff up to this
