@@ -9,7 +9,10 @@ Workloads (``--workloads``):
 
 Drivers (``--drivers``): ``local`` (Docker's default file driver, the floor), ``awslogs``
 (Docker's CloudWatch driver), ``memberlog`` (a legacy plugin on the host) and
-``memberlog-managed`` (the managed plugin, built by plugin/build.sh). Endpoints
+``memberlog-managed`` (the managed plugin, built by plugin/build.sh); a ``-nocache`` suffix
+(``memberlog-nocache``, ``awslogs-nocache``) adds ``--log-opt cache-disabled=true``: without
+it Docker >= 20.10 also writes every line to its own local cache for ``docker logs``, which is
+dockerd's work on top of the driver's. Endpoints
 (``--endpoints``): ``moto`` (the strict moto server the tests use) and ``null``
 (benchmarks/null_endpoint.py: checks each PutLogEvents against the limits, counts, answers at
 once), so the drivers' own cost shows apart from moto's ingestion. All on ONE dockerd started
@@ -21,7 +24,8 @@ of the memberlog driver (per 1,000,000 lines), and the driver's peak RSS (VmHWM,
 each run).
 
     python3 benchmarks/drivers_matrix.py [--runs 3] [--workloads 200k,1m,4k,64k,fanin]
-        [--endpoints moto,null] [--drivers local,awslogs,memberlog,memberlog-managed]
+        [--endpoints moto,null] [--drivers local,awslogs,memberlog,memberlog-managed,
+                                    memberlog-nocache,awslogs-nocache]
 
 Needs root, Docker 20.10 and moto, like fifo_throughput.py (whose /proc helpers it uses).
 """
@@ -93,6 +97,11 @@ WORKLOADS = {
 }
 DRIVERS = ("local", "awslogs", "memberlog", "memberlog-managed")
 CW_DRIVERS = ("awslogs", "memberlog", "memberlog-managed")
+NOCACHE = "-nocache"  # driver-name suffix: the same driver with Docker's local cache disabled
+
+
+def base_driver(driver: str) -> str:
+    return driver.removesuffix(NOCACHE)
 
 
 @dataclass
@@ -154,6 +163,7 @@ class Matrix:
         self.seq = 0
 
     def driver_pid(self, driver: str) -> int | None:
+        driver = base_driver(driver)
         if driver == "memberlog" and self.legacy and self.legacy.proc:
             return self.legacy.proc.pid
         if driver == "memberlog-managed" and self.managed_id:
@@ -162,6 +172,8 @@ class Matrix:
 
     def args(self, driver: str, endpoint: Endpoint | None) -> list[str]:
         self.seq += 1
+        extra = ["--log-opt", "cache-disabled=true"] if driver.endswith(NOCACHE) else []
+        driver = base_driver(driver)
         if driver == "awslogs":
             assert endpoint
             opts = [f"awslogs-endpoint={endpoint.url}", f"awslogs-region={REGION}",
@@ -174,7 +186,7 @@ class Matrix:
             name = LEGACY if driver == "memberlog" else MANAGED
         else:
             opts, name = [], driver
-        return ["--log-driver", name, *[a for o in opts for a in ("--log-opt", o)]]
+        return ["--log-driver", name, *[a for o in opts for a in ("--log-opt", o)], *extra]
 
     def run(self, wl: Workload, driver: str, endpoint: Endpoint | None) -> Run:
         pids = {"dockerd": dockerenv._pid_alive(self.daemon.pidfile),
@@ -186,7 +198,8 @@ class Matrix:
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
         host0 = host_cpu()
         base = endpoint.events() if endpoint else 0
-        want = wl.total * (4 if driver == "awslogs" and wl.name == "64k" else 1)  # 16 KiB chunks
+        chunks = 4 if base_driver(driver) == "awslogs" and wl.name == "64k" else 1  # 16 KiB each
+        want = wl.total * chunks
         env = dockerenv.host_env(self.daemon.host)
         cmds = [[dockerenv.DOCKER_CLI, "run", "--rm", "--network", "none",
                  *self.args(driver, endpoint), IMAGE, "sh", "-c", wl.script]
@@ -283,13 +296,14 @@ def report(runs: list[Run], workloads: list[Workload], endpoints: list[str],
                 dcpu = med([r.cpu.get("dockerd") for r in rs])
                 mcpu = med([r.cpu.get("driver") for r in rs]) if d.startswith("memberlog") else None
                 total = (dcpu or 0) + (mcpu or 0)
+                cw = aws_cpu and base_driver(d) in CW_DRIVERS
                 rss = max((r.rss_mb for r in rs if r.rss_mb), default=None)
                 print(
                     f"  {d:<18} {f(wall):>6} {f(wall / local if wall and local else None):>7} "
                     f"{f(acc):>10} {f(acc / aws_acc if acc and aws_acc else None):>9} "
                     f"{f(dcpu * per_m if dcpu is not None else None):>14} "
                     f"{f(mcpu * per_m if mcpu is not None else None):>13} "
-                    f"{f(total / aws_cpu if aws_cpu and d in CW_DRIVERS else None):>13} "
+                    f"{f(total / aws_cpu if cw else None):>13} "
                     f"{f(rss, 0):>11}"
                 )
 
@@ -321,7 +335,7 @@ def main() -> int:
         aws = {k: v for k, v in moto.env().items() if k != "AWS_ENDPOINT_URL"}
         aws["AWS_EC2_METADATA_DISABLED"] = "true"
         legacy = None
-        if "memberlog" in drivers:
+        if "memberlog" in map(base_driver, drivers):
             say("legacy plugin ...")
             Path(LEGACY_SOCKET).unlink(missing_ok=True)
             legacy = PluginProcess(moto.env(), socket_path=LEGACY_SOCKET)
@@ -336,20 +350,20 @@ def main() -> int:
         dockerenv.start_second_dockerd(DAEMON_NAME, env=aws)
         dockerenv.copy_image(IMAGE, daemon.host)
         managed_id = None
-        if "memberlog-managed" in drivers:
+        if "memberlog-managed" in map(base_driver, drivers):
             say("managed plugin (plugin/build.sh) ...")
             managed_id = build_managed(daemon, eps["moto"])
             stack.callback(lambda: shutil.rmtree(MANAGED_STATE, ignore_errors=True))
         m = Matrix(daemon, eps, legacy, managed_id)
         say("warm-up ...")
         for d in drivers:
-            for ep in [None] if d == "local" else [eps[e] for e in endpoints]:
+            for ep in [None] if base_driver(d) == "local" else [eps[e] for e in endpoints]:
                 m.run(Workload("warm", 1, 100, "seq 1 100"), d, ep)
         runs: list[Run] = []
         for i in range(args.runs):
             for wl in workloads:
                 for d in drivers:
-                    for ep in [None] if d == "local" else [eps[e] for e in endpoints]:
+                    for ep in [None] if base_driver(d) == "local" else [eps[e] for e in endpoints]:
                         r = m.run(wl, d, ep)
                         runs.append(r)
                         say(f"run {i + 1}/{args.runs} {wl.name:<6} {r.endpoint:<5} {d:<18} "
