@@ -64,6 +64,10 @@ def put(logs, group: str, stream: str, messages: list[str], start: int | None = 
         logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=evs[i : i + 10_000])
 
 
+def first_column(stdout: str) -> list[str]:
+    return [line.split("\t")[0] for line in stdout.splitlines()]
+
+
 def new_uuid() -> str:
     return str(uuidlib.uuid4())
 
@@ -169,9 +173,9 @@ def test_members_lists_the_streams_of_the_service(cw, logs, cluster):
 
     res = memberlog(cw, "members", "--cluster", cluster, "--service", "pg")
     assert (res.returncode, res.stderr) == (0, "")
-    assert res.stdout.splitlines() == sorted(names)
+    assert first_column(res.stdout) == sorted(names)
     res = memberlog(cw, "members", "--cluster", cluster, "--service", "pg", "--service-uuid", u)
-    assert res.stdout.splitlines() == sorted(names)
+    assert first_column(res.stdout) == sorted(names)
 
 
 def test_services_lists_cluster_service_uuid_and_group(cw, logs, cluster):
@@ -183,7 +187,7 @@ def test_services_lists_cluster_service_uuid_and_group(cw, logs, cluster):
 
     res = memberlog(cw, "services", "--cluster", cluster)
     assert (res.returncode, res.stderr) == (0, "")
-    assert sorted(res.stdout.splitlines()) == sorted(
+    assert sorted("\t".join(line.split("\t")[:3]) for line in res.stdout.splitlines()) == sorted(
         [
             f"{cluster}-pg\t{u1}\t{cluster}-pg-{u1}",
             f"{cluster}-my-redis\t{u2}\t{cluster}-my-redis-{u2}",
@@ -250,7 +254,7 @@ def test_members_and_services_page_past_fifty(cw, logs, cluster):
         logs.create_log_group(logGroupName=g)
 
     res = memberlog(cw, "members", "--cluster", cluster, "--service", "pg", "--service-uuid", u)
-    assert res.stdout.splitlines() == names
+    assert first_column(res.stdout) == names
     res = memberlog(cw, "services", "--cluster", cluster)
     assert sorted(line.split("\t")[2] for line in res.stdout.splitlines()) == sorted(
         services + [group]
