@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import threading
@@ -18,6 +19,28 @@ RETRYABLE_CODES = frozenset(
     {"ThrottlingException", "ServiceUnavailableException", "RequestLimitExceeded",
      "TooManyRequestsException", "InternalFailure", "ServiceUnavailable"}
 )  # fmt: skip
+
+
+FAST_PARSE_EVENTS = ("before-parse.cloudwatch-logs.GetLogEvents",
+                     "before-parse.cloudwatch-logs.FilterLogEvents")  # fmt: skip
+
+
+def _parse_events_fast(
+    response_dict: dict[str, Any], customized_response_dict: dict, **_: Any
+) -> None:
+    """Parse a page's events with json.loads instead of botocore's member-by-member parser.
+
+    botocore spends ~0.1 s of CPU on a 10,000-event page, more than the round trip to a near
+    endpoint, and the parallel fetch would share it under one GIL. Events are flat objects of
+    strings and numbers, so the result is the same; anything but a JSON 200 is left to botocore.
+    """
+    body = response_dict.get("body")
+    if response_dict.get("status_code") != 200 or not body or body[:1] != b"{":
+        return
+    document = json.loads(body)
+    if "events" in document:
+        customized_response_dict["events"] = document.pop("events")
+        response_dict["body"] = json.dumps(document).encode()
 
 
 class RateLimiter:
@@ -54,6 +77,8 @@ class Logs:
             endpoint_url=endpoint_url,
             config=config,
         )
+        for event in FAST_PARSE_EVENTS:
+            self.client.meta.events.register(event, _parse_events_fast)
         self.limiter = RateLimiter(max_rate)
         self.retries = 0
 

@@ -148,3 +148,24 @@ class CloudWatchEndpoint:
             return []
         lines = self.violations_path.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
+
+
+def fill_stream(
+    client: Any, group: str, stream: str, count: int, start: int, per_ms: int = 1
+) -> list[tuple[int, str]]:
+    """Create ``group``/``stream`` (if needed) and put ``count`` events ``event <i>``,
+    ``per_ms`` of them in each millisecond from ``start``, in full 10,000-event requests.
+    Returns (timestamp, message) of every event, in order."""
+    for create, kwargs in (
+        (client.create_log_group, {"logGroupName": group}),
+        (client.create_log_stream, {"logGroupName": group, "logStreamName": stream}),
+    ):
+        try:
+            create(**kwargs)
+        except client.exceptions.ResourceAlreadyExistsException:
+            pass
+    events = [(start + i // per_ms, f"event {i:07d}") for i in range(count)]
+    for i in range(0, count, 10_000):
+        batch = [{"timestamp": t, "message": m} for t, m in events[i : i + 10_000]]
+        client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=batch)
+    return events
