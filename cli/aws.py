@@ -9,11 +9,18 @@ import threading
 import time
 from typing import Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
-from .limits import BACKOFF_BASE_S, BACKOFF_MAX_S, FETCH_WORKERS, READ_ATTEMPTS
+from .limits import (
+    BACKOFF_BASE_S,
+    BACKOFF_MAX_S,
+    FETCH_WORKERS,
+    MAX_READ_RATE,
+    READ_ATTEMPTS,
+    READ_BURST,
+)
 
 RETRYABLE_CODES = frozenset(
     {"ThrottlingException", "ServiceUnavailableException", "RequestLimitExceeded",
@@ -44,18 +51,20 @@ def _parse_events_fast(
 
 
 class RateLimiter:
-    """Spaces request starts at least 1/rate apart across all threads (a paced token bucket)."""
+    """A token bucket shared by all threads: ``rate`` request starts a second, after a first
+    burst of at most ``burst``, so workers do not wait in line at the start."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, burst: int) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.burst = burst
         self.lock = threading.Lock()
-        self.next_start = 0.0
+        self.next_start = time.monotonic() - burst * self.interval
 
     def wait(self) -> None:
         """Block until this caller may start a request."""
         with self.lock:
             now = time.monotonic()
-            start = max(now, self.next_start)
+            start = max(now - self.burst * self.interval, self.next_start)
             self.next_start = start + self.interval
         if start > now:
             time.sleep(start - now)
@@ -64,14 +73,22 @@ class RateLimiter:
 class Logs:
     """One boto3 client shared by all threads (clients are thread-safe), with the read policy."""
 
-    def __init__(self, endpoint_url: str | None, region: str | None, max_rate: float) -> None:
+    def __init__(
+        self,
+        endpoint_url: str | None,
+        region: str | None,
+        max_rate: float = MAX_READ_RATE,
+        workers: int = FETCH_WORKERS,
+    ) -> None:
         # No botocore retries: call() retries with its own, longer budget, so 40% throttled
         # calls still end in the same output rather than an exception after 5 attempts.
         config = Config(
             retries={"mode": "standard", "total_max_attempts": 1},
-            max_pool_connections=FETCH_WORKERS + 2,
+            max_pool_connections=workers + 2,
         )
-        self.client = boto3.session.Session().client(
+        # botocore's session, not boto3's: the same client and credential chain, without
+        # importing boto3's S3 transfer machinery (a quarter of a --tail's run time).
+        self.client = botocore.session.get_session().create_client(
             "logs",
             region_name=region or os.environ.get("AWS_REGION") or None,
             endpoint_url=endpoint_url,
@@ -79,7 +96,7 @@ class Logs:
         )
         for event in FAST_PARSE_EVENTS:
             self.client.meta.events.register(event, _parse_events_fast)
-        self.limiter = RateLimiter(max_rate)
+        self.limiter = RateLimiter(max_rate, READ_BURST)
         self.retries = 0
 
     def call(self, method: str, **kwargs: Any) -> dict[str, Any]:

@@ -8,8 +8,9 @@ PAGE_EVENTS = 10_000
 # Parallel windowed fetch. GetLogEvents is allowed 25 requests/s per account and Region by
 # default (10 in some Regions): stay below it with a client-side rate limit shared by all
 # workers, so more workers only help while the round trip is the bottleneck.
-FETCH_WORKERS = 8
+FETCH_WORKERS = 10
 MAX_READ_RATE = 20.0  # requests per second, all read calls of this process together
+READ_BURST = 5  # requests that may start at once before the rate applies
 PAGES_AHEAD = 2  # pages a worker may hold for a window the printer has not reached yet
 # A range shorter than this is read sequentially: windows would cost more calls than they save.
 MIN_WINDOW_MS = 1_000

@@ -36,7 +36,7 @@ from .timespec import TimeSpecError, iso, parse_time
 
 
 def _logs(args: argparse.Namespace) -> Logs:
-    return Logs(args.endpoint_url, args.region, getattr(args, "max_rate", MAX_READ_RATE))
+    return Logs(args.endpoint_url, args.region, args.max_rate, getattr(args, "workers", 1))
 
 
 def _group(logs: Logs, args: argparse.Namespace) -> str:
@@ -52,6 +52,8 @@ class Reader:
     def pages(self, start: int | None, end: int | None) -> Iterator[Page]:
         """Every event in [start, end), oldest first, the member's streams merged."""
         logs, group, a = self.logs, self.group, self.args
+        if start is not None and end is not None and start >= end:
+            return
         if a.filter:
             names = [s.name for s in self.streams]
             yield filter_events(logs, group, names, start or 0, end, a.filter)

@@ -181,7 +181,7 @@ def test_throttled_reads_give_the_same_output(cw, logs, cluster):
     """40% of read calls answered with ThrottlingException: same lines, no traceback."""
     u = new_uuid()
     t0 = int(time.time() * 1000) - 3_600_000
-    fill_stream(logs, f"{cluster}-pg-{u}", "mypg-0", 30_000, t0)
+    fill_stream(logs, f"{cluster}-pg-{u}", "mypg-0", 20_000, t0)
     runs = [["--service-uuid", u], ["--service-uuid", u, "--since", str(t0 + 7_000), "--tail", "5"],
             ["--service-uuid", u, "--filter", "0000"], ["--workers", "1"]]  # fmt: skip
     expected = [member_log(cw, cluster, "mypg-0", *args).stdout for args in runs]
