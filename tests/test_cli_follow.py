@@ -108,13 +108,13 @@ def test_follow_into_head_exits_when_head_does(cw, logs, cluster):
     assert "Traceback" not in proc.stderr.read()
 
 
-def test_follow_ctrl_c_exits_130_without_traceback(cw, logs, cluster):
+def test_follow_with_tail_then_ctrl_c_exits_130_without_traceback(cw, logs, cluster):
     u = new_uuid()
-    put(logs, f"{cluster}-pg-{u}", "mypg-0", ["one"])
-    proc = follow(cw, cluster, u)
+    put(logs, f"{cluster}-pg-{u}", "mypg-0", ["zero", "one", "two"])
+    proc = follow(cw, cluster, u, "--tail", "2")
     lines = lines_of(proc)
     try:
-        assert lines.get(timeout=10) == "one\n"
+        assert [lines.get(timeout=10) for _ in range(2)] == ["one\n", "two\n"]
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=5)
     finally:

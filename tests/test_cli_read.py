@@ -4,9 +4,12 @@ under throttling: a subprocess against the strict local CloudWatch endpoint."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
 import time
 
-from clirun import member_log, memberlog, new_uuid, put
+from clirun import cli_env, command, member_log, memberlog, new_uuid, put
 from cwlogs import fill_stream
 
 HEX = "0123456789abcdef"
@@ -198,3 +201,30 @@ def test_throttled_reads_give_the_same_output(cw, logs, cluster):
     for res, want in zip(got, expected, strict=True):
         assert (res.returncode, res.stderr) == (0, "")
         assert res.stdout == want and want
+
+
+def test_progress_on_a_terminal_only(cw, logs, cluster):
+    """stderr a terminal and stdout elsewhere: events, bytes and rate on stderr."""
+    u = new_uuid()
+    put(logs, f"{cluster}-pg-{u}", "mypg-0", [f"line {i}" for i in range(50)])
+    args = [
+        "logs",
+        "--cluster",
+        cluster,
+        "--service",
+        "pg",
+        "--service-uuid",
+        u,
+        "--member",
+        "mypg-0",
+    ]
+    primary, secondary = pty.openpty()
+    try:
+        res = subprocess.run(command(cw, *args), env=cli_env(), stdout=subprocess.PIPE,
+                             stderr=secondary, timeout=60)  # fmt: skip
+        os.close(secondary)
+        shown = os.read(primary, 10_000).decode()
+    finally:
+        os.close(primary)
+    assert res.returncode == 0 and res.stdout.count(b"\n") == 50
+    assert "50 events" in shown and "events/s" in shown
