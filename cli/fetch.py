@@ -16,7 +16,13 @@ from itertools import islice
 from typing import Any
 
 from .aws import Logs
-from .limits import MIN_WINDOW_MS, PAGE_EVENTS, PAGES_AHEAD
+from .limits import (
+    EVENT_OVERHEAD_BYTES,
+    FULL_PAGE_BYTES,
+    MIN_WINDOW_MS,
+    PAGE_EVENTS,
+    PAGES_AHEAD,
+)
 
 Event = dict[str, Any]
 Page = list[Event]
@@ -43,15 +49,22 @@ def _request(group: str, stream: str, start: int | None, end: int | None) -> dic
 
 
 def stream_pages(
-    logs: Logs, group: str, stream: str, start: int | None = None, end: int | None = None
+    logs: Logs,
+    group: str,
+    stream: str,
+    start: int | None = None,
+    end: int | None = None,
+    token: str | None = None,
 ) -> Iterator[Page]:
-    """Every event of ``stream`` in [start, end), oldest first, paging forward from the head.
+    """Every event of ``stream`` in [start, end), oldest first, paging forward from the head
+    (or from ``token``, a forward token of the same query).
 
     The only end signal is the forward token coming back unchanged: a page may be empty or
     short while more exists.
     """
     kwargs = _request(group, stream, start, end) | {"startFromHead": True}
-    token = None
+    if token:
+        kwargs["nextToken"] = token
     while True:
         page = logs.call("get_log_events", **kwargs)
         events = _in_range(page["events"], start, end)
@@ -61,6 +74,14 @@ def stream_pages(
         if new is None or new == token:
             return
         token = kwargs["nextToken"] = new
+
+
+def _full(events: Page) -> bool:
+    """Whether a page stopped at a page limit (so more events probably follow)."""
+    if len(events) >= PAGE_EVENTS:
+        return True
+    size = sum(len(e["message"]) + EVENT_OVERHEAD_BYTES for e in events)
+    return size >= FULL_PAGE_BYTES
 
 
 def windows(start: int, end: int, count: int) -> list[tuple[int, int]]:
@@ -79,22 +100,49 @@ def windowed_pages(
     span: tuple[int | None, int | None],
     workers: int,
 ) -> Iterator[Page]:
-    """Like stream_pages, but the range is read as ``workers`` time windows in parallel.
+    """Like stream_pages, but a long range is read as ``workers`` time windows in parallel.
 
-    ``span`` is the stream's first and last event time (DescribeLogStreams; it may lag, so the
-    first window keeps ``start`` and the last keeps ``end``, open when None). Pages come out in
-    order; a window ahead of the printer holds at most PAGES_AHEAD pages, so memory stays at a
-    few pages per worker.
+    The first page is read alone: when it is not full, the range is short and paging on costs
+    less than a request or two per window. Otherwise the rest, from the first page's last
+    timestamp to ``end`` (or the stream's last event time from DescribeLogStreams, which may
+    lag, so the last window stays open), is cut into windows. Pages come out in order; a window
+    ahead of the printer holds at most PAGES_AHEAD pages, so memory stays at a few pages per
+    worker.
     """
-    first, last = span
-    lo = start if start is not None else first
+    kwargs = _request(group, stream, start, end) | {"startFromHead": True}
+    page = logs.call("get_log_events", **kwargs)
+    events = _in_range(page["events"], start, end)
+    if events:
+        yield events
+    token = page.get("nextForwardToken")
+    last = span[1]
     hi = end if end is not None else (last + 1 if last is not None else None)
-    if workers <= 1 or lo is None or hi is None or hi - lo < MIN_WINDOW_MS * workers:
-        yield from stream_pages(logs, group, stream, start, end)
+    if not events or not _full(page["events"]) or workers <= 1 or hi is None:
+        yield from stream_pages(logs, group, stream, start, end, token)
         return
+    lo = events[-1]["timestamp"]  # the rest starts in this ms: skip the ones already printed
+    if hi - lo < MIN_WINDOW_MS * workers:
+        yield from stream_pages(logs, group, stream, start, end, token)
+        return
+    skip = sum(1 for e in events if e["timestamp"] == lo)
     parts = windows(lo, hi, workers)
-    parts[0] = (start, parts[0][1])
     parts[-1] = (parts[-1][0], end)
+    rest = _parallel(logs, group, stream, parts, workers)
+    first = next(rest, [])
+    while skip and first:
+        dropped = min(skip, len(first))
+        first, skip = first[dropped:], skip - dropped
+        if skip:
+            first = next(rest, [])
+    if first:
+        yield first
+    yield from rest
+
+
+def _parallel(
+    logs: Logs, group: str, stream: str, parts: list[tuple[int, int | None]], workers: int
+) -> Iterator[Page]:
+    """The pages of each window, read by ``workers`` threads, in window order."""
     queues: list[queue.Queue] = [queue.Queue(maxsize=PAGES_AHEAD) for _ in parts]
     next_window = iter(range(len(parts)))
     take = threading.Lock()

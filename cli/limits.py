@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-# GetLogEvents / FilterLogEvents return at most this many events a page.
+# GetLogEvents / FilterLogEvents return at most 10,000 events or 1 MB (messages + 26 bytes
+# each) a page; a first page near either limit means the range is long enough for windows.
 PAGE_EVENTS = 10_000
+EVENT_OVERHEAD_BYTES = 26
+FULL_PAGE_BYTES = 900_000
 
 # Parallel windowed fetch. GetLogEvents is allowed 25 requests/s per account and Region by
 # default (10 in some Regions): stay below it with a client-side rate limit shared by all
