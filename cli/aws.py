@@ -7,6 +7,7 @@ import os
 import random
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import botocore.session
@@ -19,7 +20,6 @@ from .limits import (
     FETCH_WORKERS,
     MAX_READ_RATE,
     READ_ATTEMPTS,
-    READ_BURST,
 )
 
 RETRYABLE_CODES = frozenset(
@@ -51,21 +51,24 @@ def _parse_events_fast(
 
 
 class RateLimiter:
-    """A token bucket shared by all threads: ``rate`` request starts a second, after a first
-    burst of at most ``burst``, so workers do not wait in line at the start."""
+    """At most ``rate`` request starts in any one second, across all threads: the quota's own
+    terms (requests per second), so a burst of window reads goes at once and waits only when
+    a second's allowance is spent."""
 
-    def __init__(self, rate: float, burst: int) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.burst = burst
+    def __init__(self, rate: float) -> None:
+        self.rate = max(1, int(rate))
         self.lock = threading.Lock()
-        self.next_start = time.monotonic() - burst * self.interval
+        self.starts: deque[float] = deque()
 
     def wait(self) -> None:
         """Block until this caller may start a request."""
         with self.lock:
             now = time.monotonic()
-            start = max(now - self.burst * self.interval, self.next_start)
-            self.next_start = start + self.interval
+            if len(self.starts) == self.rate:
+                start = max(now, self.starts.popleft() + 1.0)
+            else:
+                start = now
+            self.starts.append(start)
         if start > now:
             time.sleep(start - now)
 
@@ -96,7 +99,7 @@ class Logs:
         )
         for event in FAST_PARSE_EVENTS:
             self.client.meta.events.register(event, _parse_events_fast)
-        self.limiter = RateLimiter(max_rate, READ_BURST)
+        self.limiter = RateLimiter(max_rate)
         self.retries = 0
 
     def call(self, method: str, **kwargs: Any) -> dict[str, Any]:

@@ -12,8 +12,7 @@ FULL_PAGE_BYTES = 900_000
 # default (10 in some Regions): stay below it with a client-side rate limit shared by all
 # workers, so more workers only help while the round trip is the bottleneck.
 FETCH_WORKERS = 10
-MAX_READ_RATE = 20.0  # requests per second, all read calls of this process together
-READ_BURST = 5  # requests that may start at once before the rate applies
+MAX_READ_RATE = 20  # requests started in any one second, all read calls of this process
 PAGES_AHEAD = 2  # pages a worker may hold for a window the printer has not reached yet
 # A range shorter than this is read sequentially: windows would cost more calls than they save.
 MIN_WINDOW_MS = 1_000

@@ -230,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--endpoint-url", help="CloudWatch Logs endpoint (default: boto3's)")
         p.add_argument("--region", help="AWS region (default: boto3's, e.g. AWS_REGION)")
-        p.add_argument("--max-rate", type=float, default=MAX_READ_RATE, metavar="N",
-                       help=f"read requests per second at most (default {MAX_READ_RATE:g}; "
+        p.add_argument("--max-rate", type=int, default=MAX_READ_RATE, metavar="N",
+                       help=f"read requests started in any one second (default {MAX_READ_RATE}; "
                        "GetLogEvents' default quota is 25/s per account and Region)")  # fmt: skip
 
     def service(p: argparse.ArgumentParser) -> None:
