@@ -58,8 +58,9 @@ class Reader:
             names = [s.name for s in self.streams]
             yield filter_events(logs, group, names, start or 0, end, a.filter)
             return
+        workers = max(1, a.workers // len(self.streams))  # the streams are read at once
         sources = [
-            windowed_pages(logs, group, s.name, start, end, (s.first, s.last), a.workers)
+            windowed_pages(logs, group, s.name, start, end, (s.first, s.last), workers)
             for s in self.streams
         ]
         if len(sources) == 1:
@@ -80,7 +81,7 @@ class Reader:
             list(labelled([tail_events(self.logs, self.group, s.name, count, start, end)], s.name))
             for s in self.streams
         ]
-        events = next(merged([iter(t) for t in tails]), []) if len(tails) > 1 else tails[0]
+        events = [e for page in merged([iter(t) for t in tails]) for e in page]
         return events[-count:]
 
 

@@ -228,3 +228,23 @@ def test_progress_on_a_terminal_only(cw, logs, cluster):
         os.close(primary)
     assert res.returncode == 0 and res.stdout.count(b"\n") == 50
     assert "50 events" in shown and "events/s" in shown
+
+
+def test_tail_over_merged_streams_longer_than_a_page(cw, logs, cluster):
+    u = new_uuid()
+    group = f"{cluster}-pg-{u}"
+    t0 = int(time.time() * 1000) - 100_000
+    sent = []
+    for n in range(2):  # interleaved: stream n holds the events of every other millisecond
+        events = [(t0 + 2 * i + n, f"fc{n} {i:05d}") for i in range(6_000)]
+        put_events(logs, group, f"mypg-0/host-{n}/abc", events)
+        sent += events
+    res = member_log(cw, cluster, "mypg-0", "--service-uuid", u, "--tail", "11000")
+    assert res.returncode == 0
+    assert res.stdout.splitlines() == [m for _, m in sorted(sent)[-11_000:]]
+
+
+def put_events(logs, group: str, stream: str, events: list[tuple[int, str]]) -> None:
+    put(logs, group, stream, [events[0][1]], start=events[0][0])
+    batch = [{"timestamp": t, "message": m} for t, m in events[1:]]
+    logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=batch)
