@@ -1,4 +1,5 @@
-"""``memberlog``: list services and members, and print one member's whole log.
+"""``memberlog``: list services and members, and read a member's log: a time range, the last N
+events, grep, three output formats, and a follow that does not miss late events.
 
 Every line of a service member lives in one CloudWatch Logs stream, ``<member>``, of the
 service's group ``<cluster>-<service>-<service-uuid>``, wherever its containers ran.
@@ -7,186 +8,336 @@ service's group ``<cluster>-<service>-<service-uuid>``, wherever its containers 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
-from memberlog.driver.names import group_name, group_prefix, is_uuid, split_group
+from memberlog.driver.names import is_uuid
 
-FOLLOW_POLL_S = 1.0
-
-
-class CliError(Exception):
-    """Something the user can fix; printed without a traceback, exit status 1."""
-
-
-def _client(args: argparse.Namespace) -> object:
-    config = Config(retries={"mode": "standard", "max_attempts": 5})
-    return boto3.session.Session().client(
-        "logs",
-        region_name=args.region or os.environ.get("AWS_REGION") or None,
-        endpoint_url=args.endpoint_url,
-        config=config,
-    )
-
-
-def _paginate(client: object, method: str, key: str, **kwargs: object) -> Iterator[dict]:
-    for page in client.get_paginator(method).paginate(**kwargs):  # type: ignore[attr-defined]
-        yield from page.get(key, [])
+from .aws import Logs
+from .fetch import Page, labelled, merged, tail_events, windowed_pages
+from .follow import Follower, filter_events
+from .limits import FETCH_WORKERS, FOLLOW_LOOKBACK_S, FOLLOW_POLL_S, MAX_READ_RATE
+from .output import FORMATS, OutputClosed, Printer, grep_filter
+from .streams import (
+    CliError,
+    Stream,
+    group_streams,
+    member_streams,
+    resolve_group,
+    unresolved_streams,
+)
+from .timespec import TimeSpecError, iso, parse_time
 
 
-def service_groups(client: object, cluster: str, service: str) -> list[str]:
-    """Groups named ``<cluster>-<service>-<uuid>`` (the remainder must be a UUID)."""
-    groups = _paginate(
-        client,
-        "describe_log_groups",
-        "logGroups",
-        logGroupNamePrefix=group_prefix(cluster, service),
-    )
-    return [g["logGroupName"] for g in groups if split_group(g["logGroupName"], cluster, service)]
+def _logs(args: argparse.Namespace) -> Logs:
+    return Logs(args.endpoint_url, args.region, args.max_rate, getattr(args, "workers", 1))
 
 
-def resolve_group(client: object, args: argparse.Namespace) -> str:
-    """The one group of the service: given, built from --service-uuid, or found."""
-    if args.group:
-        return args.group
-    if args.service_uuid:
-        if not is_uuid(args.service_uuid):
-            raise CliError(f"--service-uuid {args.service_uuid!r} is not a UUID")
-        return group_name(args.cluster, args.service, args.service_uuid)
-    found = service_groups(client, args.cluster, args.service)
-    if not found:
-        raise CliError(
-            f"no log group for service {args.service!r} in cluster {args.cluster!r} "
-            f"(looked for {group_prefix(args.cluster, args.service)}<uuid>)"
-        )
-    if len(found) > 1:
-        listing = "\n  ".join(found)
-        raise CliError(
-            f"several log groups match service {args.service!r} in cluster {args.cluster!r}; "
-            f"pick one with --service-uuid or --group:\n  {listing}"
-        )
-    return found[0]
+def _group(logs: Logs, args: argparse.Namespace) -> str:
+    return resolve_group(logs, args.cluster, args.service, args.service_uuid, args.group)
 
 
-def members(client: object, group: str) -> list[str]:
-    """The member streams of a group."""
-    try:
-        streams = list(_paginate(client, "describe_log_streams", "logStreams", logGroupName=group))
-    except ClientError as e:
-        if e.response["Error"]["Code"] == "ResourceNotFoundException":
-            raise CliError(f"log group {group!r} does not exist") from None
-        raise
-    return [s["logStreamName"] for s in streams]
+class Reader:
+    """Reads one member's streams: whole ranges, the last N, or with a server-side pattern."""
 
+    def __init__(self, logs: Logs, group: str, streams: list[Stream], args: argparse.Namespace):
+        self.logs, self.group, self.streams, self.args = logs, group, streams, args
 
-def member_pages(
-    client: object, group: str, stream: str, follow: bool = False
-) -> Iterator[list[dict]]:
-    """Every event of one stream, oldest first, a GetLogEvents page at a time from the head.
+    def pages(self, start: int | None, end: int | None) -> Iterator[Page]:
+        """Every event in [start, end), oldest first, the member's streams merged."""
+        logs, group, a = self.logs, self.group, self.args
+        if start is not None and end is not None and start >= end:
+            return
+        if a.filter:
+            names = [s.name for s in self.streams]
+            yield filter_events(logs, group, names, start or 0, end, a.filter)
+            return
+        workers = max(1, a.workers // len(self.streams))  # the streams are read at once
+        sources = [
+            windowed_pages(logs, group, s.name, start, end, (s.first, s.last), workers)
+            for s in self.streams
+        ]
+        if len(sources) == 1:
+            yield from sources[0]
+        else:
+            names = [s.name for s in self.streams]
+            yield from merged([labelled(p, n) for p, n in zip(sources, names, strict=True)])
 
-    The end is the forward token coming back unchanged (an empty page with a new token is not
-    the end). With ``follow``, keep polling from there for new events.
-    """
-    token = None
-    while True:
-        kwargs = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
-        if token:
-            kwargs["nextToken"] = token
-        page = client.get_log_events(**kwargs)  # type: ignore[attr-defined]
-        yield page["events"]
-        new = page.get("nextForwardToken")
-        if new == token or new is None:
-            if not follow:
-                return
-            time.sleep(FOLLOW_POLL_S)
-        token = new or token
-
-
-def member_events(client: object, group: str, stream: str, follow: bool = False) -> Iterator[dict]:
-    """Every event of one stream, oldest first (see member_pages)."""
-    for page in member_pages(client, group, stream, follow):
-        yield from page
+    def last(self, count: int, start: int | None, end: int | None) -> Page:
+        """The last ``count`` events in [start, end) over all the member's streams."""
+        if self.args.filter or self.args.grep:  # matches are sparse: read the range, keep N
+            keep = grep_filter(self.args.grep)
+            kept: Page = []
+            for page in self.pages(start, end):
+                kept = (kept + keep(page))[-count:]
+            return kept
+        tails = [
+            list(labelled([tail_events(self.logs, self.group, s.name, count, start, end)], s.name))
+            for s in self.streams
+        ]
+        events = [e for page in merged([iter(t) for t in tails]) for e in page]
+        return events[-count:]
 
 
 def cmd_logs(args: argparse.Namespace) -> None:
-    client = _client(args)
-    group = resolve_group(client, args)
+    logs = _logs(args)
+    group = _group(logs, args)
+    streams = member_streams(logs, group, args.member, args.all_streams)
+    if not streams:
+        known = ", ".join(s.name for s in group_streams(logs, group)) or "none"
+        raise CliError(f"member {args.member!r} has no log in group {group!r} (members: {known})")
+    if [s.name for s in streams] != [args.member]:
+        joined = ", ".join(s.name for s in streams)
+        print(
+            f"memberlog: reading {len(streams)} streams of {args.member}: {joined}", file=sys.stderr
+        )
     out = sys.stdout
-    try:
-        for page in member_pages(client, group, args.member, args.follow):
-            if page:
-                out.write("".join(f"{event['message']}\n" for event in page))
-                out.flush()  # with --follow into a pipe, lines must not wait in a buffer
-    except ClientError as e:
-        if e.response["Error"]["Code"] != "ResourceNotFoundException":
-            raise
-        known = ", ".join(members(client, group)) or "none"
-        raise CliError(
-            f"member {args.member!r} has no log in group {group!r} (members: {known})"
-        ) from None
-    out.flush()
+    progress = sys.stderr.isatty() and not out.isatty()
+    printer = Printer(out, args.output, args.member, args.grep, progress)
+    reader = Reader(logs, group, streams, args)
+    since, until = args.since, args.until
+    if not args.follow:
+        if args.tail is not None:
+            printer.write(reader.last(args.tail, since, until))
+        else:
+            for page in reader.pages(since, until):
+                printer.write(page)
+        printer.done()
+        return
+
+    lookback_ms = int(args.look_back * 1000)
+    floor = int(time.time() * 1000) - lookback_ms
+    floor = max(floor, since) if since is not None else floor
+    if until is not None:
+        floor = min(floor, until)
+    follower = Follower(
+        logs, group, lambda: [s.name for s in member_streams(logs, group, args.member,
+                                                              args.all_streams)],
+        printer, out, floor=floor, until=until, pattern=args.filter,
+        lookback_ms=lookback_ms, poll_s=FOLLOW_POLL_S,
+    )  # fmt: skip
+    recent = follower.poll()
+    if args.tail is not None:
+        need = args.tail - len(recent)
+        printer.write(reader.last(need, since, floor) if need > 0 else [])
+        printer.write(recent[-args.tail :] if args.tail else [])
+    else:
+        for page in reader.pages(since, floor):
+            printer.write(page)
+        printer.write(recent)
+    follower.run()
+
+
+def _times(streams: list[Stream]) -> tuple[int | None, int | None, int]:
+    firsts = [s.first for s in streams if s.first is not None]
+    lasts = [s.last for s in streams if s.last is not None]
+    total = sum(s.stored_bytes for s in streams)
+    return (min(firsts) if firsts else None, max(lasts) if lasts else None, total)
+
+
+def _show(args: argparse.Namespace, record: dict[str, Any], columns: list[str]) -> None:
+    if args.output == "json":
+        print(json.dumps(record, ensure_ascii=False))
+        return
+    shown = [iso(v) if k in ("first", "last") and v is not None else v for k, v in record.items()]
+    cells = dict(zip(record, shown, strict=True))
+    print("\t".join("-" if cells[c] is None else str(cells[c]) for c in columns))
 
 
 def cmd_members(args: argparse.Namespace) -> None:
-    client = _client(args)
-    for name in members(client, resolve_group(client, args)):
-        print(name)
+    logs = _logs(args)
+    for s in group_streams(logs, _group(logs, args)):
+        record = {"member": s.name, "first": s.first, "last": s.last, "storedBytes": s.stored_bytes}
+        _show(args, record, ["member", "first", "last", "storedBytes"])
 
 
 def cmd_services(args: argparse.Namespace) -> None:
-    client = _client(args)
-    prefix = f"{args.cluster}-" if args.cluster else ""
-    for g in _paginate(
-        client, "describe_log_groups", "logGroups", logGroupNamePrefix=prefix or None
-    ):
+    logs = _logs(args)
+    prefix = f"{args.cluster}-" if args.cluster else None
+    kwargs = {"logGroupNamePrefix": prefix} if prefix else {}
+
+    for g in logs.pages("describe_log_groups", "logGroups", **kwargs):
         name = g["logGroupName"]
         uuid = name[-36:] if is_uuid(name[-36:]) else name[-32:]
-        if len(name) > len(uuid) + 1 and is_uuid(uuid) and name[-len(uuid) - 1] == "-":
-            print(f"{name[: -len(uuid) - 1]}\t{uuid}\t{name}")
+        if not (len(name) > len(uuid) + 1 and is_uuid(uuid) and name[-len(uuid) - 1] == "-"):
+            continue
+        first, last, _ = _times(group_streams(logs, name))
+        record = {"service": name[: -len(uuid) - 1], "uuid": uuid, "group": name,
+                  "first": first, "last": last, "storedBytes": g.get("storedBytes", 0)}  # fmt: skip
+        _show(args, record, list(record))
+
+
+def cmd_unresolved(args: argparse.Namespace) -> None:
+    logs = _logs(args)
+    for s, lines in unresolved_streams(logs, _group(logs, args)):
+        if args.output == "json":
+            record = {"stream": s.name, "first": s.first, "last": s.last, "lines": lines}
+            print(json.dumps(record, ensure_ascii=False))
+            continue
+        span = " - ".join(iso(t) if t is not None else "-" for t in (s.first, s.last))
+        print(f"{s.name}\t{span}")
+        for line in lines:
+            print(f"    {line}")
+
+
+def _time_arg(text: str) -> int:
+    try:
+        return parse_time(text)
+    except TimeSpecError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _count_arg(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0, 1, 2, ...)")
+    return int(text)
+
+
+LOGS_EXAMPLES = """\
+times: 90s, 15m, 2h, 1d2h (that long ago), ISO 8601 (2026-11-26T07:00:00, UTC unless it has a
+zone: 2026-11-26T08:00:00+01:00), or epoch milliseconds. --since is inclusive, --until exclusive
+(CloudWatch's startTime and endTime): --since T1 --until T2 and --since T2 --until T3 never
+print an event twice.
+
+examples:
+  memberlog logs --cluster t1 --service mypg --member mypg-0
+  memberlog logs --cluster t1 --service mypg --member mypg-0 --since 15m --grep 'ERROR|FATAL'
+  memberlog logs --cluster t1 --service mypg --member mypg-0 --tail 100 -f --output short
+  memberlog logs --cluster t1 --service mypg --member mypg-0 --since 2026-11-25T22:00 \\
+      --until 2026-11-25T23:00 --output json
+  memberlog logs --cluster t1 --service mypg --member mypg-0 --filter '"checkpoint complete"'
+  memberlog logs --cluster t1 --service mypg --member mypg-0 --all-streams   # + legacy streams
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: ``memberlog {logs,members,services}``."""
+    """The command line: ``memberlog {logs,members,services,unresolved}``."""
     parser = argparse.ArgumentParser(
         prog="memberlog",
         description="Every log line of a service member is in one CloudWatch Logs stream, "
         "<member>, of the group <cluster>-<service>-<service-uuid>. List them, and read one.",
+        epilog="exit status: 0 ok, 1 not found or failed, 2 usage. "
+        "See 'memberlog COMMAND --help' for examples.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--endpoint-url", help="CloudWatch Logs endpoint (default: boto3's)")
         p.add_argument("--region", help="AWS region (default: boto3's, e.g. AWS_REGION)")
+        p.add_argument("--max-rate", type=int, default=MAX_READ_RATE, metavar="N",
+                       help=f"read requests started in any one second (default {MAX_READ_RATE}; "
+                       "GetLogEvents' default quota is 25/s per account and Region)")  # fmt: skip
 
     def service(p: argparse.ArgumentParser) -> None:
         p.add_argument("--cluster", required=True)
         p.add_argument("--service", required=True)
         which = p.add_mutually_exclusive_group()
-        which.add_argument("--service-uuid", help="pick the group <cluster>-<service>-<uuid>")
+        which.add_argument("--service-uuid", help="pick the group <cluster>-<service>-<uuid> "
+                           "(with or without dashes)")  # fmt: skip
         which.add_argument("--group", help="the whole log group name")
         common(p)
 
-    p = sub.add_parser("logs", help="print one member's whole log, oldest first")
+    def listing(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--output", choices=("text", "json"), default="text",
+                       help="text: tab-separated columns; json: one object per line")  # fmt: skip
+
+    p = sub.add_parser(
+        "logs", help="print a member's log, oldest first", epilog=LOGS_EXAMPLES, formatter_class=raw
+    )
     service(p)
     p.add_argument("--member", required=True, help="service member, e.g. mypg-0")
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    p.set_defaults(func=cmd_logs)
+    p.add_argument("--since", type=_time_arg, metavar="T", help="events at or after T")
+    p.add_argument("--until", type=_time_arg, metavar="T", help="events before T (exclusive)")
+    p.add_argument(
+        "--tail",
+        type=_count_arg,
+        metavar="N",
+        help="only the last N events (read from the end, not the whole stream)",
+    )
+    p.add_argument("--grep", metavar="REGEX", help="only messages matching this Python regex")
+    p.add_argument(
+        "--filter",
+        metavar="PATTERN",
+        help="only events matching this CloudWatch filter pattern (the server filters)",
+    )
+    p.add_argument(
+        "--output",
+        choices=FORMATS,
+        default="raw",
+        help="raw: the message; short: ISO time + message (+ host and container for "
+        "format=json events); json: one object per event",
+    )
+    p.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing new events, also late ones with older timestamps",
+    )
+    p.add_argument(
+        "--look-back",
+        type=float,
+        default=FOLLOW_LOOKBACK_S,
+        metavar="SECONDS",
+        help="with -f: how late an event may arrive and still be shown "
+        f"(default {FOLLOW_LOOKBACK_S:g})",
+    )
+    p.add_argument(
+        "--all-streams",
+        action="store_true",
+        help="also read the member's legacy streams (<member>/<host>/<container>, "
+        "awslogs per-container streams naming SERVICE_MEMBER=<member>)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=FETCH_WORKERS,
+        metavar="N",
+        help=f"time windows read in parallel (default {FETCH_WORKERS}; 1 = sequential)",
+    )
+    p.set_defaults(func=cmd_logs)  # fmt: skip
 
-    p = sub.add_parser("members", help="list the members (streams) of a service")
+    p = sub.add_parser(
+        "members",
+        help="list the members (streams) of a service with first/last event and bytes",
+        epilog="example:\n  memberlog members --cluster t1 --service mypg --output json",
+        formatter_class=raw,
+    )
     service(p)
+    listing(p)
     p.set_defaults(func=cmd_members)
 
-    p = sub.add_parser("services", help="list services: '<cluster>-<service>  <uuid>  <group>'")
+    p = sub.add_parser(
+        "services",
+        help="list services: '<cluster>-<service> <uuid> <group> <first> <last> <bytes>'",
+        epilog="example:\n  memberlog services --cluster t1", formatter_class=raw,
+    )  # fmt: skip
     p.add_argument("--cluster", help="only this cluster")
     common(p)
+    listing(p)
     p.set_defaults(func=cmd_services)
+
+    p = sub.add_parser(
+        "unresolved", help="list the unresolved/<host>/<container> streams with their first lines",
+        epilog="example:\n  memberlog unresolved --cluster t1 --service mypg", formatter_class=raw,
+    )  # fmt: skip
+    service(p)
+    listing(p)
+    p.set_defaults(func=cmd_unresolved)
     return parser
+
+
+def _stdout_gone() -> int:
+    """Point stdout at /dev/null so the interpreter's final flush does not complain."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,13 +351,19 @@ def main(argv: list[str] | None = None) -> int:
     except NoRegionError:
         print("memberlog: no AWS region: set --region or AWS_REGION", file=sys.stderr)
         return 1
-    except (ClientError, BotoCoreError) as e:
+    except ClientError as e:
+        if e.response["Error"]["Code"] == "ResourceNotFoundException":
+            print(f"memberlog: not found: {e}", file=sys.stderr)
+        else:
+            print(f"memberlog: {e}", file=sys.stderr)
+        return 1
+    except BotoCoreError as e:
         print(f"memberlog: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0
+    except (BrokenPipeError, OutputClosed):
+        return _stdout_gone()
     return 0
 
 

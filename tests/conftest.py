@@ -48,6 +48,12 @@ def logs(cw):
 
 
 @pytest.fixture
+def cluster() -> str:
+    """A cluster name of its own, so a CLI test's group discovery sees only its groups."""
+    return f"c{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
 def driver(cw):
     proc = PluginProcess(cw.env()).start()
     yield proc

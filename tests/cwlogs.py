@@ -21,16 +21,19 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 SERVER_SCRIPT = Path(__file__).with_name("cwlogs_server.py")
 HOST = "127.0.0.1"
 REGION = "us-east-1"
 START_TIMEOUT_S = 20.0
+FILL_THREADS = 4
 
 
 def free_port() -> int:
@@ -148,3 +151,35 @@ class CloudWatchEndpoint:
             return []
         lines = self.violations_path.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
+
+
+def fill_stream(
+    client: Any, group: str, stream: str, count: int, start: int, per_ms: int = 1
+) -> list[tuple[int, str]]:
+    """Create ``group``/``stream`` (if needed) and put ``count`` events ``event <i>``,
+    ``per_ms`` of them in each millisecond from ``start``, in full 10,000-event requests sent
+    by a few threads at once (CloudWatch takes parallel puts to one stream; the batches' time
+    ranges do not overlap, so the stream's order is the same). Returns (timestamp, message) of
+    every event, in order."""
+    for create, kwargs in (
+        (client.create_log_group, {"logGroupName": group}),
+        (client.create_log_stream, {"logGroupName": group, "logStreamName": stream}),
+    ):
+        try:
+            create(**kwargs)
+        except client.exceptions.ResourceAlreadyExistsException:
+            pass
+    events = [(start + i // per_ms, f"event {i:07d}") for i in range(count)]
+    # botocore's validation of 10,000 events costs more than the server's work on them.
+    fast = boto3.client("logs", endpoint_url=client.meta.endpoint_url,
+                        region_name=client.meta.region_name,
+                        aws_access_key_id="testing", aws_secret_access_key="testing",
+                        config=Config(parameter_validation=False))  # fmt: skip
+
+    def put(i: int) -> None:
+        batch = [{"timestamp": t, "message": m} for t, m in events[i : i + 10_000]]
+        fast.put_log_events(logGroupName=group, logStreamName=stream, logEvents=batch)
+
+    with ThreadPoolExecutor(FILL_THREADS) as pool:
+        list(pool.map(put, range(0, count, 10_000)))
+    return events

@@ -14,11 +14,21 @@ Extra endpoints:
        ThrottlingException), {"error": {"code": ..., "status": 503, "ratio": 1.0}}, and
        {"refuse": "text"} (InvalidParameterException for any batch holding an event with
        "text": CloudWatch refusing one event); {} clears them. Faults apply to valid requests.
+       {"read_throttle": 0.4} answers that share of read calls (GetLogEvents, FilterLogEvents,
+       Describe*) with ThrottlingException; counted in "read_faulted".
+
+Where moto's read API differs from CloudWatch's, requests are adjusted so clients see AWS's
+behaviour: GetLogEvents' endTime is exclusive (moto includes it), and FilterLogEvents always
+interleaves streams in timestamp order (AWS ignores ``interleaved`` since 2019; moto without it
+returns one stream after another). moto's GetLogEvents sorts the whole stream on every call, so
+a page of a 1,000,000-event stream costs as much as reading all of it; here it costs what one
+page costs (as on AWS), with moto's results and tokens unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import io
 import json
 import logging
@@ -31,6 +41,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from moto.logs.exceptions import InvalidParameterException
+from moto.logs.models import LogStream
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -53,6 +65,12 @@ ORDER_MESSAGE = "Log events in a single PutLogEvents request must be in chronolo
 SPAN_MESSAGE = "A batch of log events in a single request cannot span more than 24 hours."
 
 PUT_LOG_EVENTS_TARGET = "Logs_20140328.PutLogEvents"
+GET_LOG_EVENTS_TARGET = "Logs_20140328.GetLogEvents"
+FILTER_LOG_EVENTS_TARGET = "Logs_20140328.FilterLogEvents"
+READ_TARGETS = frozenset(
+    f"Logs_20140328.{name}"
+    for name in ("GetLogEvents", "FilterLogEvents", "DescribeLogStreams", "DescribeLogGroups")
+)
 STATS_PATH = "/_strict/stats"
 FAULTS_PATH = "/_strict/faults"
 
@@ -117,6 +135,8 @@ class StrictLogsMiddleware:
         self.put_requests = 0
         self.events = 0
         self.faulted = 0
+        self.read_calls = 0
+        self.read_faulted = 0
         self.faults: dict[str, Any] = {}
         self.violations: list[dict[str, Any]] = []
 
@@ -128,6 +148,8 @@ class StrictLogsMiddleware:
                     "events": self.events,
                     "violations": list(self.violations),
                     "faulted": self.faulted,
+                    "read_calls": self.read_calls,
+                    "read_faulted": self.read_faulted,
                     "faults": self.faults,
                 }
             return self._json(start_response, "200 OK", stats, {})
@@ -136,7 +158,10 @@ class StrictLogsMiddleware:
             with self.lock:
                 self.faults = faults
             return self._json(start_response, "200 OK", faults, {})
-        if environ.get("HTTP_X_AMZ_TARGET") != PUT_LOG_EVENTS_TARGET:
+        target = environ.get("HTTP_X_AMZ_TARGET")
+        if target in READ_TARGETS:
+            return self._read(target, environ, start_response)
+        if target != PUT_LOG_EVENTS_TARGET:
             return self.app(environ, start_response)
 
         body = self._read_body(environ)
@@ -162,6 +187,30 @@ class StrictLogsMiddleware:
         with self.lock:
             self.put_requests += 1
             self.events += len(request["logEvents"])
+        return self.app(environ, start_response)
+
+    def _read(self, target: str, environ: Environ, start_response: StartResponse) -> Any:
+        """A read call: maybe throttled, and made to behave as CloudWatch's (see the top)."""
+        with self.lock:
+            self.read_calls += 1
+            throttled = random.random() < self.faults.get("read_throttle", 0.0)
+            self.read_faulted += throttled
+        if throttled:
+            error = {"__type": "ThrottlingException", "message": "Rate exceeded"}
+            headers = {"x-amzn-ErrorType": "ThrottlingException"}
+            return self._json(start_response, "400 Bad Request", error, headers)
+        if target in (GET_LOG_EVENTS_TARGET, FILTER_LOG_EVENTS_TARGET):
+            try:
+                request = json.loads(self._read_body(environ) or b"{}")
+            except ValueError:
+                return self.app(environ, start_response)
+            if target == GET_LOG_EVENTS_TARGET and isinstance(request.get("endTime"), int):
+                request["endTime"] -= 1  # moto keeps timestamp == endTime; AWS does not
+            if target == FILTER_LOG_EVENTS_TARGET:
+                request["interleaved"] = True
+            body = json.dumps(request).encode()
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
         return self.app(environ, start_response)
 
     def _fault(self, request: dict[str, Any]) -> tuple[str, str, str] | None:
@@ -227,6 +276,59 @@ class StrictLogsMiddleware:
         return [body]
 
 
+def _sorted_events(stream: Any) -> tuple[list[Any], list[int]]:
+    """The stream's events in moto's order (stable by timestamp) and their timestamps, cached
+    until the next PutLogEvents (moto only ever appends to ``events``)."""
+    cached = getattr(stream, "_strict_sorted", None)
+    if cached is None or cached[0] != len(stream.events):
+        events = sorted(stream.events, key=lambda event: event.timestamp)
+        cached = (len(events), events, [event.timestamp for event in events])
+        stream._strict_sorted = cached  # one assignment: safe with threaded requests
+    return cached[1], cached[2]
+
+
+def get_log_events(
+    self: Any,
+    start_time: int | None,
+    end_time: int | None,
+    limit: int | None,
+    next_token: str | None,
+    start_from_head: bool,
+) -> tuple[list[dict[str, Any]], str, str]:
+    """moto's LogStream.get_log_events (same events, same index tokens "f/<i>" and "b/<i>" into
+    the events of [start_time, end_time]) at the cost of one page instead of the whole stream."""
+    events, stamps = _sorted_events(self)
+    lo = bisect.bisect_left(stamps, start_time) if start_time else 0
+    hi = bisect.bisect_right(stamps, end_time) if end_time else len(stamps)
+    hi = max(lo, hi)
+    limit = limit or 10_000
+    if next_token is None:
+        direction, index = None, 0
+    else:
+        try:
+            direction, index = next_token[0], int(next_token[2:])
+        except ValueError:
+            raise InvalidParameterException("The specified nextToken is invalid.") from None
+    final_index = hi - lo - 1
+    if direction is None:
+        start_index = 0 if start_from_head else final_index - (limit - 1)
+        end_index = start_index + limit - 1 if start_from_head else final_index
+    elif direction == "f":
+        start_index, end_index = index + 1, index + limit
+    elif direction == "b":
+        start_index, end_index = index - limit, index - 1
+    else:
+        raise InvalidParameterException("The specified nextToken is invalid.")
+    start_index = max(start_index, 0)
+    if start_index > final_index:
+        return [], f"b/{final_index:056d}", f"f/{final_index:056d}"
+    end_index = min(end_index, final_index)
+    if end_index < 0:
+        return [], f"b/{0:056d}", f"f/{0:056d}"
+    page = [event.to_response_dict() for event in events[lo + start_index : lo + end_index + 1]]
+    return page, f"b/{start_index:056d}", f"f/{end_index:056d}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; print 'ready' only once the socket is listening."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -238,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
+    LogStream.get_log_events = get_log_events
     app = StrictLogsMiddleware(DomainDispatcherApplication(create_backend_app), args.violations)
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler

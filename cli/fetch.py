@@ -1,0 +1,211 @@
+"""Reading events of a time range: sequential paging, parallel time windows, the last N, and
+several streams merged in timestamp order.
+
+Everything yields pages (lists of GetLogEvents events) oldest first, so the printer can write a
+page at a time. Ranges are [start, end): CloudWatch's startTime is inclusive, endTime exclusive;
+events are also cut here so the boundaries hold whatever the endpoint does.
+"""
+
+from __future__ import annotations
+
+import heapq
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+from .aws import Logs
+from .limits import (
+    EVENT_OVERHEAD_BYTES,
+    FULL_PAGE_BYTES,
+    MIN_WINDOW_MS,
+    PAGE_EVENTS,
+    PAGES_AHEAD,
+)
+
+Event = dict[str, Any]
+Page = list[Event]
+_DONE = object()
+
+
+def _in_range(events: Page, start: int | None, end: int | None) -> Page:
+    if start is None and end is None:
+        return events
+    lo = start if start is not None else -(2**63)
+    hi = end if end is not None else 2**63
+    if events and lo <= events[0]["timestamp"] and events[-1]["timestamp"] < hi:
+        return events  # pages are ascending: the usual case costs two comparisons
+    return [e for e in events if lo <= e["timestamp"] < hi]
+
+
+def _request(group: str, stream: str, start: int | None, end: int | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream}
+    if start is not None:
+        kwargs["startTime"] = start
+    if end is not None:
+        kwargs["endTime"] = end
+    return kwargs
+
+
+def stream_pages(
+    logs: Logs,
+    group: str,
+    stream: str,
+    start: int | None = None,
+    end: int | None = None,
+    token: str | None = None,
+) -> Iterator[Page]:
+    """Every event of ``stream`` in [start, end), oldest first, paging forward from the head
+    (or from ``token``, a forward token of the same query).
+
+    The only end signal is the forward token coming back unchanged: a page may be empty or
+    short while more exists.
+    """
+    kwargs = _request(group, stream, start, end) | {"startFromHead": True}
+    if token:
+        kwargs["nextToken"] = token
+    while True:
+        page = logs.call("get_log_events", **kwargs)
+        events = _in_range(page["events"], start, end)
+        if events:
+            yield events
+        new = page.get("nextForwardToken")
+        if new is None or new == token:
+            return
+        token = kwargs["nextToken"] = new
+
+
+def _full(events: Page) -> bool:
+    """Whether a page stopped at a page limit (so more events probably follow)."""
+    if len(events) >= PAGE_EVENTS:
+        return True
+    size = sum(len(e["message"]) + EVENT_OVERHEAD_BYTES for e in events)
+    return size >= FULL_PAGE_BYTES
+
+
+def windows(start: int, end: int, count: int) -> list[tuple[int, int]]:
+    """[start, end) cut into ``count`` adjacent windows sharing integer boundaries, so every
+    timestamp lands in exactly one of them."""
+    cuts = [start + (end - start) * i // count for i in range(count + 1)]
+    return [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+
+def windowed_pages(
+    logs: Logs,
+    group: str,
+    stream: str,
+    start: int | None,
+    end: int | None,
+    span: tuple[int | None, int | None],
+    workers: int,
+) -> Iterator[Page]:
+    """Like stream_pages, but a long range is read as ``workers`` time windows in parallel.
+
+    The first page is read alone: when it is not full, the range is short and paging on costs
+    less than a request or two per window. Otherwise the rest, from the first page's last
+    timestamp to ``end`` (or the stream's last event time from DescribeLogStreams, which may
+    lag, so the last window stays open), is cut into windows. Pages come out in order; a window
+    ahead of the printer holds at most PAGES_AHEAD pages, so memory stays at a few pages per
+    worker.
+    """
+    kwargs = _request(group, stream, start, end) | {"startFromHead": True}
+    page = logs.call("get_log_events", **kwargs)
+    events = _in_range(page["events"], start, end)
+    if events:
+        yield events
+    token = page.get("nextForwardToken")
+    last = span[1]
+    hi = end if end is not None else (last + 1 if last is not None else None)
+    if not events or not _full(page["events"]) or workers <= 1 or hi is None:
+        yield from stream_pages(logs, group, stream, start, end, token)
+        return
+    lo = events[-1]["timestamp"]  # the rest starts in this ms: skip the ones already printed
+    if hi - lo < MIN_WINDOW_MS * workers:
+        yield from stream_pages(logs, group, stream, start, end, token)
+        return
+    skip = sum(1 for e in events if e["timestamp"] == lo)
+    parts = windows(lo, hi, workers)
+    parts[-1] = (parts[-1][0], end)
+    rest = _parallel(logs, group, stream, parts, workers)
+    first = next(rest, [])
+    while skip and first:
+        dropped = min(skip, len(first))
+        first, skip = first[dropped:], skip - dropped
+        if skip:
+            first = next(rest, [])
+    if first:
+        yield first
+    yield from rest
+
+
+def _parallel(
+    logs: Logs, group: str, stream: str, parts: list[tuple[int, int | None]], workers: int
+) -> Iterator[Page]:
+    """The pages of each window, read by ``workers`` threads, in window order."""
+    queues: list[queue.Queue] = [queue.Queue(maxsize=PAGES_AHEAD) for _ in parts]
+    next_window = iter(range(len(parts)))
+    take = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with take:  # windows are taken in order, so the one being printed is always read
+                i = next(next_window, None)
+            if i is None:
+                return
+            try:
+                for page in stream_pages(logs, group, stream, *parts[i]):
+                    queues[i].put(page)
+                queues[i].put(_DONE)
+            except BaseException as e:  # handed to the printer, which raises it
+                queues[i].put(e)
+                return
+
+    for _ in range(min(workers, len(parts))):
+        threading.Thread(target=work, daemon=True).start()
+    for q in queues:
+        while (item := q.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+def tail_events(
+    logs: Logs, group: str, stream: str, count: int, start: int | None, end: int | None
+) -> Page:
+    """The last ``count`` events of ``stream`` in [start, end), paging backward from the newest
+    until enough are in hand or the backward token repeats (``limit`` is only a cap)."""
+    if count <= 0:
+        return []
+    kwargs = _request(group, stream, start, end)
+    kwargs |= {"startFromHead": False, "limit": min(count, PAGE_EVENTS)}
+    pages: list[Page] = []
+    have = 0
+    token = None
+    while have < count:
+        page = logs.call("get_log_events", **kwargs)
+        events = _in_range(page["events"], start, end)
+        pages.append(events)
+        have += len(events)
+        new = page.get("nextBackwardToken")
+        if new is None or new == token:
+            break
+        token = kwargs["nextToken"] = new
+    events = [e for page in reversed(pages) for e in page]
+    return events[-count:]
+
+
+def labelled(pages: Iterable[Page], stream: str) -> Iterator[Event]:
+    """The events of ``pages``, each marked with its stream name."""
+    for page in pages:
+        for event in page:
+            event["logStreamName"] = stream
+            yield event
+
+
+def merged(sources: list[Iterator[Event]]) -> Iterator[Page]:
+    """Several streams' events in timestamp order (stable: ties keep the streams' order), as
+    pages of at most PAGE_EVENTS."""
+    events = heapq.merge(*sources, key=lambda e: e["timestamp"])
+    while page := list(islice(events, PAGE_EVENTS)):
+        yield page

@@ -1,0 +1,37 @@
+"""Every limit and tuning knob of the query CLI, in one place, with the reason for its value."""
+
+from __future__ import annotations
+
+# GetLogEvents / FilterLogEvents return at most 10,000 events or 1 MB (messages + 26 bytes
+# each) a page; a first page near either limit means the range is long enough for windows.
+PAGE_EVENTS = 10_000
+EVENT_OVERHEAD_BYTES = 26
+FULL_PAGE_BYTES = 900_000
+
+# Parallel windowed fetch. GetLogEvents is allowed 25 requests/s per account and Region by
+# default (10 in some Regions): stay below it with a client-side rate limit shared by all
+# workers, so more workers only help while the round trip is the bottleneck.
+FETCH_WORKERS = 10
+MAX_READ_RATE = 20  # requests started in any one second, all read calls of this process
+PAGES_AHEAD = 2  # pages a worker may hold for a window the printer has not reached yet
+# A range shorter than this is read sequentially: windows would cost more calls than they save.
+MIN_WINDOW_MS = 1_000
+
+# Retries of read calls (ThrottlingException, 5xx, connection errors), on top of none in botocore.
+READ_ATTEMPTS = 12
+BACKOFF_BASE_S = 0.2
+BACKOFF_MAX_S = 5.0
+
+# Follow: FilterLogEvents over a look-back window every poll, de-duplicated by eventId.
+FOLLOW_POLL_S = 1.0
+FOLLOW_LOOKBACK_S = 120.0
+FOLLOW_REDISCOVER_S = 30.0  # look for new legacy streams of the member this often
+FILTER_MAX_STREAMS = 100  # FilterLogEvents takes at most 100 logStreamNames
+
+# Legacy layouts: how many first events of an awslogs-style stream are searched for
+# SERVICE_MEMBER=<member>, and how many first lines `unresolved` shows.
+MARKER_SCAN_EVENTS = 100
+UNRESOLVED_FIRST_LINES = 3
+
+# Progress on a TTY: redraw at most this often.
+PROGRESS_EVERY_S = 0.5

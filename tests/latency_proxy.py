@@ -1,0 +1,72 @@
+"""A threaded HTTP forwarding proxy that adds a fixed delay to every request: the local
+CloudWatch endpoint made as slow as a far-away Region, for the parallel-fetch test and benchmark.
+
+    with LatencyProxy("http://127.0.0.1:4566", delay_s=0.3) as proxy:
+        ... endpoint_url=proxy.url ...
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
+
+
+class LatencyProxy:
+    """Forwards each request to ``target`` after sleeping ``delay_s``; one thread a connection."""
+
+    def __init__(self, target: str, delay_s: float) -> None:
+        parsed = urllib.parse.urlsplit(target)
+        upstream = (parsed.hostname, parsed.port)
+        local = threading.local()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                self._forward()
+
+            do_GET = do_POST  # noqa: N815
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(delay_s)
+                if getattr(local, "conn", None) is None:
+                    local.conn = http.client.HTTPConnection(*upstream, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                try:
+                    local.conn.request(self.command, self.path, body, headers)
+                    response = local.conn.getresponse()
+                    data = response.read()
+                except (OSError, http.client.HTTPException):
+                    local.conn.close()
+                    local.conn = None
+                    self.send_error(502)
+                    return
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.1,), daemon=True)
+
+    def __enter__(self) -> LatencyProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
