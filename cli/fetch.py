@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -46,6 +46,39 @@ def _request(group: str, stream: str, start: int | None, end: int | None) -> dic
     if end is not None:
         kwargs["endTime"] = end
     return kwargs
+
+
+def probe_request(group: str, stream: str, start: int | None, end: int | None) -> dict[str, Any]:
+    """The GetLogEvents arguments of a range's first page."""
+    return _request(group, stream, start, end) | {"startFromHead": True}
+
+
+def probe(
+    logs: Logs, group: str, stream: str, start: int | None, end: int | None
+) -> Callable[[], dict[str, Any]]:
+    """Ask for the first page of ``stream`` in [start, end) now, on a thread of its own, and
+    return what waits for it: the round trip overlaps finding the member's streams."""
+    result: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: result.append(_outcome(logs, probe_request(group, stream, start, end))),
+        daemon=True,
+    )
+    thread.start()
+
+    def wait() -> dict[str, Any]:
+        thread.join()
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]
+
+    return wait
+
+
+def _outcome(logs: Logs, kwargs: dict[str, Any]) -> Any:
+    try:
+        return logs.call("get_log_events", **kwargs)
+    except Exception as e:  # e.g. the stream does not exist: the caller may not need it
+        return e
 
 
 def stream_pages(
@@ -99,6 +132,7 @@ def windowed_pages(
     end: int | None,
     span: tuple[int | None, int | None],
     workers: int,
+    first: Callable[[], dict[str, Any]] | None = None,
 ) -> Iterator[Page]:
     """Like stream_pages, but a long range is read as ``workers`` time windows in parallel.
 
@@ -107,10 +141,10 @@ def windowed_pages(
     timestamp to ``end`` (or the stream's last event time from DescribeLogStreams, which may
     lag, so the last window stays open), is cut into windows. Pages come out in order; a window
     ahead of the printer holds at most PAGES_AHEAD pages, so memory stays at a few pages per
-    worker.
+    worker. ``first`` gives the first page when the caller asked for it already (``probe``).
     """
-    kwargs = _request(group, stream, start, end) | {"startFromHead": True}
-    page = logs.call("get_log_events", **kwargs)
+    page = first() if first is not None else logs.call("get_log_events", **probe_request(
+        group, stream, start, end))  # fmt: skip
     events = _in_range(page["events"], start, end)
     if events:
         yield events

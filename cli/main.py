@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 from memberlog.driver.names import is_uuid
 
 from .aws import Logs
-from .fetch import Page, labelled, merged, tail_events, windowed_pages
+from .fetch import Page, labelled, merged, probe, tail_events, windowed_pages
 from .follow import Follower, filter_events
 from .limits import FETCH_WORKERS, FOLLOW_LOOKBACK_S, FOLLOW_POLL_S, MAX_READ_RATE
 from .output import FORMATS, OutputClosed, Printer, grep_filter
@@ -46,8 +46,16 @@ def _group(logs: Logs, args: argparse.Namespace) -> str:
 class Reader:
     """Reads one member's streams: whole ranges, the last N, or with a server-side pattern."""
 
-    def __init__(self, logs: Logs, group: str, streams: list[Stream], args: argparse.Namespace):
+    def __init__(
+        self,
+        logs: Logs,
+        group: str,
+        streams: list[Stream],
+        args: argparse.Namespace,
+        first: Callable[[], dict[str, Any]] | None = None,
+    ):
         self.logs, self.group, self.streams, self.args = logs, group, streams, args
+        self.first = first  # the first page of the member's own stream, asked for already
 
     def pages(self, start: int | None, end: int | None) -> Iterator[Page]:
         """Every event in [start, end), oldest first, the member's streams merged."""
@@ -59,8 +67,9 @@ class Reader:
             yield filter_events(logs, group, names, start or 0, end, a.filter)
             return
         workers = max(1, a.workers // len(self.streams))  # the streams are read at once
+        first = self.first if [s.name for s in self.streams] == [a.member] else None
         sources = [
-            windowed_pages(logs, group, s.name, start, end, (s.first, s.last), workers)
+            windowed_pages(logs, group, s.name, start, end, (s.first, s.last), workers, first)
             for s in self.streams
         ]
         if len(sources) == 1:
@@ -88,6 +97,10 @@ class Reader:
 def cmd_logs(args: argparse.Namespace) -> None:
     logs = _logs(args)
     group = _group(logs, args)
+    since, until = args.since, args.until
+    first = None
+    if not (args.follow or args.tail is not None or args.filter or args.all_streams):
+        first = probe(logs, group, args.member, since, until)  # while the streams are listed
     streams = member_streams(logs, group, args.member, args.all_streams)
     if not streams:
         known = ", ".join(s.name for s in group_streams(logs, group)) or "none"
@@ -100,8 +113,7 @@ def cmd_logs(args: argparse.Namespace) -> None:
     out = sys.stdout
     progress = sys.stderr.isatty() and not out.isatty()
     printer = Printer(out, args.output, args.member, args.grep, progress)
-    reader = Reader(logs, group, streams, args)
-    since, until = args.since, args.until
+    reader = Reader(logs, group, streams, args, first)
     if not args.follow:
         if args.tail is not None:
             printer.write(reader.last(args.tail, since, until))
