@@ -29,6 +29,15 @@ pytestmark = [pytest.mark.docker, pytest.mark.postgres]
 LOG_OPTS = ("cluster=t1", "service=mypg")
 
 
+def password_forms(*passwords: str) -> list[str]:
+    """Each password as it is, and as SQL, .pgpass and conninfo would quote it."""
+    forms = []
+    for pw in passwords:
+        forms += [pw, pw.replace("'", "''"), pw.replace("\\", "\\\\").replace(":", "\\:"),
+                  pw.replace("\\", "\\\\").replace("'", "\\'")]  # fmt: skip
+    return forms
+
+
 @pytest.fixture(scope="session")
 def postgres_image(docker_engine) -> str:
     """memberlog-postgres:<digest>, built once per content of containers/postgres."""
@@ -90,11 +99,7 @@ class PgContainers:
 
     @property
     def password_forms(self) -> list[str]:
-        forms = []
-        for pw in (self.pg_password, self.repl_password):
-            forms += [pw, pw.replace("'", "''"), pw.replace("\\", "\\\\").replace(":", "\\:"),
-                      pw.replace("\\", "\\\\").replace("'", "\\'")]  # fmt: skip
-        return forms
+        return password_forms(self.pg_password, self.repl_password)
 
     def run(self, member: str) -> str:
         name = f"{member}-{self.service_uuid[:8]}-{len(self.containers[member])}"
