@@ -67,6 +67,8 @@ cleanup() {
     return
   fi
   step "cleaning up"
+  # Background steps still running (their pids are cleared once waited for).
+  for pid in ${image_pid:-} ${install_pid:-} ${copy_pid:-}; do kill "$pid" 2>/dev/null || true; done
   # The standby first: with the primary gone first, it would log its lost connection.
   [ -z "$host_b" ] || dk "$host_b" rm -f "$p1" >/dev/null 2>&1 || true
   dk $A rm -f "$p1" "$p0" >/dev/null 2>&1 || true
@@ -103,13 +105,12 @@ step "CloudWatch Logs endpoint $AWS_ENDPOINT_URL (moto); registry $REGISTRY; hos
 host_b=$(envpy "print(d.start_second_dockerd('$HOST_B').host)")
 
 t=$SECONDS
-image=$(envpy "print(d.postgres_image('${PG_IMAGE_REPO:-memberlog-postgres}', '$BASE_IMAGE_TAG'))")
-step "host A: PostgreSQL image $image (containers/postgres; $((SECONDS - t)) s: built only when" \
-  "its files change)"
-# To host B by docker save | docker load, in the background until mypg-1 moves there: a
-# registry would keep every build's 450 MB of layers with nothing to collect them.
-envpy "d.copy_image('$image', '$host_b')" >"$work/copy.log" 2>&1 &
-copy_pid=$!
+envpy "d.debian_python_image('$BASE_IMAGE_TAG')" >"$work/base.log" 2>&1 || { cat "$work/base.log"; exit 1; }
+step "host A: Debian base image $BASE_IMAGE_TAG ($((SECONDS - t)) s: debootstrapped once)"
+# The PostgreSQL image builds in the background while host A gets the plugin.
+envpy "print(d.postgres_image('${PG_IMAGE_REPO:-memberlog-postgres}', '$BASE_IMAGE_TAG'))" \
+  >"$work/image" 2>"$work/image.log" &
+image_pid=$!
 
 # The plugin is tagged with its version and the digest of its inputs: when the registry has
 # that tag, host A installs it from there like host B, instead of building it again.
@@ -120,12 +121,11 @@ settings=("AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" "AWS_REGION=$AWS_REGION"
 install_plugin() {  # install_plugin HOST STATE_DIR: from the registry, with this demo's settings
   install -d -m 0700 "$2"  # the state mount's source must exist
   dk "$1" plugin rm -f "$PLUGIN" >/dev/null 2>&1 || true  # a KEEP=1 run's
-  dk "$1" plugin install --grant-all-permissions "$PLUGIN" "${settings[@]}" \
-    "state.source=$2" >"$work/install.log" 2>&1 || { cat "$work/install.log"; exit 1; }
+  dk "$1" plugin install --grant-all-permissions "$PLUGIN" "${settings[@]}" "state.source=$2"
 }
 t=$SECONDS
 if envpy "sys.exit(not d.registry_has('$PLUGIN_REPO', '$tag'))"; then
-  install_plugin $A "$state_a"
+  install_plugin $A "$state_a" >"$work/install-a.log" 2>&1 || { cat "$work/install-a.log"; exit 1; }
   step "host A: docker plugin install $PLUGIN (in the registry already; $((SECONDS - t)) s)"
 else
   if ! DOCKER=$DOCKER bash plugin/build.sh --push --reset-settings --base "$BASE_IMAGE_TAG" \
@@ -135,8 +135,19 @@ else
   fi
   step "host A: plugin/build.sh --push $PLUGIN: built, enabled, pushed ($((SECONDS - t)) s)"
 fi
-install_plugin "$host_b" "$state_b"
-step "host B: docker plugin install $PLUGIN (from the registry)"
+# Host B installs it in the background, until mypg-1 moves there.
+install_plugin "$host_b" "$state_b" >"$work/install-b.log" 2>&1 &
+install_pid=$!
+
+wait "$image_pid" || { cat "$work/image.log"; exit 1; }
+image_pid=
+image=$(<"$work/image")
+step "host A: PostgreSQL image $image (containers/postgres, $((SECONDS - t)) s: built only when" \
+  "its files change)"
+# To host B by docker save | docker load, in the background too: a registry would keep every
+# build's 450 MB of layers with nothing to collect them.
+envpy "d.copy_image('$image', '$host_b')" >"$work/copy.log" 2>&1 &
+copy_pid=$!
 
 # --- members: settings in each data volume, passwords in files ------------------------------
 # The passwords are made here (unless DEMO_WORK brings them, as the demo's test does), straight
@@ -223,7 +234,11 @@ step "rescheduling mypg-1: docker stop on host A, docker run on host B (a new ho
 t=$SECONDS
 dk $A stop -t 30 "$p1" >/dev/null
 insert "written while mypg-1 moves"
-wait "$copy_pid" || { cat "$work/copy.log"; exit 1; }  # the image, on host B
+wait "$install_pid" || { cat "$work/install-b.log"; exit 1; }
+install_pid=
+wait "$copy_pid" || { cat "$work/copy.log"; exit 1; }
+copy_pid=
+say "   host B has the plugin (docker plugin install from the registry) and the image (copied)"
 volume "$work/host-b/mypg-1" mypg-1 standby "$STANDBY_PORT"
 start "$host_b" "$p1" "$work/host-b/mypg-1"
 wait_ready "$host_b" "$p1" 120
