@@ -29,6 +29,18 @@ if [ -n "${DEMO_WORK:-}" ]; then
 else
   work=$(mktemp -d /tmp/memberlog-demo.XXXXXX)
 fi
+PLUGIN_REPO=${PLUGIN_REPO:-memberlog} BASE_IMAGE_TAG=${BASE_IMAGE_TAG:-memberlog-base-bookworm:1}
+base() {  # base PYTHON: the Debian base image of both images (debootstrap, once)
+  "$1" -c "import sys; sys.path.insert(0, 'tests'); import dockerenv as d
+d.debian_python_image('$BASE_IMAGE_TAG')" >"$work/base.log" 2>&1
+}
+base_pid=''
+if command -v debootstrap >/dev/null && [ -x /usr/bin/docker ] && command -v python3 >/dev/null; then
+  # Where the Debian packages are in already, the base (a minute or more the first time) needs
+  # nothing of setup.sh's: debootstrap it while setup.sh makes the virtualenv.
+  base python3 &
+  base_pid=$!
+fi
 bash scripts/setup.sh >"$work/setup.log" 2>&1 || { tail -30 "$work/setup.log"; exit 1; }
 
 PORT=${PORT:-4566}
@@ -45,7 +57,6 @@ HOST_B=${HOST_B:-demo-b}
 export AWS_ENDPOINT_URL=${ENDPOINT:-http://127.0.0.1:$PORT} AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo
 version=$("$py" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
-PLUGIN_REPO=${PLUGIN_REPO:-memberlog} BASE_IMAGE_TAG=${BASE_IMAGE_TAG:-memberlog-base-bookworm:1}
 PLUGIN=  # $REGISTRY/$PLUGIN_REPO:<version>-<digest of its inputs>, once known
 state_a=/var/lib/$PLUGIN_REPO state_b=/var/lib/$PLUGIN_REPO-b
 envpy() { "$py" -c "import sys; sys.path.insert(0, 'tests'); import dockerenv as d; $1"; }
@@ -68,16 +79,21 @@ cleanup() {
   fi
   step "cleaning up"
   # Background steps still running (their pids are cleared once waited for).
-  for pid in ${image_pid:-} ${install_pid:-} ${copy_pid:-}; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${base_pid:-} ${image_pid:-} ${install_pid:-} ${copy_pid:-}; do kill "$pid" 2>/dev/null || true; done
   # The standby first: with the primary gone first, it would log its lost connection.
   [ -z "$host_b" ] || dk "$host_b" rm -f "$p1" >/dev/null 2>&1 || true
   dk $A rm -f "$p1" "$p0" >/dev/null 2>&1 || true
-  for host in $A $host_b; do
-    [ -n "$PLUGIN" ] || break
-    dk "$host" plugin disable -f "$PLUGIN" >/dev/null 2>&1 || true
-    dk "$host" plugin rm -f "$PLUGIN" >/dev/null 2>&1 || true
-  done
-  [ -z "$host_b" ] || envpy "d.second_daemon('$HOST_B').stop()" || true
+  # Host B goes with all it has (its data root is removed); host A keeps only the plugin's state.
+  local stop_b=''
+  if [ -n "$host_b" ]; then
+    envpy "d.second_daemon('$HOST_B').stop()" &
+    stop_b=$!
+  fi
+  if [ -n "$PLUGIN" ]; then
+    dk $A plugin disable -f "$PLUGIN" >/dev/null 2>&1 || true
+    dk $A plugin rm -f "$PLUGIN" >/dev/null 2>&1 || true
+  fi
+  [ -z "$stop_b" ] || wait "$stop_b" || true
   [ -z "$endpoint_pid" ] || kill "$endpoint_pid" 2>/dev/null || true
   [ -n "${DEMO_WORK:-}" ] || rm -rf "$work"
   return "$rc"
@@ -105,7 +121,8 @@ step "CloudWatch Logs endpoint $AWS_ENDPOINT_URL (moto); registry $REGISTRY; hos
 host_b=$(envpy "print(d.start_second_dockerd('$HOST_B').host)")
 
 t=$SECONDS
-envpy "d.debian_python_image('$BASE_IMAGE_TAG')" >"$work/base.log" 2>&1 || { cat "$work/base.log"; exit 1; }
+if [ -n "$base_pid" ]; then wait "$base_pid"; else base "$py"; fi || { cat "$work/base.log"; exit 1; }
+base_pid=
 step "host A: Debian base image $BASE_IMAGE_TAG ($((SECONDS - t)) s: debootstrapped once)"
 # The PostgreSQL image builds in the background while host A gets the plugin.
 envpy "print(d.postgres_image('${PG_IMAGE_REPO:-memberlog-postgres}', '$BASE_IMAGE_TAG'))" \
