@@ -151,6 +151,10 @@ else
     exit 1
   fi
   step "host A: plugin/build.sh --push $PLUGIN: built, enabled, pushed ($((SECONDS - t)) s)"
+  # build.sh keeps its rootfs image as the next build's cache: one is enough.
+  for old in $(dk $A images "$PLUGIN_REPO-rootfs" --format '{{.Tag}}'); do
+    [[ $old != "$version"-* || $old == "$tag" ]] || dk $A rmi "$PLUGIN_REPO-rootfs:$old" >/dev/null || true
+  done
 fi
 # Host B installs it in the background, until mypg-1 moves there.
 install_plugin "$host_b" "$state_b" >"$work/install-b.log" 2>&1 &
