@@ -125,8 +125,11 @@ if [ -n "$base_pid" ]; then wait "$base_pid"; else base "$py"; fi || { cat "$wor
 base_pid=
 step "host A: Debian base image $BASE_IMAGE_TAG ($((SECONDS - t)) s: debootstrapped once)"
 # The PostgreSQL image builds in the background while host A gets the plugin.
-envpy "print(d.postgres_image('${PG_IMAGE_REPO:-memberlog-postgres}', '$BASE_IMAGE_TAG'))" \
-  >"$work/image" 2>"$work/image.log" &
+(
+  t=$SECONDS
+  envpy "print(d.postgres_image('${PG_IMAGE_REPO:-memberlog-postgres}', '$BASE_IMAGE_TAG'))"
+  echo $((SECONDS - t))
+) >"$work/image" 2>"$work/image.log" &
 image_pid=$!
 
 # The plugin is tagged with its version and the digest of its inputs: when the registry has
@@ -162,9 +165,9 @@ install_pid=$!
 
 wait "$image_pid" || { cat "$work/image.log"; exit 1; }
 image_pid=
-image=$(<"$work/image")
-step "host A: PostgreSQL image $image (containers/postgres, $((SECONDS - t)) s: built only when" \
-  "its files change)"
+{ read -r image && read -r took; } <"$work/image"
+step "host A: PostgreSQL image $image (containers/postgres, $took s: built only when its files" \
+  "change)"
 # To host B by docker save | docker load, in the background too: a registry would keep every
 # build's 450 MB of layers with nothing to collect them.
 envpy "d.copy_image('$image', '$host_b')" >"$work/copy.log" 2>&1 &
