@@ -11,13 +11,15 @@ A local image registry (Debian's docker-registry, the Distribution registry) on
 127.0.0.1:5000 lets one engine `docker plugin push` and another `docker plugin install`, as a
 fleet does; Docker treats 127.0.0.0/8 registries as insecure (plain HTTP) by default.
 
-    python3 tests/dockerenv.py [ensure] [busybox] [debian] [registry]   # what scripts call
+    python3 tests/dockerenv.py [ensure] [busybox] [debian] [postgres] [registry]  # for scripts
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -48,6 +50,8 @@ REGISTRY_ADDR = "127.0.0.1:5000"
 REGISTRY_DIR = Path("/var/lib/memberlog-registry")  # config.yml and data/ (the blobs)
 REGISTRY_LOG = Path("/var/log/memberlog-registry.log")
 REGISTRY_PIDFILE = Path("/run/memberlog-registry.pid")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_CONTEXT = REPO_ROOT / "containers/postgres"
 BUSYBOX_APPLETS_NEEDED = "sh seq echo printf sleep cat head yes tr dd awk sed".split()
 
 
@@ -464,6 +468,72 @@ def debian_python_image(tag: str = "memberlog-base-bookworm:1", host: str | None
     return tag
 
 
+def files_digest(paths: list[Path], salt: str = "") -> str:
+    """12 hex digits naming what files (by path in the repository, and content) and ``salt``
+    (e.g. a base image's ID) are: a tag that changes exactly when an image's inputs do."""
+    files: set[Path] = set()
+    for p in paths:
+        files.update(f for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+    h = hashlib.sha256(salt.encode())
+    for path in sorted(files):
+        rel = path.relative_to(REPO_ROOT)
+        if {"__pycache__", ".pytest_cache"} & set(rel.parts) or path.suffix == ".pyc":
+            continue
+        h.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def image_id(tag: str, host: str | None = None) -> str:
+    return docker("image", "inspect", "-f", "{{.Id}}", tag, host=host).stdout.strip()
+
+
+def plugin_digest(base_tag: str = "memberlog-base-bookworm:1", host: str | None = None) -> str:
+    """The inputs of plugin/build.sh --base base_tag: what goes into memberlog's wheel, the
+    Dockerfile, the plugin's config and the script itself (not the dependencies' wheels, which
+    pip picks within pyproject.toml's ranges)."""
+    names = ["pyproject.toml", "README.md", "driver", "cli", "Dockerfile", "plugin/config.json",
+             "plugin/build.sh", *(p.name for p in REPO_ROOT.glob("LICEN[CS]E*")),
+             *(p.name for p in REPO_ROOT.glob("NOTICE*"))]  # fmt: skip
+    return files_digest([REPO_ROOT / n for n in names], image_id(base_tag, host))
+
+
+def registry_has(name: str, tag: str, addr: str = REGISTRY_ADDR) -> bool:
+    """True when the registry at addr holds name:tag (an image or a plugin)."""
+    import json
+
+    try:
+        with urllib.request.urlopen(f"http://{addr}/v2/{name}/tags/list", timeout=10) as resp:
+            return tag in (json.load(resp).get("tags") or [])
+    except urllib.error.HTTPError as e:
+        if e.code == 404:  # no such repository
+            return False
+        raise
+
+
+def postgres_image(
+    repo: str = "memberlog-postgres",
+    base_tag: str = "memberlog-base-bookworm:1",
+    host: str | None = None,
+) -> str:
+    """<repo>:<digest>, containers/postgres built on the local Debian base: built only when
+    no image of that content exists (the tests and the demo share it), older builds removed."""
+    base = debian_python_image(base_tag, host)
+    digest = files_digest([POSTGRES_CONTEXT], image_id(base, host))
+    tag = f"{repo}:{digest}"
+    if image_exists(tag, host):
+        return tag
+    with _lock("image-" + repo.replace("/", "_")):
+        if not image_exists(tag, host):
+            docker("build", "--build-arg", f"BASE_IMAGE={base}", "-t", tag,
+                   str(POSTGRES_CONTEXT), timeout=1200, host=host)  # fmt: skip
+            # Earlier builds (other digests) only take space.
+            listed = docker("images", repo, "--format", "{{.Tag}}", host=host).stdout.split()
+            for old in listed:
+                if old != digest and re.fullmatch(r"[0-9a-f]{12}", old):
+                    docker("rmi", f"{repo}:{old}", check=False, host=host)
+    return tag
+
+
 def copy_image(tag: str, to_host: str, from_host: str | None = None) -> None:
     """`docker save | docker load` between engines: the only way to share images here."""
     save = subprocess.Popen(
@@ -609,6 +679,8 @@ if __name__ == "__main__":
             print(busybox_image(), f"({time.monotonic() - t0:.1f}s)", flush=True)
         elif what == "debian":
             print(debian_python_image(), f"({time.monotonic() - t0:.1f}s)", flush=True)
+        elif what == "postgres":
+            print(postgres_image(), f"({time.monotonic() - t0:.1f}s)", flush=True)
         elif what == "registry":
             print(ensure_registry(), f"({time.monotonic() - t0:.1f}s)", flush=True)
         elif what != "ensure":

@@ -8,8 +8,6 @@ Docker-style secret files.  The logs are read back with ``memberlog logs``.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import shutil
 import subprocess
@@ -17,7 +15,6 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,49 +26,22 @@ from cwlogs import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.postgres]
 
-REPO = Path(__file__).resolve().parent.parent
-CONTEXT = REPO / "containers/postgres"
-IMAGE_REPO = "memberlog-postgres"
 LOG_OPTS = ("cluster=t1", "service=mypg")
 
 
-def context_digest(base_id: str) -> str:
-    """What the image is made of: every file of the build context, and the base image."""
-    h = hashlib.sha256(base_id.encode())
-    for path in sorted(p for p in CONTEXT.rglob("*") if p.is_file()):
-        if "__pycache__" in path.parts:
-            continue
-        h.update(str(path.relative_to(CONTEXT)).encode() + b"\0")
-        h.update(path.read_bytes() + b"\0")
-    return h.hexdigest()[:12]
-
-
-@contextmanager
-def machine_lock(name: str):
-    with open(f"/tmp/memberlog-{name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def password_forms(*passwords: str) -> list[str]:
+    """Each password as it is, and as SQL, .pgpass and conninfo would quote it."""
+    forms = []
+    for pw in passwords:
+        forms += [pw, pw.replace("'", "''"), pw.replace("\\", "\\\\").replace(":", "\\:"),
+                  pw.replace("\\", "\\\\").replace("'", "\\'")]  # fmt: skip
+    return forms
 
 
 @pytest.fixture(scope="session")
 def postgres_image(docker_engine) -> str:
-    """memberlog-postgres:test-<digest>, built once per content of containers/postgres."""
-    base = dockerenv.debian_python_image()
-    base_id = dockerenv.docker("image", "inspect", "-f", "{{.Id}}", base).stdout.strip()
-    tag = f"{IMAGE_REPO}:test-{context_digest(base_id)}"
-    with machine_lock("image-memberlog-postgres"):
-        if not dockerenv.image_exists(tag):
-            dockerenv.docker("build", "--build-arg", f"BASE_IMAGE={base}", "-t", tag,
-                             str(CONTEXT), timeout=1200)  # fmt: skip
-            # Earlier test builds only take space.
-            listed = dockerenv.docker("images", IMAGE_REPO, "--format", "{{.Repository}}:{{.Tag}}")
-            for old in listed.stdout.split():
-                if old != tag and old.startswith(f"{IMAGE_REPO}:test-"):
-                    dockerenv.docker("rmi", old, check=False)
-    return tag
+    """memberlog-postgres:<digest>, built once per content of containers/postgres."""
+    return dockerenv.postgres_image()
 
 
 def memberlog_logs(cw, service_uuid: str, member: str) -> list[str]:
@@ -129,11 +99,7 @@ class PgContainers:
 
     @property
     def password_forms(self) -> list[str]:
-        forms = []
-        for pw in (self.pg_password, self.repl_password):
-            forms += [pw, pw.replace("'", "''"), pw.replace("\\", "\\\\").replace(":", "\\:"),
-                      pw.replace("\\", "\\\\").replace("'", "\\'")]  # fmt: skip
-        return forms
+        return password_forms(self.pg_password, self.repl_password)
 
     def run(self, member: str) -> str:
         name = f"{member}-{self.service_uuid[:8]}-{len(self.containers[member])}"
