@@ -16,10 +16,10 @@ import uuid as uuidlib
 
 import pytest
 
-from memberlog.cli.main import member_events
 from memberlog.driver.framing import encode_entry
 
 from plugin import DaemonFifo, PluginProcess, start_request
+from waiting import stream_events
 
 CHUNK = 16 * 1024
 
@@ -33,7 +33,7 @@ def group_of(service_uuid: str) -> str:
 
 
 def events(logs, group: str, stream: str) -> list[dict]:
-    return list(member_events(logs, group, stream))
+    return stream_events(logs, group, stream)
 
 
 def messages(logs, group: str, stream: str) -> list[str]:

@@ -16,8 +16,6 @@ from typing import TypeVar
 
 import pytest
 
-from memberlog.cli.main import member_events
-
 T = TypeVar("T")
 TIMEOUT_S = 120.0
 SETTLE_S = 0.5  # read once more after the count is reached: a late duplicate shows too
@@ -36,9 +34,20 @@ def wait_for(what: str, probe: Callable[[], T], timeout: float = TIMEOUT_S, ever
 
 
 def stream_events(client, group: str, stream: str) -> list[dict]:
-    """Every event of one stream, oldest first; none while the group or stream is missing."""
+    """Every event of one stream, oldest first; none while the group or stream is missing.
+
+    GetLogEvents from the head until the forward token comes back unchanged (its only end
+    signal), with the test's own boto3 client: the CLI's reader has its own tests."""
+    kwargs = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+    events: list[dict] = []
     try:
-        return list(member_events(client, group, stream))
+        while True:
+            page = client.get_log_events(**kwargs)
+            events += page["events"]
+            token = page.get("nextForwardToken")
+            if token is None or token == kwargs.get("nextToken"):
+                return events
+            kwargs["nextToken"] = token
     except client.exceptions.ResourceNotFoundException:
         return []
 
