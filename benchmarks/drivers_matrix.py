@@ -69,6 +69,7 @@ LEGACY = "memberlog-matrix"
 LEGACY_SOCKET = f"/run/docker/plugins/{LEGACY}.sock"
 MANAGED = "memberlog-matrix-managed:latest"
 MANAGED_STATE = "/var/lib/memberlog-matrix-managed"
+STATS_ATTEMPTS = 30
 RUN_TIMEOUT_S = 900  # one docker run; far beyond any workload's time on a working dockerd
 PAD = "x" * 92  # "<n> " + 92 x's: about 100 bytes a line
 
@@ -127,7 +128,16 @@ class Endpoint:
         self.pid: int | None = None
 
     def events(self) -> int:
-        return self.stats()["events"]
+        """Events accepted so far; a busy endpoint (moto holding millions of events) may take
+        longer than one stats request's timeout to answer, so ask again."""
+        for attempt in range(STATS_ATTEMPTS):
+            try:
+                return self.stats()["events"]
+            except OSError:  # URLError and TimeoutError are OSErrors
+                if attempt == STATS_ATTEMPTS - 1:
+                    raise
+                time.sleep(1)
+        raise AssertionError("unreachable")
 
 
 def start_null_endpoint() -> Endpoint:
