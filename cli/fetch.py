@@ -8,6 +8,7 @@ events are also cut here so the boundaries hold whatever the endpoint does.
 
 from __future__ import annotations
 
+import concurrent.futures
 import heapq
 import queue
 import threading
@@ -57,28 +58,12 @@ def probe(
     logs: Logs, group: str, stream: str, start: int | None, end: int | None
 ) -> Callable[[], dict[str, Any]]:
     """Ask for the first page of ``stream`` in [start, end) now, on a thread of its own, and
-    return what waits for it: the round trip overlaps finding the member's streams."""
-    result: list[Any] = []
-    thread = threading.Thread(
-        target=lambda: result.append(_outcome(logs, probe_request(group, stream, start, end))),
-        daemon=True,
-    )
-    thread.start()
-
-    def wait() -> dict[str, Any]:
-        thread.join()
-        if isinstance(result[0], BaseException):
-            raise result[0]
-        return result[0]
-
-    return wait
-
-
-def _outcome(logs: Logs, kwargs: dict[str, Any]) -> Any:
-    try:
-        return logs.call("get_log_events", **kwargs)
-    except Exception as e:  # e.g. the stream does not exist: the caller may not need it
-        return e
+    return what waits for it (raising what the call raised): the round trip overlaps finding
+    the member's streams, and a caller that finds no such stream never waits."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    future = pool.submit(logs.call, "get_log_events", **probe_request(group, stream, start, end))
+    pool.shutdown(wait=False)
+    return future.result
 
 
 def stream_pages(
@@ -95,7 +80,7 @@ def stream_pages(
     The only end signal is the forward token coming back unchanged: a page may be empty or
     short while more exists.
     """
-    kwargs = _request(group, stream, start, end) | {"startFromHead": True}
+    kwargs = probe_request(group, stream, start, end)
     if token:
         kwargs["nextToken"] = token
     while True:
