@@ -34,7 +34,7 @@ SEGMENT_BYTES = 4 << 20  # journal file size: the unit deleted once shipped (or 
 SPLICE_BYTES = 1 << 20  # moved from a FIFO to its journal per splice(2)
 READER_TURN_BYTES = 4 << 20  # per FIFO per poll round, so one busy container cannot starve others
 COALESCE_BYTES = 256 << 10  # a poll round that moved less than this...
-COALESCE_S = 0.002  # ...is followed by this pause, so the next splice takes many lines at once
+COALESCE_S = 0.005  # ...is followed by this pause, so the next splice takes many lines at once
 WRITE_FDS = 64  # journal files the reader keeps open (LRU), whatever the number of containers
 DECODE_CHUNK_BYTES = 1 << 20  # journal bytes read and decoded at a time when shipping
 DEFAULT_SPOOL_MAX_BYTES = 1 << 30  # SPOOL_MAX_BYTES: unshipped journal bytes, whole host
@@ -68,6 +68,12 @@ MEMBER_FILE_WAIT_S = 2.0  # how long the member file may lag behind StartLogging
 MEMBER_MARKER_SCAN_LINES = 100  # the startup line must be among the first lines
 MAX_HELD_BYTES = 16 << 20  # journal bytes scanned for the startup line at most
 HTTP_THREADS = 8  # no handler waits on CloudWatch, so a few are plenty
+
+# --- The process's memory (driver/server.py) -----------------------------------------------------
+MALLOC_ARENAS = 2  # glibc arenas for all threads (default: 8 per core, RSS grows with threads)
+MALLOC_MMAP_THRESHOLD_BYTES = 4 << 20  # ~1 MiB chunks and bodies come from (and go back to)...
+MALLOC_TRIM_THRESHOLD_BYTES = 32 << 20  # ...the arena, which keeps this much free for reuse
+GC_THRESHOLDS = (50_000, 20, 20)  # cyclic GC: gen0 every 50,000 allocations (default 700)
 
 # --- Multi-line events -------------------------------------------------------------------------
 # A pending multi-line event waits for its next line at most this many flush-intervals (awslogs:

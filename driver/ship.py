@@ -18,6 +18,8 @@ No sequence tokens: the API ignores them, and several hosts write the same strea
 
 from __future__ import annotations
 
+import concurrent.futures
+import gc
 import json
 import logging
 import os
@@ -74,6 +76,7 @@ class Destination:
 
 
 _clients: dict[tuple[str | None, str | None, bool], object] = {}
+_puts: concurrent.futures.ThreadPoolExecutor | None = None
 _clients_lock = threading.Lock()
 _prebuilt = threading.local()  # the PutLogEvents body this thread is about to send
 _escape = json.encoder.encode_basestring  # C: a quoted JSON string, UTF-8 kept as it is
@@ -116,7 +119,18 @@ def logs_client(region: str | None, endpoint: str | None, quick: bool = False) -
             service = client.meta.service_model.service_id.hyphenize()
             client.meta.events.register(f"before-call.{service}.PutLogEvents", _use_prebuilt_body)
             _clients[key] = client
+            gc.freeze()  # the service model just loaded: long-lived, out of every collection
         return client
+
+
+def _put_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads PutLogEvents calls run on while their workers decode the next batch: one
+    call in flight per worker at most, so SHIP_WORKERS of them never queue."""
+    global _puts
+    with _clients_lock:
+        if _puts is None:
+            _puts = concurrent.futures.ThreadPoolExecutor(SHIP_WORKERS, thread_name_prefix="put")
+        return _puts
 
 
 def put_log_events(client: object, group: str, stream: str, batch: list[Event]) -> dict:
@@ -397,7 +411,12 @@ class Stream(Task):
         return multiline
 
     def _ship_some(self, sources: list, now: float) -> tuple[int, bool]:
-        """Up to TURN_BATCHES batches; returns (batches shipped, a partial batch left)."""
+        """Up to TURN_BATCHES batches; returns (batches shipped, a partial batch left).
+
+        Pipelined: while one batch's PutLogEvents is in flight (on the put pool), the next is
+        decoded. Puts of a stream stay one at a time and in order, and each journal's offset
+        is committed only after its put succeeded, so a failure loses nothing: the batch
+        decoded ahead is dropped with the turn and decoded again from the commit."""
         due = (
             self.flush
             or any(s.stopped for s in sources)
@@ -405,6 +424,7 @@ class Stream(Task):
         )
         for s in sources:
             s.begin()
+        inflight: tuple[concurrent.futures.Future, list] | None = None
         try:
             for shipped in range(TURN_BATCHES):
                 for s in sources:
@@ -415,28 +435,41 @@ class Stream(Task):
                     offs = [max(map(itemgetter(2), batch))] if batch else [None]
                 else:
                     batch, offs = take_merged([s.pending for s in sources])
+                full = any(s.pending for s in sources) or not all(s.exhausted for s in sources)
+                if inflight is not None:
+                    self._committed(sources, *inflight)
+                    inflight = None
                 if not batch:
                     self.flush = False
                     for s in sources:
                         self._on_commit(s.settle())
                     return shipped, False
-                full = any(s.pending for s in sources) or not all(s.exhausted for s in sources)
                 if not full and not due:
                     return shipped, True
-                self._put_all(batch)
-                self._health.succeeded()
                 for s, off in zip(sources, offs, strict=True):
                     if off is not None:
-                        if s.marker:
-                            self._gap_reported(s)
-                        delta = s.journal.advance(off, gap_reported=s.marker)
-                        s.marker = False
-                        s.taken = off
-                        self._on_commit(delta)
+                        s.taken = off  # decoding goes on past it
+                inflight = (_put_pool().submit(self._put_all, batch), offs)
+            self._committed(sources, *inflight)
+            inflight = None
             return TURN_BATCHES, False
         finally:
+            if inflight is not None:  # the turn failed while a put was in flight: let it end
+                concurrent.futures.wait([inflight[0]])
             for s in sources:
                 s.end()
+
+    def _committed(self, sources: list, put: concurrent.futures.Future, offs: list) -> None:
+        """Wait for a batch's put (raising its ShipFailure), then commit each journal's part."""
+        put.result()
+        self._health.succeeded()
+        for s, off in zip(sources, offs, strict=True):
+            if off is not None:
+                if s.marker:
+                    self._gap_reported(s)
+                delta = s.journal.advance(off, gap_reported=s.marker)
+                s.marker = False
+                self._on_commit(delta)
 
     def _gap_reported(self, source: object) -> None:
         gap = source.journal.gap  # type: ignore[attr-defined]

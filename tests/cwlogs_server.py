@@ -121,6 +121,14 @@ def check_put_log_events(request: dict[str, Any]) -> list[tuple[str, str]]:
     return broken
 
 
+class NoDelayRequestHandler(MotoRequestHandler):
+    """http.server writes a response's headers and body in two sends; with Nagle's algorithm
+    on, the body waits for the client's delayed ACK (up to 40 ms a request on Linux), which
+    AWS's endpoints never add. TCP_NODELAY, as they have."""
+
+    disable_nagle_algorithm = True
+
+
 class StrictLogsMiddleware:
     """WSGI middleware in front of moto that rejects PutLogEvents requests AWS would reject.
 
@@ -343,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     LogStream.get_log_events = get_log_events
     app = StrictLogsMiddleware(DomainDispatcherApplication(create_backend_app), args.violations)
     server = make_server(
-        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
+        args.host, args.port, app, threaded=True, request_handler=NoDelayRequestHandler
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

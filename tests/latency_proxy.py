@@ -8,6 +8,7 @@ CloudWatch endpoint made as slow as a far-away Region, for the parallel-fetch te
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 import time
 import urllib.parse
@@ -26,6 +27,7 @@ class LatencyProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # the delay is ours alone, no delayed-ACK stalls
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -40,6 +42,8 @@ class LatencyProxy:
                 time.sleep(delay_s)
                 if getattr(local, "conn", None) is None:
                     local.conn = http.client.HTTPConnection(*upstream, timeout=120)
+                    local.conn.connect()
+                    local.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 try:
                     local.conn.request(self.command, self.path, body, headers)

@@ -102,6 +102,17 @@ def test_whole_lines_come_out_in_order_with_ms_timestamps():
     ]
 
 
+@pytest.mark.parametrize("size", [1, 127, 128, 129, 255, 16_383, 16_384, 40_000])
+def test_lines_of_every_length_varint_width(size):
+    # 1-, 2- and 3-byte length varints; the first two are the daemon's usual layout.
+    lines = [printable(size, s) for s in range(3)]
+    data = b"".join(encode_entry(line, T0 + i) for i, line in enumerate(lines))
+    assert decode_all(data) == [(MS0, line) for line in lines]
+    for cut in (1, 23, 24, 25, 26, len(data) - 1):  # cuts in the header and the line
+        dec = FrameDecoder(BIG)
+        assert strip(dec.feed(data[:cut]) + dec.feed(data[cut:])) == [(MS0, ln) for ln in lines]
+
+
 def test_line_bytes_are_kept_verbatim():
     line = bytes(b for b in range(256) if b != 0x0A) + b"\xff\xfe invalid utf-8 \x00"
     assert decode_all(encode_entry(line, T0)) == [(MS0, line)]
