@@ -54,16 +54,21 @@ def probe_request(group: str, stream: str, start: int | None, end: int | None) -
     return _request(group, stream, start, end) | {"startFromHead": True}
 
 
+def ahead(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
+    """Call ``fn`` now on a thread of its own and return what waits for its result (raising
+    what it raised): its round trips overlap finding the member's streams, and a caller that
+    finds no such stream never waits."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    future = pool.submit(fn, *args, **kwargs)
+    pool.shutdown(wait=False)
+    return future.result
+
+
 def probe(
     logs: Logs, group: str, stream: str, start: int | None, end: int | None
 ) -> Callable[[], dict[str, Any]]:
-    """Ask for the first page of ``stream`` in [start, end) now, on a thread of its own, and
-    return what waits for it (raising what the call raised): the round trip overlaps finding
-    the member's streams, and a caller that finds no such stream never waits."""
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    future = pool.submit(logs.call, "get_log_events", **probe_request(group, stream, start, end))
-    pool.shutdown(wait=False)
-    return future.result
+    """The first page of ``stream`` in [start, end), asked for ahead."""
+    return ahead(logs.call, "get_log_events", **probe_request(group, stream, start, end))
 
 
 def stream_pages(

@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 from memberlog.driver.names import is_uuid
 
 from .aws import Logs
-from .fetch import Page, labelled, merged, probe, tail_events, windowed_pages
+from .fetch import Page, ahead, labelled, merged, probe, tail_events, windowed_pages
 from .follow import Follower, filter_events
 from .limits import FETCH_WORKERS, FOLLOW_LOOKBACK_S, FOLLOW_POLL_S, MAX_READ_RATE
 from .output import FORMATS, OutputClosed, Printer, grep_filter
@@ -53,9 +53,11 @@ class Reader:
         streams: list[Stream],
         args: argparse.Namespace,
         first: Callable[[], dict[str, Any]] | None = None,
+        last: Callable[[], Page] | None = None,
     ):
         self.logs, self.group, self.streams, self.args = logs, group, streams, args
-        self.first = first  # the first page of the member's own stream, asked for already
+        # asked for already, of the member's own stream: the first page, the last events
+        self.first, self._last = first, last
 
     def pages(self, start: int | None, end: int | None) -> Iterator[Page]:
         """Every event in [start, end), oldest first, the member's streams merged."""
@@ -86,6 +88,8 @@ class Reader:
             for page in self.pages(start, end):
                 kept = (kept + keep(page))[-count:]
             return kept
+        if self._last is not None and [s.name for s in self.streams] == [self.args.member]:
+            return list(labelled([self._last()], self.args.member))
         tails = [
             list(labelled([tail_events(self.logs, self.group, s.name, count, start, end)], s.name))
             for s in self.streams
@@ -98,9 +102,12 @@ def cmd_logs(args: argparse.Namespace) -> None:
     logs = _logs(args)
     group = _group(logs, args)
     since, until = args.since, args.until
-    first = None
-    if not (args.follow or args.tail is not None or args.filter or args.all_streams):
-        first = probe(logs, group, args.member, since, until)  # while the streams are listed
+    first = last = None  # asked for while the streams are listed
+    if not (args.follow or args.filter or args.all_streams):
+        if args.tail is None:
+            first = probe(logs, group, args.member, since, until)
+        elif not args.grep:
+            last = ahead(tail_events, logs, group, args.member, args.tail, since, until)
     streams = member_streams(logs, group, args.member, args.all_streams)
     if not streams:
         known = ", ".join(s.name for s in group_streams(logs, group)) or "none"
@@ -113,7 +120,7 @@ def cmd_logs(args: argparse.Namespace) -> None:
     out = sys.stdout
     progress = sys.stderr.isatty() and not out.isatty()
     printer = Printer(out, args.output, args.member, args.grep, progress)
-    reader = Reader(logs, group, streams, args, first)
+    reader = Reader(logs, group, streams, args, first, last)
     if not args.follow:
         if args.tail is not None:
             printer.write(reader.last(args.tail, since, until))
