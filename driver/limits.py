@@ -69,11 +69,12 @@ MEMBER_MARKER_SCAN_LINES = 100  # the startup line must be among the first lines
 MAX_HELD_BYTES = 16 << 20  # journal bytes scanned for the startup line at most
 HTTP_THREADS = 8  # no handler waits on CloudWatch, so a few are plenty
 
-# --- The process's memory (driver/server.py) -----------------------------------------------------
+# --- The process's memory (driver/memory.py) -----------------------------------------------------
 MALLOC_ARENAS = 2  # glibc arenas for all threads (default: 8 per core, RSS grows with threads)
 MALLOC_MMAP_THRESHOLD_BYTES = 4 << 20  # ~1 MiB chunks and bodies come from (and go back to)...
 MALLOC_TRIM_THRESHOLD_BYTES = 32 << 20  # ...the arena, which keeps this much free for reuse
 GC_THRESHOLDS = (50_000, 20, 20)  # cyclic GC: gen0 every 50,000 allocations (default 700)
+MEMORY_GIVE_BACK_EVERY_S = 1.0  # malloc_trim when a stream has shipped all, at most this often
 
 # --- Multi-line events -------------------------------------------------------------------------
 # A pending multi-line event waits for its next line at most this many flush-intervals (awslogs:

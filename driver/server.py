@@ -12,8 +12,6 @@ disabled. Connections wait in the backlog until the server accepts them.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import json
 import logging
 import os
@@ -23,14 +21,9 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
+from . import memory
 from . import settings as plugin_settings
-from .limits import (
-    GC_THRESHOLDS,
-    HTTP_THREADS,
-    MALLOC_ARENAS,
-    MALLOC_MMAP_THRESHOLD_BYTES,
-    MALLOC_TRIM_THRESHOLD_BYTES,
-)
+from .limits import HTTP_THREADS
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -42,8 +35,6 @@ log = logging.getLogger("memberlog.driver")
 CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
 DEFAULT_SOCKET = "/run/docker/plugins/memberlog.sock"
 DEFAULT_STATE_DIR = "/var/lib/memberlog"
-# mallopt parameters, from glibc's malloc.h
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 
 
 def _reply(body: dict, status: int = 200) -> Response:
@@ -158,33 +149,9 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _tune_malloc() -> None:
-    """glibc gives each thread's allocations an arena of their own (up to 8 per core), so RSS
-    would grow with the workers: two arenas are plenty. And shipping allocates buffers of about
-    1 MiB many times a second (journal chunks, request bodies): served by mmap, or trimmed from
-    the heap once freed, each costs page faults and zeroing again (7% of the driver's CPU in a
-    profile); kept in the arena they are reused."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
-        libc.mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES)
-        libc.mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES)
-    except (OSError, AttributeError):
-        pass  # not glibc
-
-
-def _tune_gc() -> None:
-    """Decoding makes tens of thousands of small tuples per batch, and the default thresholds
-    run a collection every 700 of them, walking botocore's large service models again and
-    again. Nothing on the hot path makes cycles: the models are frozen out of collections and
-    collections run far less often (see also ship.logs_client)."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
 def main(argv: list[str] | None = None) -> None:
     """``memberlog-driver``: run the plugin server."""
-    _tune_malloc()
+    memory.tune_malloc()
     parser = argparse.ArgumentParser(
         prog="memberlog-driver",
         description="memberlog's Docker log-driver plugin: serves Docker's LogDriver protocol "
@@ -206,8 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     _raise_fd_limit()
     from .driver import Driver
 
-    _tune_gc()
-
+    memory.tune_gc()
     driver = Driver(args.state_dir, settings)
     resumed = driver.resume()
     if resumed:

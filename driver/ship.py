@@ -35,6 +35,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from . import memory
 from .batch import Event, take_batch, take_merged
 from .limits import (
     BATCH_TRIGGER_BYTES,
@@ -407,6 +408,7 @@ class Stream(Task):
         backlog = self.backlog()
         if not backlog:
             self._oldest = None
+            memory.give_back()
         self.metrics.backlog(backlog, self._oldest)
         return multiline
 
