@@ -44,7 +44,12 @@ DOCKER_CLI = os.environ.get("MEMBERLOG_DOCKER_CLI") or (
     "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else shutil.which("docker") or "docker"
 )
 MAIN_LOG = Path("/var/log/memberlog-dockerd.log")
-START_TIMEOUT = 60.0
+START_TIMEOUT = 600.0  # dockerd restores every container it had first: minutes for hundreds
+# containerd first reaps every task it finds dead (~30 ms each) before it answers: after a
+# machine stop with hundreds of containers running that takes minutes, and dockerd gives the
+# containerd it starts itself only 15 s.  So containerd runs on its own, as Debian's
+# containerd.service does, and dockerd gets --containerd.
+CONTAINERD_START_TIMEOUT = 900.0
 LOCK_DIR = Path("/tmp")
 REGISTRY_ADDR = "127.0.0.1:5000"
 REGISTRY_DIR = Path("/var/lib/memberlog-registry")  # config.yml and data/ (the blobs)
@@ -199,6 +204,142 @@ def _start_dockerd(
     raise DockerError(f"dockerd on {host} did not come up; log {log}:\n{_tail(log)}")
 
 
+@dataclass(frozen=True)
+class Containerd:
+    """Where one standalone containerd keeps its state, socket, config and log."""
+
+    root: Path
+    state: Path
+    log: Path
+
+    @property
+    def address(self) -> str:
+        return str(self.state / "containerd.sock")
+
+    @property
+    def pidfile(self) -> Path:
+        return self.state.parent / f"{self.state.name}.memberlog-pid"
+
+    def config(self) -> str:
+        # CRI is for Kubernetes; dockerd disables it in the containerd it starts itself too.
+        return (
+            "version = 2\n"
+            f'root = "{self.root}"\n'
+            f'state = "{self.state}"\n'
+            'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+            "[grpc]\n"
+            f'  address = "{self.address}"\n'
+            '[plugins."io.containerd.internal.v1.opt"]\n'
+            f'  path = "{self.root}/opt"\n'
+        )
+
+
+# Debian's paths: on a machine where containerd.service runs, dockerd uses that one.
+MAIN_CONTAINERD = Containerd(
+    root=Path("/var/lib/containerd"),
+    state=Path("/run/containerd"),
+    log=Path("/var/log/memberlog-containerd.log"),
+)
+
+
+def _containerd_answers(address: str) -> bool:
+    """True when containerd serves its API at address (a listening socket is not enough)."""
+    if not _unix_connects(address):  # fast: nothing listens (ctr would retry for seconds)
+        return False
+    ctr = shutil.which("ctr")  # the containerd package ships it
+    if ctr is None:
+        return True
+    try:
+        res = subprocess.run(
+            [ctr, "--address", address, "--connect-timeout", "2s", "--timeout", "5s", "version"],
+            capture_output=True,
+            timeout=15,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return res.returncode == 0
+
+
+def _unix_connects(path: str) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(path)
+        return True
+    except OSError:
+        return False
+
+
+def ensure_containerd(c: Containerd) -> str:
+    """Make sure a containerd answers at c.address, starting one if none does; its address.
+
+    Waits as long as containerd needs to reap what a hard stop left behind (minutes for
+    hundreds of tasks), up to CONTAINERD_START_TIMEOUT; fails with its log if it exits.
+    """
+    if _containerd_answers(c.address):
+        return c.address
+    binary = shutil.which("containerd")
+    if binary is None:
+        raise DockerUnavailable("containerd not found: apt-get install -y docker.io")
+    with _lock(f"containerd-{zlib.crc32(str(c.state).encode()):08x}"):
+        if _containerd_answers(c.address):
+            return c.address
+        pid = _pid_alive(c.pidfile)
+        if pid is None or b"containerd" not in _proc_cmdline(pid):
+            c.state.mkdir(parents=True, exist_ok=True)
+            c.log.parent.mkdir(parents=True, exist_ok=True)
+            config = c.state.parent / f"{c.state.name}.memberlog.toml"
+            config.write_text(c.config())
+            with open(c.log, "a") as out:
+                out.write(f"\n=== {time.ctime()} containerd --config {config} ===\n")
+                out.flush()
+                proc = subprocess.Popen(
+                    [binary, "--config", str(config), "--log-level", "warn"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            pid = proc.pid
+            c.pidfile.write_text(f"{pid}\n")
+        deadline = time.monotonic() + CONTAINERD_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if _containerd_answers(c.address):
+                return c.address
+            if not _alive(pid):
+                raise DockerError(f"containerd exited; log {c.log}:\n{_tail(c.log)}")
+            time.sleep(0.5)
+    raise DockerError(f"containerd never answered at {c.address}; log {c.log}:\n{_tail(c.log)}")
+
+
+def stop_containerd(c: Containerd) -> None:
+    """SIGTERM the containerd started for c (never a system one), SIGKILL after 30 s."""
+    pid = _pid_alive(c.pidfile)
+    if pid is None or b"containerd" not in _proc_cmdline(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    c.pidfile.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """True while pid runs; reaps it when it is our own exited child (else a zombie lingers)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
 def ensure_dockerd(host: str | None = None) -> None:
     """Make sure an engine answers on host (default $DOCKER_HOST or /var/run/docker.sock).
 
@@ -221,7 +362,8 @@ def ensure_dockerd(host: str | None = None) -> None:
                     return
                 time.sleep(0.2)
             raise DockerError(f"dockerd (pidfile {pidfile}) never answered:\n{_tail(MAIN_LOG)}")
-        _start_dockerd(host, [], MAIN_LOG, pidfile)
+        address = ensure_containerd(MAIN_CONTAINERD)
+        _start_dockerd(host, [f"--containerd={address}"], MAIN_LOG, pidfile)
 
 
 def _proc_cmdline(pid: int) -> bytes:
@@ -591,8 +733,17 @@ class SecondDaemon:
     def docker(self, *args: str, **kw: object) -> subprocess.CompletedProcess:
         return docker(*args, host=self.host, **kw)  # type: ignore[arg-type]
 
+    @property
+    def containerd(self) -> Containerd:
+        return Containerd(
+            root=self.data_root / "containerd",
+            state=self.run_dir / "containerd",
+            log=self.log.with_name(f"memberlog-containerd-{self.name}.log"),
+        )
+
     def stop(self, remove_data: bool = True) -> None:
-        """SIGTERM (dockerd stops its containers), SIGKILL after 30 s; drop data, log, bridge."""
+        """SIGTERM (dockerd stops its containers), SIGKILL after 30 s, then its containerd;
+        drop data, logs, bridge."""
         pid = _pid_alive(self.pidfile)
         if pid:
             os.kill(pid, signal.SIGTERM)
@@ -602,12 +753,14 @@ class SecondDaemon:
             if _pid_alive(self.pidfile) == pid:
                 os.kill(pid, signal.SIGKILL)
                 time.sleep(0.5)
+        stop_containerd(self.containerd)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
         if remove_data:
             for d in (self.data_root, self.run_dir):
                 _umount_under(d)
                 shutil.rmtree(d, ignore_errors=True)
             self.log.unlink(missing_ok=True)
+            self.containerd.log.unlink(missing_ok=True)
 
 
 def _make_bridge(name: str) -> None:
@@ -659,6 +812,7 @@ def start_second_dockerd(name: str, env: dict[str, str] | None = None) -> Second
         run_dir.mkdir(parents=True, exist_ok=True)
         _make_bridge(d.bridge)
         extra = [
+            f"--containerd={ensure_containerd(d.containerd)}",
             f"--data-root={d.data_root}",
             f"--exec-root={run_dir}/exec",
             f"--bridge={d.bridge}",
