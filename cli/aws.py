@@ -19,13 +19,16 @@ from .limits import (
     BACKOFF_MAX_S,
     FETCH_WORKERS,
     MAX_READ_RATE,
+    MIN_READ_RATE,
+    RATE_RECOVERY_PER_S,
     READ_ATTEMPTS,
+    THROTTLED_RATE_FACTOR,
 )
 
-RETRYABLE_CODES = frozenset(
-    {"ThrottlingException", "ServiceUnavailableException", "RequestLimitExceeded",
-     "TooManyRequestsException", "InternalFailure", "ServiceUnavailable"}
-)  # fmt: skip
+THROTTLE_CODES = frozenset({"ThrottlingException", "RequestLimitExceeded",
+                            "TooManyRequestsException"})  # fmt: skip
+RETRYABLE_CODES = THROTTLE_CODES | {
+    "ServiceUnavailableException", "InternalFailure", "ServiceUnavailable"}  # fmt: skip
 
 
 FAST_PARSE_EVENTS = ("before-parse.cloudwatch-logs.GetLogEvents",
@@ -53,24 +56,43 @@ def _parse_events_fast(
 class RateLimiter:
     """At most ``rate`` request starts in any one second, across all threads: the quota's own
     terms (requests per second), so a burst of window reads goes at once and waits only when
-    a second's allowance is spent."""
+    a second's allowance is spent.
+
+    The allowance starts at ``rate`` and is cut on each throttled call, then grows back while
+    none are (additive increase, multiplicative decrease): a Region with a lower quota, or
+    other readers of the same account, bring it down to what is left instead of every request
+    being retried.
+    """
 
     def __init__(self, rate: float) -> None:
-        self.rate = max(1, int(rate))
+        self.ceiling = max(float(MIN_READ_RATE), float(rate))
+        self.allowed = self.ceiling
         self.lock = threading.Lock()
         self.starts: deque[float] = deque()
+        self.calm_since = time.monotonic()
 
     def wait(self) -> None:
         """Block until this caller may start a request."""
         with self.lock:
             now = time.monotonic()
-            if len(self.starts) == self.rate:
+            self.allowed = min(self.ceiling, self.allowed + (now - self.calm_since) * (
+                RATE_RECOVERY_PER_S))  # fmt: skip
+            self.calm_since = now
+            limit = int(self.allowed)
+            while len(self.starts) > limit:
+                self.starts.popleft()  # only the last `limit` starts decide
+            start = now
+            if len(self.starts) == limit:
                 start = max(now, self.starts.popleft() + 1.0)
-            else:
-                start = now
             self.starts.append(start)
         if start > now:
             time.sleep(start - now)
+
+    def throttled(self) -> None:
+        """A call was throttled: fewer starts a second from now on."""
+        with self.lock:
+            self.allowed = max(float(MIN_READ_RATE), self.allowed * THROTTLED_RATE_FACTOR)
+            self.calm_since = time.monotonic()
 
 
 class Logs:
@@ -111,6 +133,8 @@ class Logs:
             except ClientError as e:
                 status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
                 code = e.response.get("Error", {}).get("Code", "")
+                if code in THROTTLE_CODES:
+                    self.limiter.throttled()
                 if (code not in RETRYABLE_CODES and status < 500) or attempt == READ_ATTEMPTS - 1:
                     raise
             except (ConnectionError, HTTPClientError):

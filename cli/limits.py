@@ -9,10 +9,14 @@ EVENT_OVERHEAD_BYTES = 26
 FULL_PAGE_BYTES = 900_000
 
 # Parallel windowed fetch. GetLogEvents is allowed 25 requests/s per account and Region by
-# default (10 in some Regions): stay below it with a client-side rate limit shared by all
-# workers, so more workers only help while the round trip is the bottleneck.
+# default (10 in some Regions, 30 in one), shared by every reader of the account: a client-side
+# rate limit shared by all workers starts at the common quota and backs off on throttling
+# (AIMD), so it settles under whatever the Region and the neighbours leave.
 FETCH_WORKERS = 10
-MAX_READ_RATE = 20  # requests started in any one second, all read calls of this process
+MAX_READ_RATE = 25  # request starts in any one second, all read calls of this process, at most
+MIN_READ_RATE = 1
+THROTTLED_RATE_FACTOR = 0.7  # each ThrottlingException takes the allowance down by 30%
+RATE_RECOVERY_PER_S = 1.0  # each second without one gives back one request/s
 PAGES_AHEAD = 2  # pages a worker may hold for a window the printer has not reached yet
 # A range shorter than this is read sequentially: windows would cost more calls than they save.
 MIN_WINDOW_MS = 1_000

@@ -251,8 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--endpoint-url", help="CloudWatch Logs endpoint (default: boto3's)")
         p.add_argument("--region", help="AWS region (default: boto3's, e.g. AWS_REGION)")
         p.add_argument("--max-rate", type=int, default=MAX_READ_RATE, metavar="N",
-                       help=f"read requests started in any one second (default {MAX_READ_RATE}; "
-                       "GetLogEvents' default quota is 25/s per account and Region)")  # fmt: skip
+                       help=f"read requests started in any one second, at most (default "
+                       f"{MAX_READ_RATE}, GetLogEvents' usual quota per account and Region; "
+                       "throttling lowers it for a while)")  # fmt: skip
 
     def service(p: argparse.ArgumentParser) -> None:
         p.add_argument("--cluster", required=True)

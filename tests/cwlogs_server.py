@@ -15,7 +15,9 @@ Extra endpoints:
        {"refuse": "text"} (InvalidParameterException for any batch holding an event with
        "text": CloudWatch refusing one event); {} clears them. Faults apply to valid requests.
        {"read_throttle": 0.4} answers that share of read calls (GetLogEvents, FilterLogEvents,
-       Describe*) with ThrottlingException; counted in "read_faulted".
+       Describe*) with ThrottlingException; counted in "read_faulted". {"read_quota": 10}
+       enforces a quota as CloudWatch does: each read API answers at most that many calls
+       starting in any one second, the rest with ThrottlingException (also "read_faulted").
 
 Where moto's read API differs from CloudWatch's, requests are adjusted so clients see AWS's
 behaviour: GetLogEvents' endTime is exclusive (moto includes it), and FilterLogEvents always
@@ -38,6 +40,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -147,6 +150,7 @@ class StrictLogsMiddleware:
         self.read_faulted = 0
         self.faults: dict[str, Any] = {}
         self.violations: list[dict[str, Any]] = []
+        self.read_starts: dict[str, deque[float]] = {}  # per read API, for "read_quota"
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == STATS_PATH:
@@ -202,6 +206,15 @@ class StrictLogsMiddleware:
         with self.lock:
             self.read_calls += 1
             throttled = random.random() < self.faults.get("read_throttle", 0.0)
+            quota = self.faults.get("read_quota")
+            if quota and not throttled:
+                now = time.monotonic()
+                starts = self.read_starts.setdefault(target, deque())
+                while starts and starts[0] <= now - 1.0:
+                    starts.popleft()
+                throttled = len(starts) >= quota
+                if not throttled:
+                    starts.append(now)
             self.read_faulted += throttled
         if throttled:
             error = {"__type": "ThrottlingException", "message": "Rate exceeded"}

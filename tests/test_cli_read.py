@@ -203,6 +203,27 @@ def test_throttled_reads_give_the_same_output(cw, logs, cluster):
         assert res.stdout == want and want
 
 
+def test_a_lower_region_quota_slows_the_reader_down(cw, logs, cluster):
+    """A Region allowing 10 GetLogEvents a second (the CLI starts at 25): the same output, and
+    the reader comes down to the quota rather than retrying into it (a fixed 25/s had about
+    half its calls throttled here)."""
+    u = new_uuid()
+    fill_stream(logs, f"{cluster}-pg-{u}", "mypg-0", 200_000, int(time.time() * 1000) - 3_600_000)
+    expected = member_log(cw, cluster, "mypg-0", "--service-uuid", u).stdout
+    before = cw.stats()
+    cw.set_faults(read_quota=10)
+    try:
+        res = member_log(cw, cluster, "mypg-0", "--service-uuid", u)
+    finally:
+        cw.set_faults()
+    after = cw.stats()
+    calls, throttled = (after[k] - before[k] for k in ("read_calls", "read_faulted"))
+    print(f"read calls {calls}, throttled {throttled} ({throttled / calls:.0%})")
+    assert (res.returncode, res.stderr) == (0, "")
+    assert res.stdout == expected and expected.count("\n") == 200_000
+    assert 1 <= throttled <= 0.25 * calls
+
+
 def test_progress_on_a_terminal_only(cw, logs, cluster):
     """stderr a terminal and stdout elsewhere: events, bytes and rate on stderr."""
     u = new_uuid()
