@@ -78,21 +78,27 @@ def stream_pages(
     start: int | None = None,
     end: int | None = None,
     token: str | None = None,
+    stop: int | None = None,
 ) -> Iterator[Page]:
     """Every event of ``stream`` in [start, end), oldest first, paging forward from the head
     (or from ``token``, a forward token of the same query).
 
     The only end signal is the forward token coming back unchanged: a page may be empty or
-    short while more exists.
+    short while more exists. With ``stop``, only [start, stop) is wanted and someone else
+    reads on from there: the query still runs to ``end``, so the page that holds ``stop``
+    shows an event at or after it, which proves the window complete without the extra request
+    that waits for the token to repeat.
     """
     kwargs = probe_request(group, stream, start, end)
     if token:
         kwargs["nextToken"] = token
     while True:
         page = logs.call("get_log_events", **kwargs)
-        events = _in_range(page["events"], start, end)
+        events = _in_range(page["events"], start, end if stop is None else stop)
         if events:
             yield events
+        if stop is not None and page["events"] and page["events"][-1]["timestamp"] >= stop:
+            return
         new = page.get("nextForwardToken")
         if new is None or new == token:
             return
@@ -136,22 +142,23 @@ def windowed_pages(
     page = first() if first is not None else logs.call("get_log_events", **probe_request(
         group, stream, start, end))  # fmt: skip
     events = _in_range(page["events"], start, end)
-    if events:
-        yield events
     token = page.get("nextForwardToken")
     last = span[1]
     hi = end if end is not None else (last + 1 if last is not None else None)
-    if not events or not _full(page["events"]) or workers <= 1 or hi is None:
+    lo = events[-1]["timestamp"] if events else 0  # the rest starts in this ms
+    if (not events or not _full(page["events"]) or workers <= 1 or hi is None
+            or hi - lo < MIN_WINDOW_MS * workers):  # fmt: skip
+        if events:
+            yield events
         yield from stream_pages(logs, group, stream, start, end, token)
         return
-    lo = events[-1]["timestamp"]  # the rest starts in this ms: skip the ones already printed
-    if hi - lo < MIN_WINDOW_MS * workers:
-        yield from stream_pages(logs, group, stream, start, end, token)
-        return
-    skip = sum(1 for e in events if e["timestamp"] == lo)
-    parts = windows(lo, hi, workers)
-    parts[-1] = (parts[-1][0], end)
-    rest = _parallel(logs, group, stream, parts, workers)
+    skip = sum(1 for e in events if e["timestamp"] == lo)  # already printed: skip them
+    # Every window but the last queries on to ``end`` and stops at the next one's start.
+    parts: list[tuple[int, int | None, int | None]] = [
+        (a, end, b) for a, b in windows(lo, hi, workers)]  # fmt: skip
+    parts[-1] = (parts[-1][0], end, None)
+    rest = _parallel(logs, group, stream, parts, workers)  # reading while the first page prints
+    yield events
     first = next(rest, [])
     while skip and first:
         dropped = min(skip, len(first))
@@ -164,9 +171,14 @@ def windowed_pages(
 
 
 def _parallel(
-    logs: Logs, group: str, stream: str, parts: list[tuple[int, int | None]], workers: int
+    logs: Logs,
+    group: str,
+    stream: str,
+    parts: list[tuple[int, int | None, int | None]],
+    workers: int,
 ) -> Iterator[Page]:
-    """The pages of each window, read by ``workers`` threads, in window order."""
+    """The pages of each window (start, end, stop: see stream_pages), read by ``workers``
+    threads started now, in window order."""
     queues: list[queue.Queue] = [queue.Queue(maxsize=PAGES_AHEAD) for _ in parts]
     next_window = iter(range(len(parts)))
     take = threading.Lock()
@@ -178,7 +190,8 @@ def _parallel(
             if i is None:
                 return
             try:
-                for page in stream_pages(logs, group, stream, *parts[i]):
+                start, end, stop = parts[i]
+                for page in stream_pages(logs, group, stream, start, end, stop=stop):
                     queues[i].put(page)
                 queues[i].put(_DONE)
             except BaseException as e:  # handed to the printer, which raises it
@@ -187,6 +200,10 @@ def _parallel(
 
     for _ in range(min(workers, len(parts))):
         threading.Thread(target=work, daemon=True).start()
+    return _in_order(queues)
+
+
+def _in_order(queues: list[queue.Queue]) -> Iterator[Page]:
     for q in queues:
         while (item := q.get()) is not _DONE:
             if isinstance(item, BaseException):

@@ -24,7 +24,8 @@ behaviour: GetLogEvents' endTime is exclusive (moto includes it), and FilterLogE
 interleaves streams in timestamp order (AWS ignores ``interleaved`` since 2019; moto without it
 returns one stream after another). moto's GetLogEvents sorts the whole stream on every call, so
 a page of a 1,000,000-event stream costs as much as reading all of it; here it costs what one
-page costs (as on AWS), with moto's results and tokens unchanged.
+page costs (as on AWS), with moto's results and tokens unchanged, and each event is serialized
+once, not on every read.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from typing import Any
 
 from moto.logs.exceptions import InvalidParameterException
 from moto.logs.models import LogStream
+from moto.logs.responses import LogsResponse
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -361,8 +363,40 @@ def get_log_events(
     end_index = min(end_index, final_index)
     if end_index < 0:
         return [], f"b/{0:056d}", f"f/{0:056d}"
-    page = [event.to_response_dict() for event in events[lo + start_index : lo + end_index + 1]]
+    page = JsonEvents(map(_event_json, events[lo + start_index : lo + end_index + 1]))
     return page, f"b/{start_index:056d}", f"f/{end_index:056d}"
+
+
+class JsonEvents(list):
+    """A page's events, each already JSON (see get_log_events_response)."""
+
+
+def _event_json(event: Any) -> str:
+    """The event as GetLogEvents returns it, serialized once: events never change."""
+    text = getattr(event, "_strict_json", None)
+    if text is None:
+        text = event._strict_json = json.dumps(event.to_response_dict())
+    return text
+
+
+def get_log_events_response(self: Any) -> str:
+    """moto's LogsResponse.get_log_events, with the page's events joined from their cached JSON.
+
+    Serializing 10,000 events took moto ~30 ms a page, one page at a time (one process, one
+    GIL): ten parallel readers queued behind each other, which CloudWatch's fleet never makes
+    them do. The body is the same JSON."""
+    events, backward, forward = self.logs_backend.get_log_events(
+        log_group_name=self._get_param("logGroupName"),
+        log_group_id=self._get_param("logGroupIdentifier"),
+        log_stream_name=self._get_param("logStreamName"),
+        start_time=self._get_param("startTime"),
+        end_time=self._get_param("endTime"),
+        limit=self._get_param("limit"),
+        next_token=self._get_param("nextToken"),
+        start_from_head=self._get_param("startFromHead", False),
+    )
+    tokens = json.dumps({"nextBackwardToken": backward, "nextForwardToken": forward})
+    return '{"events": [' + ", ".join(events) + "], " + tokens[1:]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     LogStream.get_log_events = get_log_events
+    LogsResponse.get_log_events = get_log_events_response
     LogStream._update = update_span
     app = StrictLogsMiddleware(DomainDispatcherApplication(create_backend_app), args.violations)
     server = make_server(

@@ -197,7 +197,7 @@ def test_throttled_reads_give_the_same_output(cw, logs, cluster):
     after = cw.stats()
     calls, throttled = (after[k] - before[k] for k in ("read_calls", "read_faulted"))
     print(f"read calls {calls}, throttled {throttled} ({throttled / calls:.0%})")
-    assert throttled >= 8  # the retries did have work to do
+    assert throttled >= 4  # the retries had work to do (about 26 calls succeed: P(< 4) < 0.1%)
     for res, want in zip(got, expected, strict=True):
         assert (res.returncode, res.stderr) == (0, "")
         assert res.stdout == want and want
