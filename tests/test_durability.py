@@ -266,20 +266,24 @@ def test_a_thousand_containers_at_once(cw, fault_plugin, busybox):
         assert status == 200 and res["StatusCode"] == 0, res  # type: ignore[index]
         assert dockerenv.api("DELETE", f"/containers/{cid}")[0] == 204
 
-    with ProcWatch(plugin.pid, every=0.5) as watch:
-        t0 = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            cids = list(pool.map(create, range(n)))
-        started = time.monotonic() - t0
-        with open(os.path.join(barrier, "go"), "w"):
-            pass  # every container's open returns; its read sees the end of the FIFO
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            list(pool.map(finish, cids))
-        ran = time.monotonic() - t0 - started
-        expected = {f"n{i}": (f"m{i:04d}", per) for i in range(n)}
-        by_stream = collect(cw, group, expected, timeout=900)
+    try:
+        with ProcWatch(plugin.pid, every=0.5) as watch:
+            t0 = time.monotonic()
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                cids = list(pool.map(create, range(n)))
+            started = time.monotonic() - t0
+            with open(os.path.join(barrier, "go"), "w"):
+                pass  # every container's open returns; its read sees the end of the FIFO
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                list(pool.map(finish, cids))
+            ran = time.monotonic() - t0 - started
+            expected = {f"n{i}": (f"m{i:04d}", per) for i in range(n)}
+            by_stream = collect(cw, group, expected, timeout=900)
+    finally:
+        leaked = dockerenv.reap_leaked_tasks()  # see there: dockerd's, not ours
     print(f"\n{n} containers started in {started:.0f}s, logged and exited in {ran:.0f}s")
     print(watch.line())
+    print(f"containerd tasks and shims dockerd left behind, reaped: {leaked}")
     check(f"{n} containers x {per} lines", by_stream, expected)
     assert len(watch.pids) == 1, "the driver restarted"
     assert "Traceback" not in plugin.log()
