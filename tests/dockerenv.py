@@ -323,15 +323,24 @@ def ensure_containerd(c: Containerd) -> str:
 def stop_containerd(c: Containerd) -> None:
     """SIGTERM the containerd started for c (never a system one), SIGKILL after 30 s."""
     pid = c.running_pid()
-    if pid is None:
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.2)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    if pid is not None:
+        _terminate(pid)
     c.pidfile.unlink(missing_ok=True)
+
+
+def _terminate(pid: int, grace: float = 30) -> None:
+    """SIGTERM, then SIGKILL if pid still runs after ``grace`` seconds (then up to 5 s more:
+    a zombie whose parent never reaps it would look alive for ever)."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if not _alive(pid):
+            return
 
 
 def _alive(pid: int) -> bool:
@@ -792,13 +801,7 @@ class SecondDaemon:
         drop data, logs, bridge."""
         pid = _pid_alive(self.pidfile)
         if pid:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and _pid_alive(self.pidfile) == pid:
-                time.sleep(0.2)
-            if _pid_alive(self.pidfile) == pid:
-                os.kill(pid, signal.SIGKILL)
-                time.sleep(0.5)
+            _terminate(pid)
         stop_containerd(self.containerd)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
         if remove_data:
