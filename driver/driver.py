@@ -8,6 +8,7 @@ member on this host feed one stream.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -23,6 +24,7 @@ from .handover import SOCKET_NAME, HandoverServer
 from .journal import JournalVersionError
 from .limits import (
     JOURNAL_ORPHAN_GRACE_S,
+    SEGMENT_BYTES,
     SHIP_WORKERS,
     SHUTDOWN_GRACE_S,
     STREAM_METRICS_KEEP_S,
@@ -31,6 +33,7 @@ from .member import static_member, unresolved_stream
 from .metrics import METRICS
 from .options import DriverConfig
 from .reader import Reader, open_fifo, widen_pipe
+from .readlogs import LogReader
 from .scheduler import Scheduler, Task, start_thread
 from .selflog import event
 from .settings import Settings
@@ -96,9 +99,11 @@ class Driver:
         self.host = settings.host_name
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         self.spool = Spool(
-            os.path.join(state_dir, "journal"), settings.spool_max_bytes, settings.spool_full
-        )
+            os.path.join(state_dir, "journal"), settings.spool_max_bytes, settings.spool_full,
+            settings.keep_max_bytes,
+        )  # fmt: skip
         self.reader = Reader(self.spool)
+        self.logs = LogReader(self.spool)
         self.scheduler = Scheduler(SHIP_WORKERS)
         self._running: dict[str, Source] = {}  # FIFO path -> its container, while it runs
         self._streams: dict[Destination, Stream] = {}
@@ -147,16 +152,29 @@ class Driver:
         rec = state.record_of(info)
         rec.stream = member
         rec.fields = fields
-        try:
-            journal = self.spool.open(journal_key(fifo))
-            state.save(journal.path, rec)
-            state.save_fifo(journal.path, fifo)
-            fd = open_fifo(fifo)
-        except (OSError, JournalVersionError) as e:
-            raise DriverError(
-                f"memberlog: cannot journal {fifo} in {self.state_dir}: {e}"
-            ) from None
+        rec.started = time.time()
+        journal = None
+        for attempt in (1, 2):
+            try:
+                journal = self.spool.open(
+                    journal_key(fifo), rec.container_id, cfg.keep_bytes, rec.started
+                )
+                state.save(journal.path, rec)
+                state.save_fifo(journal.path, fifo)
+                fd = open_fifo(fifo)
+                break
+            except (OSError, JournalVersionError) as e:
+                # A full disk: copies kept for `docker logs` make room for a new container.
+                if attempt == 1 and getattr(e, "errno", None) == errno.ENOSPC:
+                    if self.spool.trim_kept(max(0, self.spool.kept() - SEGMENT_BYTES)) > 0:
+                        continue
+                if journal is not None:
+                    self.spool.forget(journal)
+                raise DriverError(
+                    f"memberlog: cannot journal {fifo} in {self.state_dir}: {e}"
+                ) from None
         source = self._source(journal, rec, cfg)
+        journal.live = True
         with self._lock:
             self._running[fifo] = source
         if member is not None:
@@ -205,6 +223,7 @@ class Driver:
         """No more lines will come: the resume record goes, what is journaled ships now."""
         state.drop_fifo(source.journal.path)
         source.stopped = True
+        source.journal.live = False
         stream = source.stream
         if stream is not None:
             stream.request_flush()
@@ -222,7 +241,14 @@ class Driver:
     # --- sources and streams -----------------------------------------------------------------
     def _source(self, journal: object, rec: state.Record, cfg: DriverConfig) -> Source:
         return Source(
-            journal, rec, cfg, self.state_dir, self._attach, self.scheduler.wake, self._on_eof
+            journal,
+            rec,
+            cfg,
+            self.state_dir,
+            self._attach,
+            self.scheduler.wake,
+            self._on_eof,
+            lambda source: self.spool.retire(source.journal),
         )  # type: ignore[arg-type]
 
     def _place(self, source: Source, cfg: DriverConfig) -> None:
@@ -283,7 +309,8 @@ class Driver:
             return None
 
     def _drained(self, stream: Stream, source: object) -> None:
-        """A stopped container's journal has shipped: delete it; an empty stream goes too."""
+        """A stopped container's journal has shipped: it stays for `docker logs` only (or
+        goes, if it keeps nothing); an empty stream goes."""
         with self._lock:
             if source in stream.sources:
                 stream.sources.remove(source)
@@ -293,7 +320,7 @@ class Driver:
                 self._chores.gone[stream.dest] = time.monotonic()
         if gone:
             self.scheduler.wake(self._chores, time.monotonic() + STREAM_METRICS_KEEP_S)
-        self.spool.forget(source.journal)  # type: ignore[attr-defined]
+        self.spool.retire(source.journal)  # type: ignore[attr-defined]
 
     # --- restart -------------------------------------------------------------------------------
     def resume(self) -> int:
@@ -305,15 +332,20 @@ class Driver:
             try:
                 rec = state.load(path)
                 cfg = options.parse(rec.opts)
-                journal = self.spool.open(key)
+                journal = self.spool.open(key, rec.container_id, cfg.keep_bytes, rec.started)
             except FileNotFoundError:
                 log.warning("journal %s has no record of its destination; left as it is", path)
                 continue
             except (OSError, ValueError, JournalVersionError) as e:
                 log.error("cannot resume journal %s: %s", path, e)
                 continue
-            source = self._source(journal, rec, cfg)
             fifo = state.load_fifo(path)
+            if fifo is None and not journal.backlog and journal.gap is None:
+                journal.trim(journal.keep)
+                self.spool.retire(journal)  # shipped before the restart: for `docker logs`
+                continue
+            source = self._source(journal, rec, cfg)
+            journal.live = fifo is not None
             fd = None
             if fifo is not None:
                 try:

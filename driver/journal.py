@@ -14,6 +14,9 @@ decoded on the way in; the journal keeps Docker's own framing, and shipping deco
   still to be reported.
   Written in place, a commit needs no new disk block, so shipping (and freeing space) goes on
   when the disk is full; the older slot survives a torn write.
+- ``head``: the frame boundary `docker logs` reads from (offset and CRC, written in place).
+  Shipped bytes stay on disk, from the head on, up to the container's ``keep`` bytes (in whole
+  segment files); a driver that does not know the file deletes shipped files as before.
 
 An offset is a position in the container's whole byte stream, whatever file holds it. Commit
 offsets are always "clean" frame boundaries (no partial line open; see framing.FrameDecoder).
@@ -43,6 +46,8 @@ from .limits import (
 
 SEGMENT_SUFFIX = ".seg"
 LEDGER_NAME = "ledger"
+HEAD_NAME = "head"
+_HEAD = struct.Struct(">QI")  # head offset, CRC of it
 _MAGIC = b"MLJL"
 # magic, version, sequence, commit offset, events shipped after it, gap lines, gap first ms,
 # gap last ms, CRC of the rest
@@ -135,6 +140,14 @@ class Journal:
         self._load_ledger()
         if self.commit > self.end:  # files lost under us (by hand?): start after what is there
             self.commit, self.skip = self.end, 0
+        self.keep = 0  # shipped bytes kept for `docker logs` (the container's cache-* options)
+        self.head = self._load_head()  # `docker logs` reads from here: a frame boundary
+        # segment base -> the last commit before it: a frame boundary to walk on from
+        self._marks: dict[int, int] = {}
+        self.owner = ""  # the container, for `docker logs`
+        self.started = 0.0  # when its container started (time.time())
+        self.live = False  # its container is running: `docker logs -f` waits for more
+        self.retired = False  # stopped and shipped: kept only for `docker logs`
         self._drop_shipped()
 
     # --- paths ---------------------------------------------------------------------------------
@@ -142,13 +155,101 @@ class Journal:
         return os.path.join(self.path, _segment_name(base))
 
     @property
-    def container_id(self) -> str:
+    def key(self) -> str:
         return os.path.basename(self.path)
 
     @property
     def backlog(self) -> int:
         """Bytes journaled and not yet shipped (or dropped)."""
         return self.end - self.commit
+
+    @property
+    def kept(self) -> int:
+        """Shipped bytes still on disk for `docker logs`."""
+        return self.commit - self.head
+
+    # --- head ----------------------------------------------------------------------------------
+    def _load_head(self) -> int:
+        """The saved head if its file is whole and its bytes are still here; else the start
+        of the stream (a frame boundary) while it is on disk, else the commit."""
+        first = self.segments[0] if self.segments else self.end
+        try:
+            with open(os.path.join(self.path, HEAD_NAME), "rb") as f:
+                head, crc = _HEAD.unpack(f.read(_HEAD.size))
+            if zlib.crc32(head.to_bytes(8, "big")) == crc and first <= head <= self.commit:
+                return head
+        except (FileNotFoundError, struct.error):
+            pass
+        return 0 if first == 0 else self.commit
+
+    def _set_head(self, head: int) -> None:
+        """Move the head (never back) and save it in place; the files before it go."""
+        if head <= self.head:
+            return
+        self.head = head
+        try:
+            self._save_head()
+        except OSError:  # unsaved: a restart reads from the commit (less, never garbage)
+            pass
+        self._drop_shipped()
+
+    def _save_head(self) -> None:
+        body = _HEAD.pack(self.head, zlib.crc32(self.head.to_bytes(8, "big")))
+        fd = os.open(os.path.join(self.path, HEAD_NAME), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, body, 0)
+        finally:
+            os.close(fd)
+
+    def _boundary_from(self, base: int) -> int:
+        """The first frame boundary at or after ``base`` (<= the commit), walked to from the
+        last commit before it (at most a batch away), else from the head; the commit if the
+        frames there are damaged."""
+        pos = max(self.head, self._marks.get(base, self.head))
+        buf, at = b"", pos  # bytes of the journal from offset ``at``
+        while pos < base:
+            i = pos - at
+            if i + FRAME_HEADER_BYTES > len(buf):  # a header beyond (or across) what is read
+                if i >= len(buf):
+                    buf, at = self._read_locked(pos), pos
+                else:
+                    buf, at = buf[i:] + self._read_locked(at + len(buf)), pos
+                if len(buf) < FRAME_HEADER_BYTES:
+                    return self.commit
+                continue
+            size = int.from_bytes(buf[i : i + FRAME_HEADER_BYTES], "big")
+            if size == 0 or size > MAX_FRAME_BYTES:
+                return self.commit  # damage: no boundary to trust before the commit
+            pos += FRAME_HEADER_BYTES + size
+        return min(pos, self.commit)
+
+    def trim(self, keep: int) -> int:
+        """Keep ``keep`` shipped bytes, in whole files: at least that much (what there is),
+        at most a file more; 0: none. Returns bytes freed."""
+        before = self.head
+        if keep <= 0:
+            self._set_head(self.commit)
+        segs = self.segments
+        while len(segs) > 1 and segs[1] <= self.commit and self.commit - segs[1] >= keep:
+            self._set_head(self._boundary_from(segs[1]))
+        return self.head - before
+
+    def drop_oldest_kept(self) -> int:
+        """Give up the oldest kept file (the host's budget is spent). Returns bytes freed."""
+        before = self.head
+        if len(self.segments) > 1 and self.segments[1] <= self.commit:
+            self._set_head(self._boundary_from(self.segments[1]))
+        else:
+            self._set_head(self.commit)
+            self._punch(self.commit)
+        return self.head - before
+
+    def oldest_kept_time(self) -> float:
+        """When the oldest kept file was last written (the host's budget drops it first)."""
+        try:
+            return os.stat(self._seg(self.segments[0])).st_mtime if self.segments else 0.0
+        except FileNotFoundError:
+            return 0.0
 
     # --- ledger --------------------------------------------------------------------------------
     def _load_ledger(self) -> None:
@@ -197,10 +298,12 @@ class Journal:
         self._seq, self.commit, self.skip, self.gap = seq, commit, skip, gap
 
     def create_ledger(self) -> None:
-        """A new journal: both slots on disk now, so later commits never allocate."""
+        """A new journal: both slots (and the head) on disk now, so later commits never
+        allocate."""
         if not os.path.exists(os.path.join(self.path, LEDGER_NAME)):
             self._write_ledger(self.commit, self.skip, self.gap)
             self._write_ledger(self.commit, self.skip, self.gap)
+            self._save_head()
 
     # --- writing (the reader thread) -----------------------------------------------------------
     def splice_from(self, fifo_fd: int, count: int) -> int:
@@ -250,13 +353,23 @@ class Journal:
                 return 0
             commit, skip = pos >> POSITION_BITS, pos & ((1 << POSITION_BITS) - 1)
             moved = commit - self.commit
+            self._mark(commit)
             self._write_ledger(commit, skip, None if gap_reported else self.gap)
-            self._drop_shipped()
+            self.trim(self.keep)
             return moved
 
+    def _mark(self, commit: int) -> None:
+        """Remember the last commit before each file's start: a boundary near it."""
+        for base in self.segments:
+            if self.commit < base <= commit:
+                self._marks[base] = self.commit
+
     def _drop_shipped(self) -> None:
-        while len(self.segments) > 1 and self.segments[1] <= self.commit:
-            path = self._seg(self.segments.pop(0))
+        """Delete the files wholly before the head."""
+        while len(self.segments) > 1 and self.segments[1] <= self.head:
+            base = self.segments.pop(0)
+            self._marks.pop(base, None)
+            path = self._seg(base)
             self.fds.discard(path)
             try:
                 os.unlink(path)
@@ -317,7 +430,7 @@ class Journal:
             else:
                 gap = Gap(gap.lines + lines, gap.first_ms, last or gap.last_ms)
         self._write_ledger(stop, 0, gap)
-        self._drop_shipped()
+        self._set_head(stop)  # dropped to free space: not kept for `docker logs` either
         self._punch(stop)
         return lines, stop - start
 

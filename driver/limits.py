@@ -43,6 +43,17 @@ DISK_FULL_RETRY_S = 1.0  # a FIFO paused on a full disk (or budget) is tried aga
 JOURNAL_ORPHAN_GRACE_S = 600.0  # a journal whose FIFO is gone waits this long for a handover
 HANDOVER_MAX_FDS = 253  # descriptors in one handover message (the kernel's SCM_MAX_FD)
 
+# --- `docker logs` from the journals (driver/readlogs.py) --------------------------------------
+# What a container keeps after shipping: Docker's own defaults for its local copy (cache-max-size
+# x cache-max-file), kept in whole segment files; KEEP_MAX_BYTES bounds the host.
+DEFAULT_KEEP_FILE_BYTES = 20 << 20
+DEFAULT_KEEP_FILES = 5
+DEFAULT_KEEP_MAX_BYTES = 1 << 30
+KEEP_MAX_JOURNALS = 4096  # stopped containers kept for `docker logs` (each costs a directory)
+MAX_LOG_READERS = 16  # `docker logs` at once (each holds an HTTP thread while it streams)
+READ_OUT_BYTES = 256 << 10  # frames sent to the daemon per write
+FOLLOW_POLL_S = 0.1  # `docker logs -f`: how often a quiet journal is looked at again
+
 # --- Shipping (driver/ship.py, driver/scheduler.py) ---------------------------------------------
 SHIP_WORKERS = 8  # threads that decode and put, shared by every stream of the host
 TURN_BATCHES = 16  # batches one stream ships before others get a turn
@@ -67,7 +78,7 @@ DEFAULT_MEMBER_WAIT_S = 30.0
 MEMBER_FILE_WAIT_S = 2.0  # how long the member file may lag behind StartLogging
 MEMBER_MARKER_SCAN_LINES = 100  # the startup line must be among the first lines
 MAX_HELD_BYTES = 16 << 20  # journal bytes scanned for the startup line at most
-HTTP_THREADS = 8  # no handler waits on CloudWatch, so a few are plenty
+HTTP_THREADS = 8  # no handler waits on CloudWatch, so a few are plenty (plus MAX_LOG_READERS)
 
 # --- The process's memory (driver/memory.py) -----------------------------------------------------
 MALLOC_ARENAS = 2  # glibc arenas for all threads (default: 8 per core, RSS grows with threads)

@@ -15,14 +15,13 @@ from .formats import TemplateError, parse_tag
 from .multiline import datetime_regex
 from .names import InvalidName, check_group, check_stream, group_name, is_uuid
 
-# Options the daemon itself acts on for every driver (moby handles only these two, and the
-# cache-* of its local `docker logs` cache); accepted and left to it.
-DOCKER_GENERIC = frozenset(
-    {
-        "mode", "max-buffer-size",
-        "cache-disabled", "cache-max-size", "cache-max-file", "cache-compress",
-    }
-)  # fmt: skip
+# Options the daemon itself acts on for every driver (moby handles only these two); accepted
+# and left to it.
+DOCKER_GENERIC = frozenset({"mode", "max-buffer-size"})
+# Docker's options for the local copy `docker logs` reads. The daemon keeps no copy of its own
+# for a driver that reads logs back, so these size the copy memberlog keeps in its journal.
+# cache-compress is accepted and has no effect (the journal is not compressed).
+KEEP_OPTIONS = frozenset({"cache-disabled", "cache-max-size", "cache-max-file", "cache-compress"})
 OWN = frozenset(
     {
         "cluster", "service", "service-uuid", "group", "member", "member-wait", "region",
@@ -74,6 +73,8 @@ class DriverConfig:
     labels_regex: re.Pattern[str] | None = None
     env: tuple[str, ...] = ()
     env_regex: re.Pattern[str] | None = None
+    # Shipped bytes kept for `docker logs` (cache-max-size x cache-max-file; 0: cache-disabled).
+    keep_bytes: int = limits.DEFAULT_KEEP_FILE_BYTES * limits.DEFAULT_KEEP_FILES
 
 
 def _number(name: str, text: str, low: float, high: float) -> float:
@@ -99,6 +100,40 @@ def _size(name: str, text: str) -> int:
             f"{limits.MAX_MESSAGE_BYTES} bytes (CloudWatch's event limit less its 26-byte overhead)"
         )
     return value
+
+
+_RAM_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_RAM = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?", re.IGNORECASE)
+
+
+def _ram_bytes(name: str, text: str) -> int:
+    """A size as Docker's ``units.RAMInBytes`` reads it (``20m``, ``1g``, ``512KiB``: powers of
+    1024), and more than 0, as its local driver wants for max-size."""
+    m = _RAM.fullmatch(text.strip())
+    if not m:
+        raise OptionError(f"log-opt {name}={text!r}: expected a size such as 20m or 1g")
+    value = int(float(m.group(1)) * _RAM_UNITS[m.group(2).lower()])
+    if value <= 0:
+        raise OptionError(f"log-opt {name}={text!r}: must be more than 0 bytes")
+    return value
+
+
+def _keep_bytes(opts: dict[str, str]) -> int:
+    """Shipped bytes this container keeps for `docker logs`, from Docker's cache-* options."""
+    if "cache-disabled" in opts and _bool("cache-disabled", opts["cache-disabled"]):
+        return 0
+    if "cache-compress" in opts:
+        _bool("cache-compress", opts["cache-compress"])
+    size = limits.DEFAULT_KEEP_FILE_BYTES
+    if opts.get("cache-max-size"):
+        size = _ram_bytes("cache-max-size", opts["cache-max-size"])
+    files = limits.DEFAULT_KEEP_FILES
+    if opts.get("cache-max-file"):
+        text = opts["cache-max-file"]
+        if not (text.isascii() and text.isdigit()) or int(text) < 1:
+            raise OptionError(f"log-opt cache-max-file={text!r}: must be a whole number, 1 or more")
+        files = int(text)
+    return size * files
 
 
 def _bool(name: str, text: str) -> bool:
@@ -204,7 +239,7 @@ def parse(opts: dict[str, str] | None) -> DriverConfig:
     given: dict[str, str] = {}
     origin: dict[str, str] = {}  # canonical name -> the option the user wrote
     for key, value in (opts or {}).items():
-        if key in DOCKER_GENERIC:
+        if key in DOCKER_GENERIC or key in KEEP_OPTIONS:
             continue
         canonical = ALIASES.get(key, key)
         if canonical not in OWN:
@@ -284,4 +319,5 @@ def parse(opts: dict[str, str] | None) -> DriverConfig:
     for key in ("labels-regex", "env-regex"):
         if given.get(key):
             kw[key.replace("-", "_")] = _regex(key, given[key])
+    kw["keep_bytes"] = _keep_bytes(opts or {})
     return DriverConfig(group=group, service_uuid=uuid, **kw)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from . import memory
 from . import settings as plugin_settings
-from .limits import HTTP_THREADS
+from .limits import HTTP_THREADS, MAX_LOG_READERS
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -71,8 +71,8 @@ def create_app(driver: Driver) -> Flask:
 
     @app.post("/LogDriver.Capabilities")
     def capabilities() -> Response:
-        # Docker >= 20.10 keeps its own copy for `docker logs` when a driver cannot read.
-        return _reply({"Cap": {"ReadLogs": False}})
+        # The journal serves `docker logs`, so the daemon keeps no copy of its own.
+        return _reply({"Cap": {"ReadLogs": True}})
 
     @app.post("/LogDriver.StartLogging")
     def start_logging() -> Response:
@@ -93,9 +93,24 @@ def create_app(driver: Driver) -> Flask:
 
     @app.post("/LogDriver.ReadLogs")
     def read_logs() -> Response:
-        return _reply(
-            {"Err": "memberlog: reading logs back is not supported; use memberlog logs"}, 501
-        )
+        from flask import Response
+
+        from .readlogs import parse_request
+
+        container, cfg = parse_request(_body())
+        if not driver.logs.acquire():
+            return _reply(
+                {"Err": f"memberlog: {MAX_LOG_READERS} `docker logs` are reading already; "
+                 "try again when one has ended"}, 503,
+            )  # fmt: skip
+        gone = request.environ.get("waitress.client_disconnected") or (lambda: False)
+        try:
+            resp = Response(driver.logs.stream(container, cfg, gone), content_type=CONTENT_TYPE)
+        except BaseException:
+            driver.logs.release()
+            raise
+        resp.call_on_close(driver.logs.release)
+        return resp
 
     @app.errorhandler(DriverError)
     def driver_error(e: DriverError) -> Response:
@@ -138,8 +153,12 @@ def serve(app: Flask, sock: socket.socket) -> None:
     from waitress import serve as waitress_serve
 
     # asyncore_use_poll: waitress's default select() fails past fd 1023, and every container
-    # holds a FIFO descriptor.
-    waitress_serve(app, sockets=[sock], threads=HTTP_THREADS, ident=None, asyncore_use_poll=True)
+    # holds a FIFO descriptor. A `docker logs` holds a thread while it streams; a look-ahead of
+    # one request lets waitress see its client leave while it waits for lines.
+    waitress_serve(
+        app, sockets=[sock], threads=HTTP_THREADS + MAX_LOG_READERS, ident=None,
+        asyncore_use_poll=True, channel_request_lookahead=1,
+    )  # fmt: skip
 
 
 def _raise_fd_limit() -> None:

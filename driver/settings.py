@@ -8,7 +8,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 
-from .limits import DEFAULT_SPOOL_MAX_BYTES
+from .limits import DEFAULT_KEEP_MAX_BYTES, DEFAULT_SPOOL_MAX_BYTES
 
 SPOOL_POLICIES = ("drop-oldest", "block")
 _SIZE = re.compile(r"(\d+)\s*([kmgt]?)(i?b?)", re.IGNORECASE)
@@ -23,6 +23,7 @@ class SettingError(ValueError):
 class Settings:
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     spool_full: str = "drop-oldest"
+    keep_max_bytes: int = DEFAULT_KEEP_MAX_BYTES  # KEEP_MAX_BYTES: shipped bytes kept, host-wide
     metrics_addr: str = ""  # METRICS_ADDR: off when empty
     self_log_group: str = ""  # SELF_LOG_GROUP: off when empty
     # HOST_NAME: this host in format=json messages and unresolved streams. A plugin's own
@@ -30,15 +31,19 @@ class Settings:
     host_name: str = field(default_factory=socket.gethostname)
 
 
-def parse_size(name: str, text: str) -> int:
+def parse_size(name: str, text: str, allow_zero: bool = False) -> int:
     """``1073741824``, ``50MB``, ``1GiB``, ``512k``: MB and MiB alike are powers of 1024, as
     Docker's own size options are."""
     m = _SIZE.fullmatch(text.strip())
     if not m or (m.group(3) and m.group(3).lower() not in ("b", "ib")):
         raise SettingError(f"{name}={text!r}: expected a size such as 1073741824, 50MB or 1GiB")
     value = int(m.group(1)) << (10 * _UNITS[m.group(2).lower()])
+    if value == 0 and allow_zero:
+        return 0
     if value < 1 << 20:
-        raise SettingError(f"{name}={text!r}: must be at least 1MB")
+        raise SettingError(
+            f"{name}={text!r}: must be at least 1MB" + (" (or 0)" if allow_zero else "")
+        )
     return value
 
 
@@ -48,6 +53,8 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
     kw: dict[str, object] = {}
     if env.get("SPOOL_MAX_BYTES"):
         kw["spool_max_bytes"] = parse_size("SPOOL_MAX_BYTES", env["SPOOL_MAX_BYTES"])
+    if env.get("KEEP_MAX_BYTES"):
+        kw["keep_max_bytes"] = parse_size("KEEP_MAX_BYTES", env["KEEP_MAX_BYTES"], allow_zero=True)
     if env.get("SPOOL_FULL"):
         policy = env["SPOOL_FULL"].strip().lower()
         if policy not in SPOOL_POLICIES:

@@ -59,6 +59,7 @@ class Source(Task):
         attach: Callable[[Source, str | None, str | None], None],
         wake: Callable[[Task, float | None], None],
         on_eof: Callable[[Source], None],
+        on_empty: Callable[[Source], None],
     ) -> None:
         super().__init__()
         self.journal = journal
@@ -75,6 +76,7 @@ class Source(Task):
         self._attach = attach
         self._wake = wake
         self._eof = on_eof
+        self._empty = on_empty
         self._state_dir = state_dir
         self._resolver = MemberResolver(cfg, state_dir)
         self._scan: FrameDecoder | None = None
@@ -114,6 +116,9 @@ class Source(Task):
             lines, at_end = self._scan_more()
             decided, member = self._resolver.offer(lines, now)
             if not decided and self.stopped and at_end:
+                if self.journal.end == 0:  # never wrote a byte: `docker logs` of a stopped one
+                    self._empty(self)
+                    return None
                 decided, member = self._resolver.decide(now, final=True)
         except BaseException:
             self._scan = None  # look again from the start next time

@@ -1,22 +1,32 @@
-"""Every journal of this host under one byte budget, ``SPOOL_MAX_BYTES``.
+"""Every journal of this host under two byte budgets: ``SPOOL_MAX_BYTES`` of unshipped data,
+``KEEP_MAX_BYTES`` of shipped data kept for `docker logs`.
 
 The budget counts unshipped journal bytes (what is on disk waiting for CloudWatch). When a write
 would exceed it, ``SPOOL_FULL=drop-oldest`` (the default) drops the oldest unshipped data of the
 largest backlog and records a gap to report in that stream; ``SPOOL_FULL=block`` stops reading
 the FIFOs that are behind, so in Docker's blocking mode their containers wait. A full disk
-(ENOSPC) is handled the same way: drop the oldest, or wait, and try again.
+(ENOSPC) first gives up kept data, then is handled the same way: drop the oldest, or wait, and
+try again.
+
+Kept data beyond KEEP_MAX_BYTES goes oldest file first, whichever container it belongs to; a
+stopped container's journal goes with its last kept byte. The daemon never says when a container
+is removed, so this budget is what bounds the copies of removed containers.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 
 from .journal import FdCache, Journal
 from .limits import (
     BLOCK_MIN_BACKLOG_BYTES,
+    DEFAULT_KEEP_MAX_BYTES,
+    KEEP_MAX_JOURNALS,
     LOG_EVERY_S,
     MAX_MESSAGE_BYTES,
     SEGMENT_BYTES,
@@ -30,12 +40,22 @@ log = logging.getLogger(__name__)
 class Spool:
     """The journals under ``root`` and the bytes they hold unshipped."""
 
-    def __init__(self, root: str, max_bytes: int, policy: str = "drop-oldest") -> None:
+    def __init__(
+        self,
+        root: str,
+        max_bytes: int,
+        policy: str = "drop-oldest",
+        keep_max_bytes: int = DEFAULT_KEEP_MAX_BYTES,
+    ) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.keep_max_bytes = keep_max_bytes
         self.block = policy == "block"
         self.fds = FdCache()
         self.journals: dict[str, Journal] = {}
+        self._owned: dict[str, list[Journal]] = {}  # container id -> its journals (`docker logs`)
+        self._retired: OrderedDict[str, Journal] = OrderedDict()  # stopped, kept: oldest first
+        self._kept_bound = 0  # kept bytes at the last count plus those shipped since: >= kept
         self.total = 0  # sum of the journals' backlogs
         self.dropped_lines = 0
         self._lock = threading.Lock()  # a leaf: taken with or without a journal's lock
@@ -47,29 +67,106 @@ class Spool:
         """The journals on disk (a restart picks them all up)."""
         return sorted(n for n in os.listdir(self.root) if not n.startswith("."))
 
-    def open(self, key: str) -> Journal:
-        """The journal called ``key``, created if new (raises OSError, JournalVersionError)."""
+    def open(self, key: str, owner: str = "", keep: int = 0, started: float = 0.0) -> Journal:
+        """The journal called ``key`` of container ``owner``, created if new, keeping ``keep``
+        shipped bytes (raises OSError, JournalVersionError)."""
         journal = Journal(os.path.join(self.root, key), self.fds)
         journal.create_ledger()
+        journal.owner, journal.started = owner, started
+        journal.keep = min(keep, self.keep_max_bytes)
         with self._lock:
+            before = self.journals.get(key)  # a start that failed half-way, tried again
+            if before is not None:
+                self.total -= before.backlog
+                self._owned.get(before.owner, []).remove(before)
             self.journals[key] = journal
             self.total += journal.backlog
+            self._kept_bound += journal.kept
+            mine = self._owned.setdefault(owner, [])
+            mine.append(journal)
+            mine.sort(key=lambda j: j.started)
         return journal
 
-    def forget(self, journal: Journal) -> None:
-        """The journal is shipped and its container gone: delete it."""
+    def of_container(self, container_id: str) -> list[Journal]:
+        """The journals of a container, oldest start first."""
         with self._lock:
-            if self.journals.pop(os.path.basename(journal.path), None) is not None:
+            return list(self._owned.get(container_id, ()))
+
+    def forget(self, journal: Journal) -> None:
+        """The journal is shipped, its container gone and nothing kept: delete it."""
+        with self._lock:
+            if self.journals.pop(journal.key, None) is not None:
                 self.total -= journal.backlog
+            self._retired.pop(journal.key, None)
+            mine = self._owned.get(journal.owner, [])
+            if journal in mine:
+                mine.remove(journal)
+                if not mine:
+                    del self._owned[journal.owner]
         journal.remove()
+
+    def retire(self, journal: Journal) -> None:
+        """Stopped and shipped: kept for `docker logs` while it keeps anything, else deleted.
+        Beyond KEEP_MAX_JOURNALS stopped ones, the oldest goes (each costs a directory)."""
+        journal.retired = True
+        if journal.kept <= 0:
+            self.forget(journal)
+            return
+        with self._lock:
+            self._retired[journal.key] = journal
+            over = len(self._retired) - KEEP_MAX_JOURNALS
+            old = [self._retired.popitem(last=False)[1] for _ in range(max(0, over))]
+        for j in old:
+            self.forget(j)
 
     def wrote(self, n: int) -> None:
         with self._lock:
             self.total += n
 
     def shipped(self, n: int) -> None:
+        """``n`` more bytes shipped (now kept, or gone): keep the host within KEEP_MAX_BYTES,
+        trimming a file's worth below it so that this is not done at every commit."""
         with self._lock:
             self.total -= n
+            self._kept_bound += n
+            over = self._kept_bound > self.keep_max_bytes > 0
+        if over:
+            self.trim_kept(self.keep_max_bytes - min(SEGMENT_BYTES, self.keep_max_bytes // 4))
+
+    # --- the shipped data kept for `docker logs` ---------------------------------------------
+    def kept(self) -> int:
+        with self._lock:
+            return sum(j.kept for j in self.journals.values())
+
+    def trim_kept(self, limit: int) -> int:
+        """Give up kept files, the oldest first, until at most ``limit`` bytes are kept.
+        Returns the bytes given up."""
+        with self._lock:
+            journals = [j for j in self.journals.values() if j.kept > 0]
+        total = sum(j.kept for j in journals)
+        freed = 0
+        queue = [(j.oldest_kept_time(), i, j) for i, j in enumerate(journals)]
+        heapq.heapify(queue)
+        while total > limit and queue:
+            _, i, victim = heapq.heappop(queue)
+            with victim.lock:
+                before = victim.kept
+                try:
+                    victim.drop_oldest_kept()
+                except OSError as e:
+                    log.error("giving up kept data of journal %s: %s", victim.path, e)
+                n = before - victim.kept
+                left = victim.kept
+                gone = victim.retired and left <= 0 and victim.backlog <= 0
+            total -= n
+            freed += n
+            if gone:
+                self.forget(victim)
+            elif n > 0 and left > 0:
+                heapq.heappush(queue, (victim.oldest_kept_time(), i, victim))
+        with self._lock:
+            self._kept_bound = max(total, 0)
+        return freed
 
     # --- admission: called by the reader before it moves bytes into ``journal`` -------------
     def admit(self, journal: Journal) -> bool:
@@ -93,6 +190,8 @@ class Spool:
                   + ("waiting for space; containers that log wait too" if self.block
                      else "dropping the oldest unshipped lines of the largest backlog"),
                   code="ENOSPC")  # fmt: skip
+        if self.trim_kept(max(0, self.kept() - SEGMENT_BYTES)) > 0:
+            return True  # copies kept for `docker logs` go before any unshipped line
         if self.block:
             return False
         return self.make_room(SEGMENT_BYTES, "the disk is full") > 0
@@ -110,7 +209,7 @@ class Spool:
             if not candidates:
                 break
             victim = max(candidates, key=lambda j: j.backlog)
-            tried.add(os.path.basename(victim.path))
+            tried.add(victim.key)
             with victim.lock:
                 if victim.busy:
                     continue  # a put of its data is in flight; the next largest goes instead
@@ -120,7 +219,7 @@ class Spool:
                     log.error("dropping data of journal %s: %s", victim.path, e)
                     continue
             if dropped:
-                tried.discard(os.path.basename(victim.path))  # it may give more
+                tried.discard(victim.key)  # it may give more
                 freed += dropped
                 with self._lock:
                     self.total -= dropped

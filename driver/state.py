@@ -45,6 +45,7 @@ class Record:
     stream: str | None = None
     info: dict[str, str] = field(default_factory=dict)
     fields: dict = field(default_factory=dict)  # format=json's fixed fields (formats.py)
+    started: float = 0.0  # time.time() at StartLogging: orders a container's runs for `docker logs`
 
 
 def _write(path: str, data: bytes) -> None:
@@ -72,7 +73,8 @@ def record_of(info: dict) -> Record:
 def save(directory: str, rec: Record) -> None:
     """Write ``meta`` (raises OSError)."""
     body = {"v": JOURNAL_VERSION, "container_id": rec.container_id, "opts": rec.opts,
-            "stream": rec.stream, "info": rec.info, "fields": rec.fields}  # fmt: skip
+            "stream": rec.stream, "info": rec.info, "fields": rec.fields,
+            "started": rec.started}  # fmt: skip
     _write(os.path.join(directory, META), msgpack.packb(body))
 
 
@@ -89,7 +91,8 @@ def load(directory: str) -> Record:
                 f"up to v{JOURNAL_VERSION}); left as it is"
             )
         return Record(body["container_id"], dict(body["opts"]), body.get("stream"),
-                      dict(body.get("info") or {}), dict(body.get("fields") or {}))  # fmt: skip
+                      dict(body.get("info") or {}), dict(body.get("fields") or {}),
+                      float(body.get("started") or 0.0))  # fmt: skip
     except (ValueError, KeyError, TypeError) as e:
         raise RecordError(f"unreadable {directory}/{META}: {e}") from None
 

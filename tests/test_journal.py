@@ -157,3 +157,46 @@ def test_evicting_counts_exactly_the_lines_dropped_and_keeps_the_rest_decodable(
     # A second eviction adds to the same gap (nothing shipped in between).
     more, _ = j.evict(1, 1 << 20)
     assert j.gap.lines == lines + more
+
+
+def test_shipped_lines_are_kept_for_docker_logs_from_a_frame_boundary(tmp_path, pipe):
+    """After shipping, a journal keeps about ``keep`` bytes (whole files) for `docker logs`,
+    read from a frame boundary: the kept lines are the newest ones, consecutive, to the end;
+    a restart finds the same head."""
+    from memberlog.driver.readlogs import Cursor
+
+    r, w = pipe
+    j = Journal(str(tmp_path / "j"), FdCache())
+    j.create_ledger()
+    j.keep = 5 << 20
+    data = b"".join(
+        encode_entry(f"{i} {'y' * 100}".encode(), T0 + i) for i in range(1, 100_001)
+    )  # 13 MB
+    write_all(j, r, w, data)
+    bounds, p = [], 0
+    while p < len(data):
+        p += 4 + int.from_bytes(data[p : p + 4], "big")
+        bounds.append(p)
+    last = 0
+    for b in bounds:  # commits as shipping makes them: about a batch apart, at frame boundaries
+        if b - last >= 1_000_000 or b == bounds[-1]:
+            j.advance(position(b, 0), gap_reported=False)
+            last = b
+            assert j.kept <= j.keep + SEGMENT_BYTES + SPLICE_BYTES  # a file at most over
+    assert j.keep <= j.kept <= j.keep + SEGMENT_BYTES + SPLICE_BYTES
+    assert j.head in bounds and j.segments[0] <= j.head
+
+    def kept_lines(journal: Journal) -> list[int]:
+        cursor, out = Cursor(journal, journal.head), []
+        while batch := cursor.entries(journal.end):
+            out += [int(line.split()[0]) for _, _, _, line, _ in batch]
+        return out
+
+    kept = kept_lines(j)
+    assert kept == list(range(kept[0], 100_001)) and kept[0] > 1
+    again = Journal(j.path, FdCache())
+    assert again.head == j.head and kept_lines(again) == kept
+    # a damaged head file: read from the commit (less, never from inside a frame)
+    with open(os.path.join(j.path, "head"), "r+b") as f:
+        f.write(b"\xff")
+    assert Journal(j.path, FdCache()).head == j.commit

@@ -7,6 +7,7 @@ removes the FIFO right after); shipping follows, so the tests wait for the lines
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,9 +17,9 @@ import uuid as uuidlib
 
 import pytest
 
-from memberlog.driver.framing import encode_entry
+from memberlog.driver.framing import FrameDecoder, encode_entry
 
-from plugin import DaemonFifo, PluginProcess, start_request
+from plugin import DaemonFifo, PluginProcess, _UnixConnection, start_request
 from waiting import stream_events
 
 CHUNK = 16 * 1024
@@ -128,7 +129,7 @@ def stop(driver, fifo: DaemonFifo) -> None:
 # --- handshake and errors ---------------------------------------------------------------------
 def test_activate_and_capabilities_answer_empty_bodies_with_the_exact_shapes(shared_driver):
     assert shared_driver.post("Plugin.Activate") == (200, {"Implements": ["LogDriver"]})
-    assert shared_driver.post("LogDriver.Capabilities") == (200, {"Cap": {"ReadLogs": False}})
+    assert shared_driver.post("LogDriver.Capabilities") == (200, {"Cap": {"ReadLogs": True}})
 
 
 @pytest.mark.parametrize(
@@ -195,12 +196,58 @@ def test_unknown_method_is_an_error(shared_driver, method):
     assert body["Err"]
 
 
-def test_read_logs_is_refused(shared_driver):
-    status, body = shared_driver.post(
-        "LogDriver.ReadLogs", {"Info": {}, "Config": {"Tail": -1, "Follow": False}}
-    )
-    assert status != 200
-    assert body["Err"]
+def test_read_logs_of_an_unknown_container_is_empty_and_a_bad_request_is_an_error(shared_driver):
+    conn = _UnixConnection(shared_driver.socket, 30)
+    body = {"Info": {"ContainerID": "f" * 64}, "Config": {"Tail": -1, "Follow": False,
+            "Since": "0001-01-01T00:00:00Z", "Until": "0001-01-01T00:00:00Z"}}  # fmt: skip
+    conn.request("POST", "/LogDriver.ReadLogs", json.dumps(body))
+    resp = conn.getresponse()
+    assert (resp.status, resp.read()) == (200, b"")
+    conn.close()
+    for config in ({"Tail": "all"}, {"Since": "yesterday"}):
+        status, reply = shared_driver.post(
+            "LogDriver.ReadLogs", {"Info": {"ContainerID": "f" * 64}, "Config": config}
+        )
+        assert status == 400 and "Config." in reply["Err"], reply
+
+
+def read_logs_request(driver, container_id: str, follow: bool, tail: int = -1):
+    """A ReadLogs call as the daemon makes it: the open response, to be read as a stream."""
+    conn = _UnixConnection(driver.socket, 30)
+    body = {"Info": {"ContainerID": container_id},
+            "Config": {"Since": "0001-01-01T00:00:00Z", "Until": "0001-01-01T00:00:00Z",
+                       "Tail": tail, "Follow": follow}}  # fmt: skip
+    conn.request("POST", "/LogDriver.ReadLogs", json.dumps(body))
+    return conn.getresponse()
+
+
+def frames_of(body: bytes) -> list[bytes]:
+    """The lines of ReadLogs frames, newlines included (the daemon writes them as they are)."""
+    return [line for _, line, _, _ in FrameDecoder(1 << 20).feed(body)]
+
+
+def test_docker_logs_readers_are_bounded_and_followers_end_at_stop_logging(
+    driver, make_fifo, service_uuid
+):
+    from memberlog.driver.limits import MAX_LOG_READERS
+
+    fifo = make_fifo()
+    cid = uuidlib.uuid4().hex * 2
+    start(driver, fifo, opts(service_uuid, member="mypg-0"), container_id=cid)
+    fifo.write_lines([b"first", b"second"])
+    both = [b"first\n", b"second\n"]
+    wait_for(lambda: frames_of(read_logs_request(driver, cid, False).read()) == both, "both lines")
+    assert frames_of(read_logs_request(driver, cid, False, tail=1).read()) == [b"second\n"]
+    followers = [read_logs_request(driver, cid, True, tail=1) for _ in range(MAX_LOG_READERS)]
+    assert all(r.status == 200 for r in followers)
+    refused = read_logs_request(driver, cid, False)
+    assert refused.status == 503 and b"reading already" in refused.read()
+    fifo.write_lines([b"third"])
+    stop(driver, fifo)
+    for r in followers:  # each ends at StopLogging, with the tail and the new line
+        assert frames_of(r.read()) == [b"second\n", b"third\n"]
+    # their slots are free again
+    assert frames_of(read_logs_request(driver, cid, False).read())[-1] == b"third\n"
 
 
 def test_stop_logging_of_an_unknown_fifo_is_not_an_error(shared_driver, tmp_path):

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from memberlog.driver.options import ALIASES, DOCKER_GENERIC, OWN
+from memberlog.driver.options import ALIASES, DOCKER_GENERIC, KEEP_OPTIONS, OWN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +35,7 @@ def names(kind: str) -> set[str]:
 
 
 def test_every_accepted_log_opt_and_alias_is_in_the_table():
-    assert names("log-opt") == OWN | ALIASES.keys() | DOCKER_GENERIC
+    assert names("log-opt") == OWN | ALIASES.keys() | DOCKER_GENERIC | KEEP_OPTIONS
 
 
 def test_every_plugin_env_setting_and_mount_is_in_the_table():
