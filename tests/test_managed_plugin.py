@@ -207,7 +207,10 @@ def test_killed_plugin_is_restarted_and_resumes_the_fifo(cw, managed_plugin, ima
         new = wait_for("Docker to restart the plugin and the driver to reopen the FIFO", restarted)
         assert new != old
         dockerenv.docker("exec", cid, "touch", "/tmp/go")
-        finish(cid)
+        assert dockerenv.docker("wait", cid, timeout=120).stdout.strip() == "0"
+        # `docker logs` is served from the plugin's journal, across the kill and the restart
+        assert dockerenv.docker("logs", cid).stdout == "".join(f"{i}\n" for i in range(1, 201))
+        dockerenv.docker("rm", cid)
         cid = ""
     finally:
         if cid:

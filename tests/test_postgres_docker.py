@@ -116,8 +116,8 @@ class PgContainers:
         return res.stdout + res.stderr
 
     def stop(self, member: str) -> None:
-        """Stop the member's current container (SIGINT: fast shutdown), keep what Docker's
-        local cache says it printed, remove it."""
+        """Stop the member's current container (SIGINT: fast shutdown), keep what `docker logs`
+        (served from the driver's journal) says it printed, remove it."""
         cid = self.containers[member][-1]
         dockerenv.docker("stop", "-t", "30", cid, timeout=60)
         res = dockerenv.docker("logs", cid)
