@@ -69,14 +69,19 @@ def containers():
         dockerenv.docker("rm", "-f", cid, check=False)
 
 
-def test_docker_logs_shows_what_json_file_shows(cw, plugin, service_uuid, containers, busybox):
-    local = create("json-file", SCRIPT)
-    ours = create(plugin.name, SCRIPT, *svc(service_uuid))
-    containers += [local, ours]
-    for cid in (local, ours):
+def json_file_and_ours(cw, plugin_name: str, service_uuid: str, containers: list) -> list[str]:
+    """SCRIPT run to its end with json-file and with memberlog, once memberlog has shipped it
+    (so what `docker logs` shows is the kept copy)."""
+    pair = [create("json-file", SCRIPT), create(plugin_name, SCRIPT, *svc(service_uuid))]
+    containers += pair
+    for cid in pair:
         run_to_end(cid)
-    # Shipped first: what `docker logs` shows after shipping is the kept copy.
     wait_for_messages(cw.client(), f"t1-mypg-{service_uuid}", "mypg-0", 603)
+    return pair
+
+
+def test_docker_logs_shows_what_json_file_shows(cw, plugin, service_uuid, containers, busybox):
+    local, ours = json_file_and_ours(cw, plugin.name, service_uuid, containers)
     expected = logs(local)
     assert expected[0].count("\n") == 302 and expected[1].count("\n") == 300
     assert expected[0].endswith("x\nno newline at the end")
@@ -135,12 +140,7 @@ def test_the_copy_survives_kill_9_of_the_driver(
     cw, legacy_plugins, service_uuid, containers, busybox
 ):
     plugin = legacy_plugins(f"ml{uuid.uuid4().hex[:8]}")
-    local = create("json-file", SCRIPT)
-    ours = create(plugin.name, SCRIPT, *svc(service_uuid))
-    containers += [local, ours]
-    for cid in (local, ours):
-        run_to_end(cid)
-    wait_for_messages(cw.client(), f"t1-mypg-{service_uuid}", "mypg-0", 603)
+    local, ours = json_file_and_ours(cw, plugin.name, service_uuid, containers)
     old = plugin.pid()
     plugin.kill(9)
     plugin.back(old)
