@@ -421,6 +421,25 @@ def ensure_dockerd(host: str | None = None) -> None:
         _start_dockerd(host, [f"--containerd={address}"], MAIN_LOG, pidfile)
 
 
+def goroutine_dump(timeout: float = 10) -> str:
+    """Ask the main dockerd for its goroutine stacks (SIGUSR1); the file it wrote, or why not.
+    For a test that finds the engine stuck: the stacks say where."""
+    pid = _pid_alive(Path("/var/run/docker.pid"))
+    if pid is None:
+        return "(no dockerd)"
+    before = MAIN_LOG.stat().st_size if MAIN_LOG.exists() else 0
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        with open(MAIN_LOG, "rb") as f:
+            f.seek(before)
+            for line in f.read().decode(errors="replace").splitlines():
+                if "goroutine stacks written to" in line:
+                    return line.split("goroutine stacks written to", 1)[1].strip(' "')
+    return "(dockerd wrote no goroutine stacks)"
+
+
 def _proc_cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
