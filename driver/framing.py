@@ -376,6 +376,16 @@ class FrameDecoder:
         return out
 
 
+def uvarint(v: int) -> bytes:
+    """A protobuf varint."""
+    out = bytearray()
+    while v > 0x7F:
+        out.append(v & 0x7F | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
 def encode_entry(
     line: bytes,
     time_nano: int,
@@ -384,18 +394,9 @@ def encode_entry(
     ordinal: int = 0,
     last: bool = False,
 ) -> bytes:
-    """Encode one frame as the daemon does (used by tests and benchmarks to play the daemon)."""
-
-    def varint(v: int) -> bytes:
-        out = bytearray()
-        while True:
-            b = v & 0x7F
-            v >>= 7
-            if v:
-                out.append(b | 0x80)
-            else:
-                out.append(b)
-                return bytes(out)
+    """Encode one frame as the daemon does: ReadLogs answers with it, and tests and benchmarks
+    play the daemon with it."""
+    varint = uvarint
 
     def field(num: int, payload: bytes) -> bytes:
         return varint(num << 3 | 2) + varint(len(payload)) + payload

@@ -20,7 +20,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from .framing import _SYNC_WINDOW, CorruptFrame, _frame_start, _key, _metadata, _skip, _varint
+from .framing import (
+    _SYNC_WINDOW,
+    CorruptFrame,
+    _frame_start,
+    _key,
+    _metadata,
+    _skip,
+    _varint,
+    encode_entry,
+)
 from .journal import Journal
 from .limits import (
     DECODE_CHUNK_BYTES,
@@ -110,23 +119,9 @@ def _entry(buf: bytes, p: int, end: int) -> tuple[int, bytes, bytes, bool]:
     return t, src, line, not partial or last
 
 
-def _uvarint(v: int) -> bytes:
-    out = bytearray()
-    while v > 0x7F:
-        out.append(v & 0x7F | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
 def encode(t: int, src: bytes, line: bytes, whole: bool) -> bytes:
     """A LogEntry frame as ReadLogs sends it: the line with its newline when it is whole."""
-    if whole:
-        line += b"\n"
-    body = b"".join(
-        (b"\n", _uvarint(len(src)), src, b"\x10", _uvarint(t), b"\x1a", _uvarint(len(line)), line)
-    )
-    return len(body).to_bytes(FRAME_HEADER_BYTES, "big") + body
+    return encode_entry(line + b"\n" if whole else line, t, src.decode())
 
 
 class Cursor:
