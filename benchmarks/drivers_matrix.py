@@ -5,7 +5,9 @@ Workloads (``--workloads``):
 
 - ``200k``, ``1m``: 200,000 / 1,000,000 lines of about 100 bytes from one container;
 - ``4k``, ``64k``: 20,000 lines of 4 KiB / 2,000 lines of 64 KiB from one container;
-- ``fanin``: 50 containers x 20,000 lines of about 100 bytes, started at once.
+- ``fanin``: 50 containers x 20,000 lines of about 100 bytes, started at once;
+- ``one`` (only when asked for): one line, so the run time is a container's fixed cost
+  (create, StartLogging, start, exit, StopLogging, remove).
 
 Drivers (``--drivers``): ``local`` (Docker's default file driver, the floor), ``awslogs``
 (Docker's CloudWatch driver), ``memberlog`` (a legacy plugin on the host) and
@@ -96,7 +98,9 @@ WORKLOADS = {
     "4k": Workload("4k", 1, 20_000, _long_lines(20_000, 4096)),
     "64k": Workload("64k", 1, 2_000, _long_lines(2_000, 65536)),
     "fanin": Workload("fanin", 50, 20_000, f"seq 1 20000 | sed 's/$/ {PAD}/'"),
+    "one": Workload("one", 1, 1, "echo 1"),  # not in the default set: a container's fixed cost
 }
+DEFAULT_WORKLOADS = ("200k", "1m", "4k", "64k", "fanin")
 DRIVERS = ("local", "awslogs", "memberlog", "memberlog-managed")
 CW_DRIVERS = ("awslogs", "memberlog", "memberlog-managed")
 NOCACHE = "-nocache"  # driver-name suffix: the same driver with Docker's local cache disabled
@@ -326,7 +330,7 @@ def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS))
     ap.add_argument("--endpoints", default="moto,null")
     ap.add_argument("--drivers", default=",".join(DRIVERS))
     args = ap.parse_args()
