@@ -396,16 +396,15 @@ def encode_entry(
 ) -> bytes:
     """Encode one frame as the daemon does: ReadLogs answers with it, and tests and benchmarks
     play the daemon with it."""
-    varint = uvarint
 
     def field(num: int, payload: bytes) -> bytes:
-        return varint(num << 3 | 2) + varint(len(payload)) + payload
+        return uvarint(num << 3 | 2) + uvarint(len(payload)) + payload
 
     msg = field(1, source.encode()) if source else b""
-    msg += varint(2 << 3) + varint(time_nano) if time_nano else b""
+    msg += uvarint(2 << 3) + uvarint(time_nano) if time_nano else b""
     msg += field(3, line) if line else b""
     if partial_id is not None:
-        meta = (varint(1 << 3) + b"\x01" if last else b"") + field(2, partial_id)
-        meta += varint(3 << 3) + varint(ordinal) if ordinal else b""
-        msg += varint(4 << 3) + b"\x01" + field(5, meta)
+        meta = (uvarint(1 << 3) + b"\x01" if last else b"") + field(2, partial_id)
+        meta += uvarint(3 << 3) + uvarint(ordinal) if ordinal else b""
+        msg += uvarint(4 << 3) + b"\x01" + field(5, meta)
     return len(msg).to_bytes(4, "big") + msg
