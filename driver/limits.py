@@ -86,6 +86,14 @@ MALLOC_MMAP_THRESHOLD_BYTES = 4 << 20  # ~1 MiB chunks and bodies come from (and
 MALLOC_TRIM_THRESHOLD_BYTES = 32 << 20  # ...the arena, which keeps this much free for reuse
 GC_THRESHOLDS = (50_000, 20, 20)  # cyclic GC: gen0 every 50,000 allocations (default 700)
 MEMORY_GIVE_BACK_EVERY_S = 1.0  # malloc_trim when a stream has shipped all, at most this often
+# Decoded events and request bodies that shipping holds at once, all streams together: each
+# worker would otherwise hold two batches (one in flight, the next decoded), ~3.5 MiB each at
+# 100-byte lines, so 8 workers added ~55 MB in a 50-container fan-in.
+SHIP_MEMORY_BYTES = 16 << 20
+EVENT_OBJECT_BYTES = 190  # an event in memory besides its message: tuple, ints, bytes header
+BODY_EVENT_BYTES = 30  # an event's JSON framing in a request body, besides its message
+BATCH_RESERVE_BYTES = 4 << 20  # reserved before decoding a batch, then set to its real size
+SHIP_MEMORY_WAIT_S = 0.5  # a stream refused memory runs again after this, or once it is freed
 
 # --- Multi-line events -------------------------------------------------------------------------
 # A pending multi-line event waits for its next line at most this many flush-intervals (awslogs:

@@ -3,8 +3,8 @@
 Per stream (labels ``group``, ``stream``): lines received, events and bytes shipped,
 PutLogEvents calls, retries by error class, throttles, rejected events by reason, dropped lines
 and gap markers, journal backlog bytes, age of the oldest unshipped line. Host-wide: FIFOs open,
-members resolved by method. Totals are Prometheus sums (``sum(memberlog_events_shipped_total)``),
-not counters of their own.
+members resolved by method, memory held by shipping. Totals are Prometheus sums
+(``sum(memberlog_events_shipped_total)``), not counters of their own.
 
 The core calls these once per decoded chunk or per batch, never per line, through a
 ``StreamMetrics`` it keeps for its stream (the label children resolved once: a labelled
@@ -37,7 +37,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
-from . import limits
+from . import limits, memory
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,17 @@ class Metrics:
             registry=r,
         )
         self.fifos_open = Gauge("memberlog_fifos_open", "Container FIFOs open", registry=r)
+        Gauge(
+            "memberlog_ship_memory_bytes",
+            "Bytes shipping holds now: decoded events and request bodies (budget: "
+            f"{limits.SHIP_MEMORY_BYTES})",
+            registry=r,
+        ).set_function(lambda: memory.SHIP.used)
+        Gauge(
+            "memberlog_ship_memory_peak_bytes",
+            "The most shipping has held at once since the driver started",
+            registry=r,
+        ).set_function(lambda: memory.SHIP.peak)
         self.members_resolved = Counter(
             "memberlog_members_resolved",
             "Containers whose member was found, by how: opt, env, file, line, unresolved",

@@ -38,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from . import memory
 from .batch import Event, take_batch, take_merged
 from .limits import (
+    BATCH_RESERVE_BYTES,
     BATCH_TRIGGER_BYTES,
     CHECK_TIMEOUT_S,
     CONNECT_TIMEOUT_S,
@@ -46,6 +47,7 @@ from .limits import (
     READ_TIMEOUT_S,
     RETRY_BASE_S,
     RETRY_MAX_S,
+    SHIP_MEMORY_WAIT_S,
     SHIP_WORKERS,
     SLOW_RETRY_S,
     THROTTLE_BASE_S,
@@ -134,15 +136,18 @@ def _put_pool() -> concurrent.futures.ThreadPoolExecutor:
         return _puts
 
 
-def put_log_events(client: object, group: str, stream: str, batch: list[Event]) -> dict:
-    """One PutLogEvents call of a valid batch (see batch.take_batch); returns the response.
+def request_body(group: str, stream: str, batch: list[Event]) -> bytes:
+    """The PutLogEvents body of a valid batch (see batch.take_batch), as bytes.
 
-    The body is built as bytes. When no message needs a JSON escape (the usual case, checked
-    over the whole batch at once) it is one C-level format of the batch; otherwise messages are
-    escaped one by one by the json module's C escaper."""
+    When no message needs a JSON escape (the usual case, checked over the whole batch at once)
+    the events are one C-level format of the batch; otherwise messages are escaped one by one
+    by the json module's C escaper. Its own function so that the intermediate copies (the
+    joined messages, the events' text) are freed before the request is sent."""
     messages = list(map(itemgetter(1), batch))
     joined = b"".join(messages)
-    if len(joined.translate(None, _JSON_SPECIAL)) == len(joined):
+    plain = len(joined.translate(None, _JSON_SPECIAL)) == len(joined)
+    del joined
+    if plain:
         args = tuple(chain.from_iterable(zip(map(itemgetter(0), batch), messages, strict=True)))
         events = (_EVENT * len(batch))[:-1] % args
     else:
@@ -151,7 +156,12 @@ def put_log_events(client: object, group: str, stream: str, batch: list[Event]) 
             for ts, m in zip(map(itemgetter(0), batch), messages, strict=True)
         ])  # fmt: skip
     head = f'{{"logGroupName":{_escape(group)},"logStreamName":{_escape(stream)},"logEvents":['
-    _prebuilt.body = head.encode() + events + b"]}"
+    return b"".join((head.encode(), events, b"]}"))
+
+
+def put_log_events(client: object, group: str, stream: str, batch: list[Event]) -> dict:
+    """One PutLogEvents call of a valid batch; returns the response."""
+    _prebuilt.body = request_body(group, stream, batch)
     try:
         return client.put_log_events(  # type: ignore[attr-defined]
             logGroupName=group, logStreamName=stream, logEvents=[]
@@ -188,6 +198,10 @@ _AUTH = {"AccessDeniedException", "UnrecognizedClientException", "InvalidSignatu
          "ExpiredTokenException", "IncompleteSignature", "InvalidClientTokenId",
          "MissingAuthenticationToken", "SignatureDoesNotMatch", "ExpiredToken",
          "AccessDenied", "KMSInvalidStateException"}  # fmt: skip
+
+
+class MemoryFull(Exception):
+    """A turn found no room in memory.SHIP; it waits to be woken."""
 
 
 class ShipFailure(Exception):
@@ -388,6 +402,8 @@ class Stream(Task):
             shipped, partial_left = self._ship_some(list(self.sources), now)
         except ShipFailure as f:
             return self._retry(f)
+        except MemoryFull:
+            return now + SHIP_MEMORY_WAIT_S  # or sooner: woken when memory is freed
         finally:
             self._health.release(self)
         self._failures = 0
@@ -416,9 +432,10 @@ class Stream(Task):
         """Up to TURN_BATCHES batches; returns (batches shipped, a partial batch left).
 
         Pipelined: while one batch's PutLogEvents is in flight (on the put pool), the next is
-        decoded. Puts of a stream stay one at a time and in order, and each journal's offset
-        is committed only after its put succeeded, so a failure loses nothing: the batch
-        decoded ahead is dropped with the turn and decoded again from the commit."""
+        decoded, as far as memory.SHIP allows. Puts of a stream stay one at a time and in
+        order, and each journal's offset is committed only after its put succeeded, so a
+        failure loses nothing: the batch decoded ahead is dropped with the turn and decoded
+        again from the commit. Raises MemoryFull when the budget has no room for this turn."""
         due = (
             self.flush
             or any(s.stopped for s in sources)
@@ -426,9 +443,18 @@ class Stream(Task):
         )
         for s in sources:
             s.begin()
-        inflight: tuple[concurrent.futures.Future, list] | None = None
+        inflight: tuple[concurrent.futures.Future, list, int] | None = None  # and bytes held
+        reserved = 0  # bytes held in memory.SHIP for the batch being cut
         try:
             for shipped in range(TURN_BATCHES):
+                if not memory.SHIP.reserve(BATCH_RESERVE_BYTES):
+                    if inflight is not None:  # no room to decode ahead: let the put end first
+                        ended, inflight = inflight, None
+                        self._committed(sources, *ended)
+                    if not memory.SHIP.reserve(BATCH_RESERVE_BYTES):
+                        memory.SHIP.wait(self, self._wake)
+                        raise MemoryFull
+                reserved = BATCH_RESERVE_BYTES
                 for s in sources:
                     s.fill()
                 if len(sources) == 1:
@@ -437,10 +463,13 @@ class Stream(Task):
                     offs = [max(map(itemgetter(2), batch))] if batch else [None]
                 else:
                     batch, offs = take_merged([s.pending for s in sources])
+                held = memory.batch_bytes(batch, [s.pending for s in sources])
+                memory.SHIP.adjust(held - reserved)
+                reserved = held
                 full = any(s.pending for s in sources) or not all(s.exhausted for s in sources)
                 if inflight is not None:
-                    self._committed(sources, *inflight)
-                    inflight = None
+                    ended, inflight = inflight, None
+                    self._committed(sources, *ended)
                 if not batch:
                     self.flush = False
                     for s in sources:
@@ -451,19 +480,28 @@ class Stream(Task):
                 for s, off in zip(sources, offs, strict=True):
                     if off is not None:
                         s.taken = off  # decoding goes on past it
-                inflight = (_put_pool().submit(self._put_all, batch), offs)
-            self._committed(sources, *inflight)
-            inflight = None
+                inflight = (_put_pool().submit(self._put_all, batch), offs, reserved)
+                reserved = 0
+            ended, inflight = inflight, None
+            self._committed(sources, *ended)
             return TURN_BATCHES, False
         finally:
             if inflight is not None:  # the turn failed while a put was in flight: let it end
                 concurrent.futures.wait([inflight[0]])
+                memory.SHIP.release(inflight[2])
+            memory.SHIP.release(reserved)
             for s in sources:
                 s.end()
 
-    def _committed(self, sources: list, put: concurrent.futures.Future, offs: list) -> None:
-        """Wait for a batch's put (raising its ShipFailure), then commit each journal's part."""
-        put.result()
+    def _committed(
+        self, sources: list, put: concurrent.futures.Future, offs: list, nbytes: int
+    ) -> None:
+        """Wait for a batch's put (raising its ShipFailure), then commit each journal's part;
+        the batch's ``nbytes`` go back to memory.SHIP either way."""
+        try:
+            put.result()
+        finally:
+            memory.SHIP.release(nbytes)
         self._health.succeeded()
         for s, off in zip(sources, offs, strict=True):
             if off is not None:
