@@ -66,7 +66,6 @@ def test_many_backlogged_streams_share_the_memory_budget_and_lose_nothing(cw, tm
             lost += len(set(range(1, LINES + 1)) - set(seqs))
             dup += len(seqs) - len(set(seqs))
         peak = scrape(port, "memberlog_ship_memory_peak_bytes")
-        now = scrape(port, "memberlog_ship_memory_bytes")
         print(f"\n{STREAMS} streams x {LINES} lines: lost {lost}, duplicated {dup}; shipping "
               f"held at most {peak / 2**20:.1f} MiB (budget {SHIP_MEMORY_BYTES / 2**20:.0f} MiB), "
               f"driver peak RSS {vm_hwm_mb(driver.proc.pid):.0f} MB")  # fmt: skip
@@ -75,7 +74,9 @@ def test_many_backlogged_streams_share_the_memory_budget_and_lose_nothing(cw, tm
         # only up to the budget; a reservation may turn out a little larger than reserved.
         assert SHIP_MEMORY_BYTES - BATCH_RESERVE_BYTES <= peak
         assert peak <= SHIP_MEMORY_BYTES + SHIP_WORKERS * (1 << 20)
-        assert now == 0  # everything shipped: nothing held
+        # Everything shipped: every byte went back (a turn may be passing by, holding a
+        # reservation for a moment).
+        wait_for("no memory held", lambda: scrape(port, "memberlog_ship_memory_bytes") == 0, 10)
     finally:
         driver.cleanup()
 
