@@ -120,6 +120,7 @@ class Run:
     cpu: dict[str, float] = field(default_factory=dict)
     rss_mb: float | None = None
     busy: float | None = None
+    puts: int | None = None  # PutLogEvents requests the endpoint answered during the run
 
 
 class Endpoint:
@@ -213,6 +214,7 @@ class Matrix:
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
         host0 = host_cpu()
         base = endpoint.events() if endpoint else 0
+        puts0 = endpoint.stats()["put_requests"] if endpoint else 0
         want = wl.total  # dockerd 20.10 hands awslogs a 64 KiB line joined, as one event
         env = dockerenv.host_env(self.daemon.host)
         cmds = [[dockerenv.DOCKER_CLI, "run", "--rm", "--network", "none",
@@ -250,6 +252,7 @@ class Matrix:
                     say(f"  ! {driver}: {n - base}/{want} events, no progress for 60 s")
                     break
                 time.sleep(0.02)
+            run.puts = endpoint.stats()["put_requests"] - puts0
         host1 = host_cpu()
         run.busy = (host1[0] - host0[0]) / max(1, host1[1] - host0[1])
         for k, p in pids.items():
@@ -304,7 +307,7 @@ def report(runs: list[Run], workloads: list[Workload], endpoints: list[str],
                   f"(medians of {len(rows[drivers[0]])} runs)")  # fmt: skip
             print(f"  {'driver':<18} {'run s':>6} {'x local':>7} {'accepted s':>10} "
                   f"{'x awslogs':>9} {'dockerd CPU/1M':>14} {'driver CPU/1M':>13} "
-                  f"{'sum x awslogs':>13} {'peak RSS MB':>11}")  # fmt: skip
+                  f"{'sum x awslogs':>13} {'peak RSS MB':>11} {'puts':>5}")  # fmt: skip
             for d in drivers:
                 rs = rows[d]
                 if not rs:
@@ -316,13 +319,14 @@ def report(runs: list[Run], workloads: list[Workload], endpoints: list[str],
                 total = (dcpu or 0) + (mcpu or 0)
                 cw = aws_cpu and base_driver(d) in CW_DRIVERS
                 rss = max((r.rss_mb for r in rs if r.rss_mb), default=None)
+                puts = med([r.puts for r in rs])
                 print(
                     f"  {d:<18} {f(wall):>6} {f(wall / local if wall and local else None):>7} "
                     f"{f(acc):>10} {f(acc / aws_acc if acc and aws_acc else None):>9} "
                     f"{f(dcpu * per_m if dcpu is not None else None):>14} "
                     f"{f(mcpu * per_m if mcpu is not None else None):>13} "
                     f"{f(total / aws_cpu if cw else None):>13} "
-                    f"{f(rss, 0):>11}"
+                    f"{f(rss, 0):>11} {f(puts, 0):>5}"
                 )
 
 
@@ -387,7 +391,8 @@ def main() -> int:
                             r = m.run(wl, d, ep)
                             runs.append(r)
                             say(f"run {i + 1}/{args.runs} {wl.name:<6} {r.endpoint:<5} {d:<18} "
-                                f"{r.wall:6.2f}s  accepted {f(r.accepted)}s")  # fmt: skip
+                                f"{r.wall:6.2f}s  accepted {f(r.accepted)}s  "
+                                f"RSS {f(r.rss_mb, 0)} MB")  # fmt: skip
         except subprocess.TimeoutExpired:
             # Seen once at the fan-in: dockerd 20.10 deadlocked in libnetwork (goroutines
             # waiting on its controller mutex) while 50 containers exited; nothing runs after.
