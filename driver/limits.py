@@ -71,6 +71,9 @@ INVALID_SYSTEMATIC = 8  # single events refused with nothing accepted: the batch
 LOG_EVERY_S = 60.0  # a recurring failure is logged once a minute, not per batch
 TASK_ERROR_RETRY_S = 1.0  # a worker task that raised runs again after this
 SHUTDOWN_GRACE_S = 2.0  # SIGTERM: puts in flight get this long to finish and commit
+# The services whose entries botocore's endpoint table keeps (driver/aws.py): CloudWatch Logs,
+# and what credential providers call (assume-role, web identity, SSO).
+AWS_ENDPOINT_SERVICES = frozenset({"logs", "sts", "sso", "sso-oidc"})
 
 # --- Driver behaviour --------------------------------------------------------------------------
 DEFAULT_FLUSH_INTERVAL_S = 1.0

@@ -198,20 +198,16 @@ _installed: list[logging.Handler] = []
 def logs_client(region: str | None = None, endpoint: str | None = None) -> object:
     """A boto3 CloudWatch Logs client for the self log: boto3's usual chain for credentials,
     region (AWS_REGION too) and endpoint (AWS_ENDPOINT_URL[_LOGS]), short timeouts."""
-    import boto3
     from botocore.config import Config
+
+    from . import aws
 
     config = Config(
         retries={"mode": "standard", "max_attempts": 2},
         connect_timeout=limits.SELF_LOG_CONNECT_TIMEOUT_S,
         read_timeout=limits.SELF_LOG_READ_TIMEOUT_S,
     )
-    return boto3.session.Session().client(
-        "logs",
-        region_name=region or os.environ.get("AWS_REGION") or None,
-        endpoint_url=endpoint or None,
-        config=config,
-    )
+    return aws.logs_client(region, endpoint, config)
 
 
 def _ensure_group(client: object, group: str, stop: threading.Event) -> None:

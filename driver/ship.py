@@ -22,7 +22,6 @@ import concurrent.futures
 import gc
 import json
 import logging
-import os
 import random
 import threading
 import time
@@ -31,11 +30,10 @@ from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from . import memory
+from . import aws, memory
 from .batch import Event, take_batch, take_merged
 from .limits import (
     BATCH_RESERVE_BYTES,
@@ -79,7 +77,6 @@ class Destination:
 
 
 _clients: dict[tuple[str | None, str | None, bool], object] = {}
-_session: boto3.session.Session | None = None  # guarded by _clients_lock (not thread-safe)
 _puts: concurrent.futures.ThreadPoolExecutor | None = None
 _clients_lock = threading.Lock()
 _prebuilt = threading.local()  # the PutLogEvents body this thread is about to send
@@ -100,8 +97,7 @@ def logs_client(region: str | None, endpoint: str | None, quick: bool = False) -
     """A shared boto3 client: boto3's usual chain for credentials, region and endpoint
     (AWS_REGION, AWS_ENDPOINT_URL[_LOGS], keys, instance role), overridden by log-opts.
     No retries inside botocore: a worker must not sleep in a call; the stream retries.
-    ``quick``: short timeouts, for checks that an HTTP handler waits on. All clients come from
-    one session: each session loads botocore's service models again (about 10 MB)."""
+    ``quick``: short timeouts, for checks that an HTTP handler waits on."""
     key = (region, endpoint, quick)
     with _clients_lock:
         client = _clients.get(key)
@@ -115,15 +111,7 @@ def logs_client(region: str | None, endpoint: str | None, quick: bool = False) -
                 read_timeout=CHECK_TIMEOUT_S if quick else READ_TIMEOUT_S,
                 max_pool_connections=SHIP_WORKERS + 2,
             )
-            global _session
-            if _session is None:
-                _session = boto3.session.Session()
-            client = _session.client(
-                "logs",
-                region_name=region or os.environ.get("AWS_REGION") or None,
-                endpoint_url=endpoint,
-                config=config,
-            )
+            client = aws.logs_client(region, endpoint, config)
             service = client.meta.service_model.service_id.hyphenize()
             client.meta.events.register(f"before-call.{service}.PutLogEvents", _use_prebuilt_body)
             _clients[key] = client
