@@ -45,6 +45,7 @@ def _libc() -> ctypes.CDLL | None:
 _LIBC = _libc()
 _lock = threading.Lock()
 _given_back_at = 0.0
+_later: threading.Timer | None = None  # a give_back asked for too soon, run when allowed
 
 
 def tune_malloc() -> None:
@@ -69,16 +70,30 @@ def tune_gc() -> None:
 
 def give_back() -> None:
     """A stream has shipped everything: return the arenas' free memory to the kernel
-    (malloc_trim), at most once per MEMORY_GIVE_BACK_EVERY_S for the whole process."""
-    global _given_back_at
+    (malloc_trim), at most once per MEMORY_GIVE_BACK_EVERY_S for the whole process. One asked
+    for within that time runs when it is over (one timer at a time), so the last streams of a
+    burst to finish give back too: otherwise the burst's memory stayed until the next one."""
+    global _given_back_at, _later
     if _LIBC is None or not hasattr(_LIBC, "malloc_trim"):
         return
     now = time.monotonic()
     with _lock:
-        if now - _given_back_at < MEMORY_GIVE_BACK_EVERY_S:
+        wait = _given_back_at + MEMORY_GIVE_BACK_EVERY_S - now
+        if wait > 0:
+            if _later is None:
+                _later = threading.Timer(wait, _give_back_later)
+                _later.daemon = True
+                _later.start()
             return
         _given_back_at = now
     _LIBC.malloc_trim(0)
+
+
+def _give_back_later() -> None:
+    global _later
+    with _lock:
+        _later = None
+    give_back()
 
 
 def batch_bytes(batch: list, pendings: list) -> int:

@@ -119,3 +119,38 @@ def test_a_batch_is_counted_with_its_body_and_what_was_decoded_past_it():
     assert batch_bytes(batch, [ahead]) == batch_bytes(batch, [ahead[:2], ahead[2:]])
     assert batch_bytes(batch, [ahead]) > batch_bytes(batch, []) > 2 * 10 * 100
     assert batch_bytes([], []) == 0
+
+
+_GIVE_BACK_SCRIPT = """
+import json, time
+from memberlog.driver import memory
+from memberlog.driver.limits import MEMORY_GIVE_BACK_EVERY_S
+
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 >> 20
+
+memory.tune_malloc()
+memory.give_back()  # a stream shipped all: the next one within the interval must wait
+chunks = [bytes(100 << 10) for _ in range(240)]  # 24 MB of batch-sized buffers, from the arena
+del chunks  # freed: below the trim threshold, glibc keeps it for the next batch
+kept = rss()
+memory.give_back()  # the burst's last stream, within the interval
+now = rss()
+time.sleep(MEMORY_GIVE_BACK_EVERY_S + 0.5)
+print(json.dumps({"kept": kept, "at_once": now, "later": rss()}))
+"""
+
+
+def test_the_last_streams_of_a_burst_give_memory_back_too():
+    """A give_back asked for within MEMORY_GIVE_BACK_EVERY_S of the last one is not dropped:
+    it runs when the interval is over (before, a burst's memory stayed until the next one)."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _GIVE_BACK_SCRIPT], capture_output=True,
+                         text=True, check=True, timeout=60).stdout  # fmt: skip
+    rss = json.loads(out)
+    print(f"RSS (MB) with 24 MB freed in the arena: {rss}")
+    assert rss["kept"] - rss["later"] >= 12, rss  # given back...
+    assert rss["at_once"] - rss["later"] >= 12, rss  # ...by the deferred trim, not at once
