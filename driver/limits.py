@@ -92,7 +92,7 @@ MEMORY_GIVE_BACK_EVERY_S = 1.0  # malloc_trim when a stream has shipped all, at 
 # Decoded events and request bodies that shipping holds at once, all streams together: each
 # worker would otherwise hold two batches (one in flight, the next decoded), ~3.5 MiB each at
 # 100-byte lines, so 8 workers added ~55 MB in a 50-container fan-in.
-SHIP_MEMORY_BYTES = 16 << 20
+SHIP_MEMORY_BYTES = 12 << 20
 EVENT_OBJECT_BYTES = 190  # an event in memory besides its message: tuple, ints, bytes header
 BODY_EVENT_BYTES = 30  # an event's JSON framing in a request body, besides its message
 BATCH_RESERVE_BYTES = 4 << 20  # reserved before decoding a batch, then set to its real size
