@@ -9,7 +9,9 @@ from botocore.config import Config
 from memberlog.driver import aws
 from memberlog.driver.limits import AWS_ENDPOINT_SERVICES
 
-REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2", "cn-north-1", "us-gov-west-1", "il-central-1"]
+REGIONS = [
+    "us-east-1", "eu-west-1", "ap-southeast-2", "cn-north-1", "us-gov-west-1", "il-central-1",
+]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
