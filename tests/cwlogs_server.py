@@ -9,7 +9,9 @@ InvalidParameterException) and records it, so tests can assert that nothing brok
     python3 tests/cwlogs_server.py --port 4566 [--host 127.0.0.1] [--violations FILE]
 
 Extra endpoints:
-  GET  /_strict/stats  -> {"put_requests": n, "events": n, "violations": [...], "faulted": n}
+  GET  /_strict/stats  -> {"put_requests": n, "events": n, "violations": [...], "faulted": n,
+       "gc_pause_s": s, "gc_pause_max_s": s} (time this process spent in Python's cyclic
+       garbage collector: moto keeps every event, and a full collection walks all of them)
   POST /_strict/faults <- {"throttle": 0.9} (answer that share of PutLogEvents with
        ThrottlingException), {"error": {"code": ..., "status": 503, "ratio": 1.0}}, and
        {"refuse": "text"} (InvalidParameterException for any batch holding an event with
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import gc
 import io
 import json
 import logging
@@ -46,7 +49,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from moto.logs.exceptions import InvalidParameterException
-from moto.logs.models import LogStream
+from moto.logs.models import LogEvent, LogStream
 from moto.logs.responses import LogsResponse
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -153,6 +156,19 @@ class StrictLogsMiddleware:
         self.faults: dict[str, Any] = {}
         self.violations: list[dict[str, Any]] = []
         self.read_starts: dict[str, deque[float]] = {}  # per read API, for "read_quota"
+        self.gc_pause_s = 0.0
+        self.gc_pause_max_s = 0.0
+        self._gc_start = 0.0
+        gc.callbacks.append(self._gc_timed)
+
+    def _gc_timed(self, phase: str, info: dict[str, int]) -> None:
+        """Sum the collector's pauses: they stall every request thread (the GIL is held)."""
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._gc_start
+        self.gc_pause_s += pause
+        self.gc_pause_max_s = max(self.gc_pause_max_s, pause)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == STATS_PATH:
@@ -165,6 +181,8 @@ class StrictLogsMiddleware:
                     "read_calls": self.read_calls,
                     "read_faulted": self.read_faulted,
                     "faults": self.faults,
+                    "gc_pause_s": round(self.gc_pause_s, 3),
+                    "gc_pause_max_s": round(self.gc_pause_max_s, 3),
                 }
             return self._json(start_response, "200 OK", stats, {})
         if environ.get("PATH_INFO") == FAULTS_PATH:
@@ -399,6 +417,16 @@ def get_log_events_response(self: Any) -> str:
     return '{"events": [' + ", ".join(events) + "], " + tokens[1:]
 
 
+class Untracked(list):
+    """moto keeps every model object it ever made in its class's ``instances_tracked``, for
+    resetting its in-process mocks; a server never resets, so every event and stream stayed
+    in memory after DeleteLogStream, DeleteLogGroup or the end of a test, and Python's garbage
+    collector walked all of them (seconds at a time once millions had been put)."""
+
+    def append(self, _: object) -> None:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; print 'ready' only once the socket is listening."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -413,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     LogStream.get_log_events = get_log_events
     LogsResponse.get_log_events = get_log_events_response
     LogStream._update = update_span
+    LogEvent.instances_tracked = LogStream.instances_tracked = Untracked()
     app = StrictLogsMiddleware(DomainDispatcherApplication(create_backend_app), args.violations)
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=NoDelayRequestHandler

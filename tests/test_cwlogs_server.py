@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from cwlogs import CloudWatchEndpoint
+from cwlogs import CloudWatchEndpoint, fill_stream
 
 MAX_EVENT_MESSAGE_BYTES = 1_048_576 - 26
 DAY_MS = 24 * 60 * 60 * 1000
@@ -131,3 +131,25 @@ def test_bad_names_are_rejected(endpoint, logs, rule, group, name):
 
     assert raised.value.response["Error"]["Code"] == "InvalidParameterException"
     assert endpoint.violations()[-1]["rule"] == rule
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_deleted_events_leave_the_servers_memory(endpoint):
+    """moto tracks every model object it makes; unless the server stops that, deleted streams
+    keep their events in memory for good, and the whole test session's events pile up (the
+    benchmarks delete each run's streams so that every run finds the same endpoint)."""
+    client = endpoint.client()
+    group = f"/test/{uuid.uuid4().hex}"
+    grown = []
+    for i in range(3):
+        before = _rss_kib(endpoint.proc.pid)
+        fill_stream(client, group, f"s{i}", 200_000, start=int(time.time() * 1000))
+        grown.append(_rss_kib(endpoint.proc.pid) - before)
+        client.delete_log_stream(logGroupName=group, logStreamName=f"s{i}")
+    print(f"\nthe server's RSS grew by {[g // 1024 for g in grown]} MiB per 200,000 events")
+    assert grown[0] > 20 * 1024, "200,000 events should take the server some memory"
+    assert grown[2] < grown[0] / 2, "a deleted stream's events stayed in the server's memory"
