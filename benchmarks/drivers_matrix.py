@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import functools
 import os
 import shutil
 import statistics
@@ -121,15 +122,18 @@ class Run:
     rss_mb: float | None = None
     busy: float | None = None
     puts: int | None = None  # PutLogEvents requests the endpoint answered during the run
+    endpoint_gc: float | None = None  # s the endpoint spent in Python's GC (moto) in the run
 
 
 class Endpoint:
     """A running endpoint and its accepted-events counter."""
 
     def __init__(
-        self, name: str, url: str, stats: Callable[[], dict], stop: Callable[[], None]
-    ) -> None:
+        self, name: str, url: str, stats: Callable[[], dict], stop: Callable[[], None],
+        forget: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
         self.name, self.url, self.stats, self.stop = name, url, stats, stop
+        self.forget = forget  # drop the events it keeps (moto), between runs
         self.pid: int | None = None
 
     def events(self) -> int:
@@ -143,6 +147,22 @@ class Endpoint:
                     raise
                 time.sleep(1)
         raise AssertionError("unreachable")
+
+
+def delete_streams(client: object) -> None:
+    """Delete every log stream moto holds, between runs. moto keeps every event in memory
+    and gets slower as it holds more (a round puts about 7,000,000): each run then finds the
+    endpoint as the first run of the matrix did, as it would find CloudWatch."""
+    groups = client.get_paginator("describe_log_groups")  # type: ignore[attr-defined]
+    streams = client.get_paginator("describe_log_streams")  # type: ignore[attr-defined]
+    for page in groups.paginate():
+        for g in page["logGroups"]:
+            name = g["logGroupName"]
+            for spage in streams.paginate(logGroupName=name):
+                for st in spage["logStreams"]:
+                    client.delete_log_stream(  # type: ignore[attr-defined]
+                        logGroupName=name, logStreamName=st["logStreamName"]
+                    )
 
 
 def start_null_endpoint() -> Endpoint:
@@ -214,7 +234,8 @@ class Matrix:
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
         host0 = host_cpu()
         base = endpoint.events() if endpoint else 0
-        puts0 = endpoint.stats()["put_requests"] if endpoint else 0
+        stats0 = endpoint.stats() if endpoint else {}
+        puts0, gc0 = stats0.get("put_requests", 0), stats0.get("gc_pause_s", 0.0)
         want = wl.total  # dockerd 20.10 hands awslogs a 64 KiB line joined, as one event
         env = dockerenv.host_env(self.daemon.host)
         cmds = [[dockerenv.DOCKER_CLI, "run", "--rm", "--network", "none",
@@ -252,7 +273,10 @@ class Matrix:
                     say(f"  ! {driver}: {n - base}/{want} events, no progress for 60 s")
                     break
                 time.sleep(0.02)
-            run.puts = endpoint.stats()["put_requests"] - puts0
+            stats = endpoint.stats()
+            run.puts = stats["put_requests"] - puts0
+            if "gc_pause_s" in stats:
+                run.endpoint_gc = stats["gc_pause_s"] - gc0
         host1 = host_cpu()
         run.busy = (host1[0] - host0[0]) / max(1, host1[1] - host0[1])
         for k, p in pids.items():
@@ -262,6 +286,8 @@ class Matrix:
         if pids["driver"]:
             kb = status_kb(pids["driver"], "VmHWM")
             run.rss_mb = kb / 1024 if kb else None
+        if endpoint is not None and endpoint.forget is not None:
+            endpoint.forget()  # after the figures: deleting a big stream takes moto a while
         return run
 
 
@@ -349,7 +375,9 @@ def main() -> int:
         say("endpoints ...")
         moto = CloudWatchEndpoint().start()
         stack.callback(moto.stop)
-        eps = {"moto": Endpoint("moto", str(moto.url), moto.stats, moto.stop)}
+        moto_client = moto.client()
+        forget = functools.partial(delete_streams, moto_client)
+        eps = {"moto": Endpoint("moto", str(moto.url), moto.stats, moto.stop, forget)}
         eps["moto"].pid = moto.proc.pid if moto.proc else None
         if "null" in endpoints:
             eps["null"] = start_null_endpoint()
@@ -395,7 +423,11 @@ def main() -> int:
                             runs.append(r)
                             say(f"run {i + 1}/{args.runs} {wl.name:<6} {r.endpoint:<5} {d:<18} "
                                 f"{r.wall:6.2f}s  accepted {f(r.accepted)}s  "
-                                f"RSS {f(r.rss_mb, 0)} MB")  # fmt: skip
+                                f"RSS {f(r.rss_mb, 0)} MB"
+                                + (f"  endpoint CPU {r.cpu['endpoint']:.2f}s"
+                                   if "endpoint" in r.cpu else "")
+                                + (f" (GC {r.endpoint_gc:.2f}s)"
+                                   if r.endpoint_gc is not None else ""))  # fmt: skip
         except subprocess.TimeoutExpired:
             # Seen once at the fan-in: dockerd 20.10 deadlocked in libnetwork (goroutines
             # waiting on its controller mutex) while 50 containers exited; nothing runs after.
