@@ -190,8 +190,10 @@ def start_null_endpoint() -> Endpoint:
 
 class Matrix:
     def __init__(self, daemon: dockerenv.SecondDaemon, endpoints: dict[str, Endpoint],
-                 legacy: PluginProcess | None, managed_id: str | None) -> None:  # fmt: skip
+                 legacy: PluginProcess | None, managed_id: str | None,
+                 network: str) -> None:  # fmt: skip
         self.daemon = daemon
+        self.network = network  # every container's --network
         self.endpoints = endpoints
         self.legacy = legacy
         self.managed_id = managed_id
@@ -238,7 +240,7 @@ class Matrix:
         puts0, gc0 = stats0.get("put_requests", 0), stats0.get("gc_pause_s", 0.0)
         want = wl.total  # dockerd 20.10 hands awslogs a 64 KiB line joined, as one event
         env = dockerenv.host_env(self.daemon.host)
-        cmds = [[dockerenv.DOCKER_CLI, "run", "--rm", "--network", "none",
+        cmds = [[dockerenv.DOCKER_CLI, "run", "--rm", "--network", self.network,
                  *self.args(driver, endpoint), IMAGE, "sh", "-c", wl.script]
                 for _ in range(wl.containers)]  # fmt: skip
         t0 = time.perf_counter()
@@ -404,7 +406,14 @@ def main() -> int:
             say("managed plugin (plugin/build.sh) ...")
             managed_id = build_managed(daemon, eps["moto"])
             stack.callback(lambda: shutil.rmtree(MANAGED_STATE, ignore_errors=True))
-        m = Matrix(daemon, eps, legacy, managed_id)
+        # Every container joins one holder's network namespace: fifty containers exiting at
+        # once, each with an endpoint of its own (even --network none), can deadlock dockerd
+        # 20.10's libnetwork (seen twice at the fan-in; tests/test_durability.py's thousand
+        # containers do the same).
+        holder = daemon.docker("run", "-d", "--network", "none", "--log-driver", "none", IMAGE,
+                               "sleep", "86400").stdout.strip()  # fmt: skip
+        stack.callback(lambda: daemon.docker("rm", "-f", holder, check=False))
+        m = Matrix(daemon, eps, legacy, managed_id, f"container:{holder}")
         say("warm-up ...")
         for d in drivers:
             for ep in [None] if base_driver(d) == "local" else [eps[e] for e in endpoints]:
