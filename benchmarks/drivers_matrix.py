@@ -22,8 +22,9 @@ for the benchmark; runs alternate drivers, and each figure is a median of ``--ru
 
 Per run: the container's run time (``docker run --rm``, CLI start to exit; fan-in: first start
 to last exit), the time until the endpoint has accepted every line, CPU seconds of dockerd and
-of the memberlog driver (per 1,000,000 lines), and the driver's peak RSS (VmHWM, reset before
-each run).
+of the memberlog driver (per 1,000,000 lines), the driver's peak RSS (VmHWM, reset before
+each run), the PutLogEvents requests, and the endpoint's CPU and GC seconds. Every container
+joins one holder container's network namespace, and moto's streams are deleted after each run.
 
     python3 benchmarks/drivers_matrix.py [--runs 3] [--workloads 200k,1m,4k,64k,fanin]
         [--endpoints moto,null] [--drivers local,awslogs,memberlog,memberlog-managed,
