@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from cwlogs_server import PUT_LOG_EVENTS_TARGET, STATS_PATH, check_put_log_events  # noqa: E402
 
 _lock = threading.Lock()
-_stats = {"put_requests": 0, "events": 0, "violations": []}
+# "answered_*" as the strict server's: events answered 200, and when the last was (time.time())
+_stats = {"put_requests": 0, "events": 0, "violations": [], "answered_events": 0,
+          "answered_at": 0.0}  # fmt: skip
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -52,6 +55,8 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 _stats["put_requests"] += 1
                 _stats["events"] += len(request["logEvents"])
+                _stats["answered_events"] = _stats["events"]
+                _stats["answered_at"] = time.time()
         if broken:
             self._send(400, json.dumps({"__type": "InvalidParameterException",
                                         "message": broken[0][1]}).encode())  # fmt: skip

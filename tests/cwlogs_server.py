@@ -10,8 +10,12 @@ InvalidParameterException) and records it, so tests can assert that nothing brok
 
 Extra endpoints:
   GET  /_strict/stats  -> {"put_requests": n, "events": n, "violations": [...], "faulted": n,
-       "gc_pause_s": s} (time this process spent in Python's cyclic garbage collector: a
-       full collection walks every event moto holds)
+       "answered_events": n, "answered_at": t, "gc_pause_s": s}. "events" counts valid puts
+       as they arrive; "answered_events" counts them once moto has stored them and answered
+       200, and "answered_at" is that moment's wall-clock time (time.time()), so a watcher
+       learns when the last event landed without asking many times a second. "gc_pause_s"
+       is the time this process spent in Python's cyclic garbage collector (a full
+       collection walks every event moto holds).
   POST /_strict/faults <- {"throttle": 0.9} (answer that share of PutLogEvents with
        ThrottlingException), {"error": {"code": ..., "status": 503, "ratio": 1.0}}, and
        {"refuse": "text"} (InvalidParameterException for any batch holding an event with
@@ -156,6 +160,8 @@ class StrictLogsMiddleware:
         self.faults: dict[str, Any] = {}
         self.violations: list[dict[str, Any]] = []
         self.read_starts: dict[str, deque[float]] = {}  # per read API, for "read_quota"
+        self.answered_events = 0
+        self.answered_at = 0.0
         self.gc_pause_s = 0.0
         self._gc_start = 0.0
         gc.callbacks.append(self._gc_timed)
@@ -178,6 +184,8 @@ class StrictLogsMiddleware:
                     "read_calls": self.read_calls,
                     "read_faulted": self.read_faulted,
                     "faults": self.faults,
+                    "answered_events": self.answered_events,
+                    "answered_at": self.answered_at,
                     "gc_pause_s": round(self.gc_pause_s, 3),
                 }
             return self._json(start_response, "200 OK", stats, {})
@@ -215,7 +223,18 @@ class StrictLogsMiddleware:
         with self.lock:
             self.put_requests += 1
             self.events += len(request["logEvents"])
-        return self.app(environ, start_response)
+        status: list[str] = []
+
+        def record_status(status_line: str, headers: Any, *exc_info: Any) -> Any:
+            status.append(status_line)
+            return start_response(status_line, headers, *exc_info)
+
+        response = self.app(environ, record_status)  # moto stores the events in this call
+        if status and status[0].startswith("200"):
+            with self.lock:
+                self.answered_events += len(request["logEvents"])
+                self.answered_at = time.time()
+        return response
 
     def _read(self, target: str, environ: Environ, start_response: StartResponse) -> Any:
         """A read call: maybe throttled, and made to behave as CloudWatch's (see the top)."""

@@ -66,6 +66,24 @@ def test_valid_put_is_accepted_counted_and_readable(endpoint, logs, stream):
     assert after["violations"] == before["violations"]
 
 
+def test_answered_counts_only_what_moto_stored_and_when(endpoint, logs, stream):
+    """The benchmark times "accepted" by ``answered_at``: it must move with a stored put and
+    not with one moto refused (here: a stream that does not exist)."""
+    before = endpoint.stats()
+    t0 = time.time()
+    logs.put_log_events(logGroupName=stream[0], logStreamName=stream[1],
+                        logEvents=events(["a", "b"], step=1))  # fmt: skip
+    t1 = time.time()
+    with pytest.raises(ClientError, match="ResourceNotFound"):
+        logs.put_log_events(logGroupName=stream[0], logStreamName="no-such-stream",
+                            logEvents=events(["c"]))  # fmt: skip
+    after = endpoint.stats()
+
+    assert after["events"] == before["events"] + 3  # both passed the limits check
+    assert after["answered_events"] == before["answered_events"] + 2  # one was stored
+    assert t0 <= after["answered_at"] <= t1
+
+
 @pytest.mark.parametrize(
     "batch",
     [
