@@ -178,7 +178,8 @@ def start_null_endpoint() -> Endpoint:
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(HERE / "null_endpoint.py"), "--port", str(port)],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
     assert proc.stdout and proc.stdout.readline().startswith("ready")
     url = f"http://127.0.0.1:{port}"
 
@@ -384,7 +385,7 @@ def main() -> int:
     print(f"memberlog {head}; {os.cpu_count()} CPUs; drivers {drivers}; endpoints {endpoints}")
     with contextlib.ExitStack() as stack, terminate_as_interrupt():
         say("endpoints ...")
-        moto = CloudWatchEndpoint().start()
+        moto = CloudWatchEndpoint(own_session=True).start()
         stack.callback(moto.stop)
         moto_client = moto.client()
         forget = functools.partial(delete_streams, moto_client)
@@ -399,7 +400,7 @@ def main() -> int:
         if "memberlog" in map(base_driver, drivers):
             say("legacy plugin ...")
             Path(LEGACY_SOCKET).unlink(missing_ok=True)
-            legacy = PluginProcess(moto.env(), socket_path=LEGACY_SOCKET)
+            legacy = PluginProcess(moto.env(), socket_path=LEGACY_SOCKET, own_session=True)
             stack.callback(legacy.cleanup)
             legacy.start()
         say("benchmark dockerd ...")

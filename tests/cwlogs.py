@@ -46,7 +46,11 @@ def free_port() -> int:
 class CloudWatchEndpoint:
     """One strict moto CloudWatch Logs server process and the ways tests talk to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, own_session: bool = False) -> None:
+        """``own_session``: start the server in a session of its own. Linux's scheduler
+        (autogroup) shares CPU between sessions first, so a benchmark gives the endpoint its
+        own share, as a separate service has, instead of splitting the benchmark's with it."""
+        self.own_session = own_session
         self.port: int | None = None
         self.url: str | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -63,8 +67,9 @@ class CloudWatchEndpoint:
         args = ["--host", HOST, "--port", str(self.port), "--violations", str(self.violations_path)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(SERVER_SCRIPT), *args], stdout=log, stderr=subprocess.STDOUT
-            )
+                [sys.executable, str(SERVER_SCRIPT), *args], stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=self.own_session,
+            )  # fmt: skip
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -50,7 +50,10 @@ class PluginProcess:
     """``memberlog-driver --socket ... --state-dir ...`` in the background."""
 
     def __init__(self, env: dict[str, str], socket_path: str | None = None,
-                 state_dir: str | None = None) -> None:  # fmt: skip
+                 state_dir: str | None = None, own_session: bool = False) -> None:  # fmt: skip
+        """``own_session``: a session of its own, so its own scheduling autogroup, as a legacy
+        plugin run as a service has (benchmarks; see CloudWatchEndpoint)."""
+        self.own_session = own_session
         self.dir = tempfile.mkdtemp(prefix="memberlog-driver-")
         self.socket = socket_path or os.path.join(self.dir, "memberlog.sock")
         self.state_dir = state_dir or os.path.join(self.dir, "state")
@@ -64,6 +67,7 @@ class PluginProcess:
                 [sys.executable, "-m", "memberlog.driver", "--socket", self.socket,
                  "--state-dir", self.state_dir],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=self.own_session,
             )  # fmt: skip
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
