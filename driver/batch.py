@@ -8,7 +8,7 @@ acceptable happens here, after the FIFO reader, so the reader stays lean.
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from itertools import accumulate, islice
 from operator import itemgetter
@@ -102,21 +102,32 @@ def _json_events(lines: list[Line], max_bytes: int, formatter: JsonFormatter) ->
     return events
 
 
-def take_batch(pending: deque[Event]) -> list[Event]:
+def take_batch(pending: deque[Event], cut_ties: bool = False) -> list[Event]:
     """Pop the longest prefix of ``pending`` that makes one valid batch, sorted by time.
 
     A stream may be fed by several containers at once, so arrival order is not time order;
     the sort is stable, keeping each container's own order for equal timestamps. The usual
     case (a prefix within the count and byte limits spans less than 24 h) is found with
     C-level passes (accumulate, bisect, min, max) rather than a Python loop per event.
+
+    ``cut_ties``: when events are left over, end the batch before the millisecond the next
+    one is in (giving up at most half the batch), so the next batch may be put while this one
+    is in flight without two puts holding the same timestamp (see ship.PUTS_IN_FLIGHT).
     """
-    head = list(islice(pending, MAX_BATCH_EVENTS))
+    head = list(islice(pending, MAX_BATCH_EVENTS + 1))
     if not head:
         return []
+    after = head.pop() if len(head) > MAX_BATCH_EVENTS else None
     cum = list(accumulate(map(len, map(itemgetter(1), head))))
     # the most events whose bytes, with 26 each, fit one batch
     k = bisect_right(range(len(head)), MAX_BATCH_BYTES,
                      key=lambda i: cum[i] + EVENT_OVERHEAD_BYTES * (i + 1))  # fmt: skip
+    if cut_ties and k:
+        nxt = head[k][0] if k < len(head) else None if after is None else after[0]
+        if nxt is not None:  # one container's events come in time order: bisect finds the cut
+            j = bisect_left(head, nxt, k // 2, k, key=itemgetter(0))
+            if j > k // 2:
+                k = j
     stamps = list(map(itemgetter(0), head[: max(k, 1)]))
     if k and max(stamps) - min(stamps) <= MAX_BATCH_SPAN_MS:
         batch = head[:k]

@@ -57,6 +57,15 @@ FOLLOW_POLL_S = 0.1  # `docker logs -f`: how often a quiet journal is looked at 
 # --- Shipping (driver/ship.py, driver/scheduler.py) ---------------------------------------------
 SHIP_WORKERS = 8  # threads that decode and put, shared by every stream of the host
 TURN_BATCHES = 16  # batches one stream ships before others get a turn
+# Puts of one stream on the wire at once once its container has stopped: the next starts while
+# one awaits its answer, so what is left drains faster than one round trip per batch. Only for
+# a batch whose every timestamp is later than those in flight, so GetLogEvents (timestamp
+# order) still has the lines in order.
+PUTS_IN_FLIGHT = 2
+# A failed put with a later one accepted ships that one again (commits are a prefix): after a
+# failure a stream puts one batch at a time for this long, so faults cost one batch of
+# duplicates per stream, not one per retry.
+SERIAL_AFTER_FAILURE_S = 60.0
 # A stream with this many journal bytes waiting has a full batch: ship now, not at the interval.
 BATCH_TRIGGER_BYTES = MAX_BATCH_BYTES + (64 << 10)
 CONNECT_TIMEOUT_S = 3.0

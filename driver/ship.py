@@ -25,6 +25,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
@@ -42,9 +43,11 @@ from .limits import (
     CONNECT_TIMEOUT_S,
     INVALID_SYSTEMATIC,
     LOG_EVERY_S,
+    PUTS_IN_FLIGHT,
     READ_TIMEOUT_S,
     RETRY_BASE_S,
     RETRY_MAX_S,
+    SERIAL_AFTER_FAILURE_S,
     SHIP_MEMORY_WAIT_S,
     SHIP_WORKERS,
     SLOW_RETRY_S,
@@ -120,12 +123,14 @@ def logs_client(region: str | None, endpoint: str | None, quick: bool = False) -
 
 
 def _put_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """The threads PutLogEvents calls run on while their workers decode the next batch: one
-    call in flight per worker at most, so SHIP_WORKERS of them never queue."""
+    """The threads PutLogEvents calls run on while their workers decode the next batch: at most
+    PUTS_IN_FLIGHT calls per worker, so that many threads per worker never queue."""
     global _puts
     with _clients_lock:
         if _puts is None:
-            _puts = concurrent.futures.ThreadPoolExecutor(SHIP_WORKERS, thread_name_prefix="put")
+            _puts = concurrent.futures.ThreadPoolExecutor(
+                SHIP_WORKERS * PUTS_IN_FLIGHT, thread_name_prefix="put"
+            )
         return _puts
 
 
@@ -361,6 +366,7 @@ class Stream(Task):
         self.flush = False  # ship partial batches now (a container stopped)
         self._hold_until = 0.0
         self._failures = 0
+        self._serial_until = 0.0  # puts one at a time until then (monotonic), after a failure
         self.metrics = METRICS.stream(dest.group, dest.stream)
         self._oldest: float | None = None  # time.time() the oldest unshipped line arrived
 
@@ -424,35 +430,45 @@ class Stream(Task):
     def _ship_some(self, sources: list, now: float) -> tuple[int, bool]:
         """Up to TURN_BATCHES batches; returns (batches shipped, a partial batch left).
 
-        Pipelined: while one batch's PutLogEvents is in flight (on the put pool), the next is
-        decoded, as far as memory.SHIP allows. Puts of a stream stay one at a time and in
-        order, and each journal's offset is committed only after its put succeeded, so a
-        failure loses nothing: the batch decoded ahead is dropped with the turn and decoded
-        again from the commit. Raises MemoryFull when the budget has no room for this turn."""
+        Pipelined: while a batch's PutLogEvents is in flight (on the put pool), the next is
+        decoded, as far as memory.SHIP allows, and put beside it (up to PUTS_IN_FLIGHT) when
+        all its timestamps are later; otherwise the puts before it end first. Each journal's
+        offset is committed in batch order, only after the put succeeded, so a failure loses
+        nothing: the batches after it are dropped with the turn and decoded again from the
+        commit. Raises MemoryFull when the budget has no room for this turn."""
         due = (
             self.flush
             or any(s.stopped for s in sources)
             or (self.pending_since is not None and now >= self.pending_since + self.flush_interval)
         )
+        # Puts beside each other only once the container has stopped: while it runs, the CPU
+        # (and the GIL) go to reading its FIFO first (measured: two puts in flight during the
+        # run made 1,000,000-line containers 1.2 -> 1.4 x local). Several containers' merged
+        # batches go one by one.
+        beside = len(sources) == 1 and sources[0].stopped and now >= self._serial_until
         for s in sources:
             s.begin()
-        inflight: tuple[concurrent.futures.Future, list, int] | None = None  # and bytes held
+        # (put, offsets, bytes held, latest timestamp), oldest first
+        inflight: deque[tuple[concurrent.futures.Future, list, int, int]] = deque()
         reserved = 0  # bytes held in memory.SHIP for the batch being cut
+
+        def end_oldest() -> None:
+            put, offs, nbytes, _ = inflight.popleft()
+            self._committed(sources, put, offs, nbytes)
+
         try:
             for shipped in range(TURN_BATCHES):
-                if not memory.SHIP.reserve(BATCH_RESERVE_BYTES):
-                    if inflight is not None:  # no room to decode ahead: let the put end first
-                        ended, inflight = inflight, None
-                        self._committed(sources, *ended)
-                    if not memory.SHIP.reserve(BATCH_RESERVE_BYTES):
+                while not memory.SHIP.reserve(BATCH_RESERVE_BYTES):
+                    if not inflight:
                         memory.SHIP.wait(self, self._wake)
                         raise MemoryFull
+                    end_oldest()  # no room to decode ahead: let a put end first
                 reserved = BATCH_RESERVE_BYTES
                 for s in sources:
                     s.fill()
                 if len(sources) == 1:
                     s = sources[0]
-                    batch = take_batch(s.pending)
+                    batch = take_batch(s.pending, cut_ties=beside)
                     offs = [max(map(itemgetter(2), batch))] if batch else [None]
                 else:
                     batch, offs = take_merged([s.pending for s in sources])
@@ -460,28 +476,33 @@ class Stream(Task):
                 memory.SHIP.adjust(held - reserved)
                 reserved = held
                 full = any(s.pending for s in sources) or not all(s.exhausted for s in sources)
-                if inflight is not None:
-                    ended, inflight = inflight, None
-                    self._committed(sources, *ended)
-                if not batch:
-                    self.flush = False
-                    for s in sources:
-                        self._on_commit(s.settle())
-                    return shipped, False
-                if not full and not due:
+                if not batch or (not full and not due):
+                    while inflight:
+                        end_oldest()
+                    if not batch:
+                        self.flush = False
+                        for s in sources:
+                            self._on_commit(s.settle())
+                        return shipped, False
                     return shipped, True
+                while inflight and (
+                    not beside or len(inflight) >= PUTS_IN_FLIGHT or batch[0][0] <= inflight[-1][3]
+                ):
+                    end_oldest()
                 for s, off in zip(sources, offs, strict=True):
                     if off is not None:
                         s.taken = off  # decoding goes on past it
-                inflight = (_put_pool().submit(self._put_all, batch), offs, reserved)
+                put = _put_pool().submit(self._put_all, batch)
+                inflight.append((put, offs, reserved, batch[-1][0]))
                 reserved = 0
-            ended, inflight = inflight, None
-            self._committed(sources, *ended)
+            while inflight:
+                end_oldest()
             return TURN_BATCHES, False
         finally:
-            if inflight is not None:  # the turn failed while a put was in flight: let it end
-                concurrent.futures.wait([inflight[0]])
-                memory.SHIP.release(inflight[2])
+            if inflight:  # the turn failed while puts were in flight: let them end
+                concurrent.futures.wait([put for put, *_ in inflight])
+                for _, _, nbytes, _ in inflight:
+                    memory.SHIP.release(nbytes)
             memory.SHIP.release(reserved)
             for s in sources:
                 s.end()
@@ -620,6 +641,7 @@ class Stream(Task):
     def _retry(self, f: ShipFailure) -> float:
         """When to try again after ``f``; says so in the log, once a minute per kind of fault."""
         self.metrics.retry(METRIC_CLASS.get(f.kind, f.kind))
+        self._serial_until = time.monotonic() + SERIAL_AFTER_FAILURE_S
         if f.kind in ENDPOINT_KINDS:
             at = self._health.failed(f.kind)
             slow = False

@@ -14,10 +14,10 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
+from memberlog.driver.limits import MAX_BATCH_EVENTS, PUTS_IN_FLIGHT
+
 import dockerenv
 from waiting import stream_messages, wait_for
-
-MAX_BATCH_EVENTS = 10_000
 
 
 def _sed(label: str, pad: int) -> str:
@@ -221,7 +221,8 @@ def outage_kill_throttle(cw, plugin, image: str, lines: int = 200_000, container
         cw.set_faults()
     by_stream = collect(cw, group, expected)
     dup = check("outage, kill -9, 90% throttled, kill -9", by_stream, expected)
-    assert dup <= 2 * containers * MAX_BATCH_EVENTS  # a batch in flight per stream per kill
+    # the puts in flight per stream per kill (PUTS_IN_FLIGHT once a container has stopped)
+    assert dup <= 2 * containers * PUTS_IN_FLIGHT * MAX_BATCH_EVENTS
     return dup
 
 
@@ -245,7 +246,8 @@ def random_kills(cw, plugin, image: str, kills: int = 10, lines: int = 1_000_000
     wait_and_remove(cids)
     by_stream = collect(cw, group, expected, timeout=600)
     dup = check(f"{kills} x kill -9 during 1,000,000 lines", by_stream, expected)
-    # At-least-once: a kill can catch a put CloudWatch has accepted but not yet answered;
-    # that batch (10,000 events at most) ships again. Nothing else may come twice.
-    assert dup <= kills * n * MAX_BATCH_EVENTS
+    # At-least-once: a kill can catch puts CloudWatch has accepted but not yet answered;
+    # those batches (PUTS_IN_FLIGHT of 10,000 events at most) ship again. Nothing else may
+    # come twice.
+    assert dup <= kills * n * PUTS_IN_FLIGHT * MAX_BATCH_EVENTS
     return dup

@@ -8,6 +8,7 @@ CloudWatch endpoint made as slow as a far-away Region, for the parallel-fetch te
 from __future__ import annotations
 
 import http.client
+import random
 import socket
 import threading
 import time
@@ -18,12 +19,18 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection
 
 
 class LatencyProxy:
-    """Forwards each request to ``target`` after sleeping ``delay_s``; one thread a connection."""
+    """Forwards each request to ``target`` after sleeping ``delay_s`` (plus up to ``jitter_s``
+    at random, so requests sent together may arrive in either order); one thread a connection.
+    ``max_puts`` is the most PutLogEvents requests it held at once."""
 
-    def __init__(self, target: str, delay_s: float) -> None:
+    def __init__(self, target: str, delay_s: float, jitter_s: float = 0.0) -> None:
         parsed = urllib.parse.urlsplit(target)
         upstream = (parsed.hostname, parsed.port)
         local = threading.local()
+        lock = threading.Lock()
+        puts = [0]  # in flight now
+        self.max_puts = 0
+        proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -38,8 +45,21 @@ class LatencyProxy:
             do_GET = do_POST  # noqa: N815
 
             def _forward(self) -> None:
+                is_put = self.headers.get("X-Amz-Target", "").endswith(".PutLogEvents")
+                if is_put:
+                    with lock:
+                        puts[0] += 1
+                        proxy.max_puts = max(proxy.max_puts, puts[0])
+                try:
+                    self._forward_now()
+                finally:
+                    if is_put:
+                        with lock:
+                            puts[0] -= 1
+
+            def _forward_now(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                time.sleep(delay_s)
+                time.sleep(delay_s + random.uniform(0.0, jitter_s))
                 if getattr(local, "conn", None) is None:
                     local.conn = http.client.HTTPConnection(*upstream, timeout=120)
                     local.conn.connect()

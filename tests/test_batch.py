@@ -166,6 +166,23 @@ def batch_bytes(batch) -> int:
     return sum(len(e[1]) + OVERHEAD for e in batch)
 
 
+def test_cut_ties_ends_a_batch_before_the_millisecond_the_next_event_is_in():
+    """Batches put side by side must not share a timestamp (ship.PUTS_IN_FLIGHT)."""
+    # in time order; the 1,000 events from 9,500 on share one millisecond
+    events = [event(i, TS + (i >= 9_500) + (i >= 10_500) * i, 10) for i in range(12_500)]
+    pending = deque(events)
+    first = take_batch(pending, cut_ties=True)
+    second = take_batch(pending, cut_ties=True)
+    assert len(first) == 9_500 and max(e[0] for e in first) < min(e[0] for e in second)
+    assert first + second + list(pending) == events  # nothing lost, order kept
+    assert len(take_batch(deque(events))) == 10_000  # without: the full count
+
+
+def test_cut_ties_gives_up_rather_than_halve_a_batch():
+    events = [event(i, TS, 10) for i in range(12_000)]  # one millisecond throughout
+    assert len(take_batch(deque(events), cut_ties=True)) == 10_000
+
+
 def test_ten_thousand_events_per_batch():
     events = [event(i, TS + i // 100, 10) for i in range(25_000)]
     batches = drain(events)
