@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from memberlog.driver.limits import HTTP_THREADS, MAX_LOG_READERS, SHIP_WORKERS
+from memberlog.driver.limits import HTTP_THREADS, MAX_LOG_READERS, PUTS_IN_FLIGHT, SHIP_WORKERS
 
 import dockerenv
 from faults import (
@@ -321,8 +321,10 @@ def test_a_thousand_containers_at_once(cw, fault_plugin, busybox):
     check(f"{n} containers x {per} lines", by_stream, expected)
     assert len(watch.pids) == 1, "the driver restarted"
     assert "Traceback" not in plugin.log()
-    # Fixed pools, whatever the number of containers: ship workers and their puts, HTTP
-    # threads (those for `docker logs` included), and a dozen singles (reader, scheduler...).
-    assert watch.threads <= 2 * SHIP_WORKERS + HTTP_THREADS + MAX_LOG_READERS + 12
+    # Fixed pools, whatever the number of containers: ship workers and their puts (up to
+    # PUTS_IN_FLIGHT each), HTTP threads (those for `docker logs` included), and a dozen
+    # singles (reader, scheduler...).
+    pools = SHIP_WORKERS * (1 + PUTS_IN_FLIGHT) + HTTP_THREADS + MAX_LOG_READERS
+    assert watch.threads <= pools + 12
     assert watch.rss_mb < 250
     shutil.rmtree(barrier, ignore_errors=True)
