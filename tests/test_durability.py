@@ -257,7 +257,7 @@ def test_a_thousand_containers_at_once(cw, fault_plugin, busybox):
     plugin = fault_plugin()
     group = f"fanin-{uuid.uuid4().hex[:12]}"
     barrier = tempfile.mkdtemp(prefix="memberlog-barrier-")
-    os.mkfifo(os.path.join(barrier, "go"))  # opening it blocks each container until released
+    os.mkfifo(os.path.join(barrier, "go"))  # each container reads a line from it: the release
     holder = dockerenv.docker(
         "run", "-d", "--network", "none", "--log-driver", "none", busybox, "sleep", "3600"
     ).stdout.strip()
@@ -290,14 +290,19 @@ def test_a_thousand_containers_at_once(cw, fault_plugin, busybox):
         assert status == 200 and res["StatusCode"] == 0, res  # type: ignore[index]
         assert dockerenv.api("DELETE", f"/containers/{cid}")[0] == 204
 
+    go = None  # the barrier's descriptor, once released
     try:
         with ProcWatch(plugin.pid, every=0.5) as watch:
             t0 = time.monotonic()
             with concurrent.futures.ThreadPoolExecutor(8) as pool:
                 cids = list(pool.map(create, range(n)))
             started = time.monotonic() - t0
-            with open(os.path.join(barrier, "go"), "w"):
-                pass  # every container's open returns; its read sees the end of the FIFO
+            # One line for each container's `read`, written at once. The FIFO stays open here
+            # (read-write, so this open never waits) until all have exited: a container whose
+            # shell opens it late still finds a writer and its line. Closing right after the
+            # release left such a container waiting for a writer for good (seen in CI).
+            go = os.open(os.path.join(barrier, "go"), os.O_RDWR)
+            os.write(go, b"\n" * n)
             deadline[0] = time.monotonic() + EXIT_TIMEOUT_S
             try:
                 with concurrent.futures.ThreadPoolExecutor(16) as pool:
@@ -313,6 +318,8 @@ def test_a_thousand_containers_at_once(cw, fault_plugin, busybox):
             expected = {f"n{i}": (f"m{i:04d}", per) for i in range(n)}
             by_stream = collect(cw, group, expected, timeout=900)
     finally:
+        if go is not None:
+            os.close(go)
         dockerenv.docker("rm", "-f", holder, check=False)
         leaked = dockerenv.reap_leaked_tasks()  # see there: dockerd's, not ours
     print(f"\n{n} containers started in {started:.0f}s, logged and exited in {ran:.0f}s")
