@@ -37,6 +37,7 @@ COALESCE_BYTES = 256 << 10  # a poll round that moved less than this...
 COALESCE_S = 0.005  # ...is followed by this pause, so the next splice takes many lines at once
 WRITE_FDS = 64  # journal files the reader keeps open (LRU), whatever the number of containers
 DECODE_CHUNK_BYTES = 1 << 20  # journal bytes read and decoded at a time when shipping
+DECODE_MIN_BYTES = 64 << 10  # shipping reads up to a batch's worth, but never less than this
 DEFAULT_SPOOL_MAX_BYTES = 1 << 30  # SPOOL_MAX_BYTES: unshipped journal bytes, whole host
 BLOCK_MIN_BACKLOG_BYTES = 1 << 20  # SPOOL_FULL=block stalls only FIFOs with at least this behind
 DISK_FULL_RETRY_S = 1.0  # a FIFO paused on a full disk (or budget) is tried again after this

@@ -2,8 +2,9 @@
 
 Per stream (labels ``group``, ``stream``): lines received, events and bytes shipped,
 PutLogEvents calls, retries by error class, throttles, rejected events by reason, dropped lines
-and gap markers, journal backlog bytes, age of the oldest unshipped line. Host-wide: FIFOs open,
-members resolved by method, memory held by shipping. Totals are Prometheus sums
+and gap markers, journal backlog bytes, age of the oldest unshipped line. Host-wide: lines
+decoded (received ones and those decoded again), FIFOs open, members resolved by method, memory
+held by shipping. Totals are Prometheus sums
 (``sum(memberlog_events_shipped_total)``), not counters of their own.
 
 The core calls these once per decoded chunk or per batch, never per line, through a
@@ -145,6 +146,12 @@ class Metrics:
         s = ("group", "stream")
         self.lines_received = Counter(
             "memberlog_lines_received", "Lines read from containers' FIFOs", s, registry=r
+        )
+        self.lines_decoded = Counter(
+            "memberlog_lines_decoded",
+            "Lines decoded for shipping, each time: what exceeds the lines received was "
+            "decoded again (after a restart, a failed put, or past a turn's last batch)",
+            registry=r,
         )
         self.events_shipped = Counter(
             "memberlog_events_shipped", "Events CloudWatch accepted", s, registry=r

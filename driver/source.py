@@ -21,12 +21,14 @@ from .framing import POSITION_BITS, STDOUT, CorruptFrame, FrameDecoder, Line
 from .journal import Gap, Journal
 from .limits import (
     BATCH_TRIGGER_BYTES,
+    DECODE_MIN_BYTES,
     LOG_EVERY_S,
     MAX_BATCH_EVENTS,
     MAX_HELD_BYTES,
     MULTILINE_MAX_WAIT_INTERVALS,
 )
 from .member import MemberResolver
+from .metrics import METRICS
 from .multiline import Multiline
 from .options import DriverConfig
 from .scheduler import Task
@@ -164,11 +166,13 @@ class Source(Task):
     def fill(self) -> None:
         """Decode until a full batch is pending or the journal has no more."""
         dec = self._dec
-        while (
-            len(self.pending) < MAX_BATCH_EVENTS
-            and dec.pos - (self.taken >> POSITION_BITS) < BATCH_TRIGGER_BYTES
-        ):
-            data = self.journal.read(dec.pos)
+        while len(self.pending) < MAX_BATCH_EVENTS:
+            ahead = dec.pos - (self.taken >> POSITION_BITS)
+            if ahead >= BATCH_TRIGGER_BYTES:
+                break
+            # No more than a batch's worth: what a turn decodes past its last batch is dropped
+            # (1 MiB reads left a fifth of a batch behind each turn in a fan-in).
+            data = self.journal.read(dec.pos, max(BATCH_TRIGGER_BYTES - ahead, DECODE_MIN_BYTES))
             if not data:
                 if self.stopped and not dec.idle:
                     self._push(self._finish())
@@ -191,6 +195,7 @@ class Source(Task):
         """Decoded lines -> (multi-line events) -> events pending for a batch."""
         if not lines:
             return
+        METRICS.lines_decoded.inc(len(lines))
         seen = self._seen
         if lines[-1][2] > seen:  # first time decoded: received (counted per chunk)
             fresh = len(lines) if lines[0][2] > seen else sum(1 for ln in lines if ln[2] > seen)
