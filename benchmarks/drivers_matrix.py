@@ -9,8 +9,10 @@ Workloads (``--workloads``):
 - ``one`` (only when asked for): one line, so the run time is a container's fixed cost
   (create, StartLogging, start, exit, StopLogging, remove).
 
-Drivers (``--drivers``): ``local`` (Docker's default file driver, the floor), ``awslogs``
-(Docker's CloudWatch driver), ``memberlog`` (a legacy plugin on the host) and
+Drivers (``--drivers``): ``local`` (Docker's default file driver, the floor), ``drain``
+(benchmarks/drain_plugin.py: a plugin that only drains each FIFO into /dev/null, the floor of
+Docker's plugin path), ``awslogs`` (Docker's CloudWatch driver), ``memberlog`` (a legacy plugin
+on the host) and
 ``memberlog-managed`` (the managed plugin, built by plugin/build.sh); a ``-nocache`` suffix
 (``memberlog-nocache``, ``awslogs-nocache``) adds ``--log-opt cache-disabled=true``: without
 it Docker >= 20.10 also writes every line to its own local cache for ``docker logs``, which is
@@ -29,7 +31,7 @@ the endpoint's CPU and GC seconds. Every container
 joins one holder container's network namespace, and moto's streams are deleted after each run.
 
     python3 benchmarks/drivers_matrix.py [--runs 3] [--workloads 200k,1m,4k,64k,fanin]
-        [--endpoints moto,null] [--drivers local,awslogs,memberlog,memberlog-managed,
+        [--endpoints moto,null] [--drivers local,drain,awslogs,memberlog,memberlog-managed,
                                     memberlog-nocache,awslogs-nocache]
 
 Needs root, Docker 20.10 and moto, like fifo_throughput.py (whose /proc helpers it uses).
@@ -48,7 +50,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +75,8 @@ from plugin import PluginProcess  # noqa: E402
 DAEMON_NAME = "matrix"
 LEGACY = "memberlog-matrix"
 LEGACY_SOCKET = f"/run/docker/plugins/{LEGACY}.sock"
+DRAIN = "memberlog-matrix-drain"
+DRAIN_SOCKET = f"/run/docker/plugins/{DRAIN}.sock"
 MANAGED = "memberlog-matrix-managed:latest"
 MANAGED_STATE = "/var/lib/memberlog-matrix-managed"
 STATS_ATTEMPTS = 30
@@ -106,7 +110,8 @@ WORKLOADS = {
     "one": Workload("one", 1, 1, "echo 1"),  # not in the default set: a container's fixed cost
 }
 DEFAULT_WORKLOADS = ("200k", "1m", "4k", "64k", "fanin")
-DRIVERS = ("local", "awslogs", "memberlog", "memberlog-managed")
+DRIVERS = ("local", "drain", "awslogs", "memberlog", "memberlog-managed")
+NO_ENDPOINT = ("local", "drain")  # drivers that ship nowhere: run once per workload and round
 CW_DRIVERS = ("awslogs", "memberlog", "memberlog-managed")
 NOCACHE = "-nocache"  # driver-name suffix: the same driver with Docker's local cache disabled
 
@@ -118,7 +123,7 @@ def base_driver(driver: str) -> str:
 @dataclass
 class Run:
     workload: str
-    endpoint: str  # "-" for local
+    endpoint: str  # "-" for local and drain
     driver: str
     wall: float
     accepted: float | None = None  # s from the first CLI start to the last line's stored answer
@@ -229,6 +234,8 @@ class Matrix:
             assert endpoint
             opts = ["group=matrix", f"member=m-{self.tag}-{self.seq}", f"endpoint={endpoint.url}"]
             name = LEGACY if driver == "memberlog" else MANAGED
+        elif driver == "drain":
+            opts, name = [], DRAIN
         else:
             opts, name = [], driver
         return ["--log-driver", name, *[a for o in opts for a in ("--log-opt", o)], *extra]
@@ -302,6 +309,21 @@ class Matrix:
         return run
 
 
+@contextlib.contextmanager
+def drain_plugin() -> Iterator[None]:
+    """benchmarks/drain_plugin.py as the legacy plugin ``drain``, in a session of its own."""
+    proc = subprocess.Popen([sys.executable, str(HERE / "drain_plugin.py"), DRAIN_SOCKET],
+                            stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        assert proc.stdout and proc.stdout.readline().startswith("ready")
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        Path(DRAIN_SOCKET).unlink(missing_ok=True)
+
+
 def build_managed(daemon: dockerenv.SecondDaemon, moto: Endpoint) -> str:
     """The managed plugin on the benchmark's dockerd, made with plugin/build.sh (built on the
     main dockerd, whose base image and build cache the tests keep, then copied)."""
@@ -336,7 +358,7 @@ def report(runs: list[Run], workloads: list[Workload], endpoints: list[str],
         local = med([r.wall for r in runs if r.workload == wl.name and r.driver == "local"])
         for ep in endpoints:
             rows = {d: [r for r in runs if r.workload == wl.name and r.driver == d
-                        and (r.endpoint == ep or d == "local")] for d in drivers}  # fmt: skip
+                        and (r.endpoint == ep or d in NO_ENDPOINT)] for d in drivers}  # fmt: skip
             aws_acc = med([r.accepted for r in rows.get("awslogs", [])])
             aws_cpu = med([r.cpu.get("dockerd") for r in rows.get("awslogs", [])])
             per_m = 1_000_000 / wl.total
@@ -402,6 +424,8 @@ def main() -> int:
             legacy = PluginProcess(moto.env(), socket_path=LEGACY_SOCKET, own_session=True)
             stack.callback(legacy.cleanup)
             legacy.start()
+        if "drain" in drivers:
+            stack.enter_context(drain_plugin())
         say("benchmark dockerd ...")
         dockerenv.busybox_image(IMAGE)
         daemon = dockerenv.second_daemon(DAEMON_NAME)
@@ -425,7 +449,7 @@ def main() -> int:
         m = Matrix(daemon, eps, legacy, managed_id, f"container:{holder}")
         say("warm-up ...")
         for d in drivers:
-            for ep in [None] if base_driver(d) == "local" else [eps[e] for e in endpoints]:
+            for ep in [None] if d in NO_ENDPOINT else [eps[e] for e in endpoints]:
                 m.run(Workload("warm", 1, 100, "seq 1 100"), d, ep)
         runs: list[Run] = []
         try:
@@ -435,7 +459,7 @@ def main() -> int:
                     # a fixed order would always favour the driver that runs first.
                     k = i % len(drivers)
                     for d in drivers[k:] + drivers[:k]:
-                        eps_d = [None] if base_driver(d) == "local" else [eps[e] for e in endpoints]
+                        eps_d = [None] if d in NO_ENDPOINT else [eps[e] for e in endpoints]
                         for ep in eps_d:
                             r = m.run(wl, d, ep)
                             runs.append(r)
