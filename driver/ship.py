@@ -455,6 +455,7 @@ class Stream(Task):
             self.flush
             or any(s.stopped for s in sources)
             or (self.pending_since is not None and now >= self.pending_since + self.flush_interval)
+            or any(s.flush_at is not None and now >= s.flush_at for s in sources)  # multi-line
         )
         # Puts beside each other only once the container has stopped: while it runs, the CPU
         # (and the GIL) go to reading its FIFO first (measured: two puts in flight during the

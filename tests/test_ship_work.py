@@ -1,10 +1,13 @@
-"""Each line is decoded about once on its way to CloudWatch: a shipping turn decodes no more of a
-running container's journal than it ships (what it decodes past its last batch is dropped with
-the turn and decoded again by the next). Seen on the real plugin through its metrics."""
+"""Shipping does no work it does not need, seen on the real plugin: each line is decoded about
+once on its way to CloudWatch (a shipping turn decodes no more of a running container's journal
+than it ships: what it decodes past its last batch is dropped with the turn and decoded again by
+the next), and a multi-line event waiting for its next line costs no CPU while it waits."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import time
 import uuid
 
 from test_ship_memory import scrape
@@ -16,6 +19,7 @@ from waiting import stream_messages, wait_for
 STREAMS = 6
 LINES = 12_000  # of about 200 bytes: 2.4 MB a container, two full batches and a partial one
 PAD = "y" * 190
+MAX_WAIT_CPU_S = 0.3  # one put and its stream's creation; a turn run again and again costs ~1 s
 MAX_DECODED_AGAIN = 0.10  # measured 3-4%; a fifth to two fifths before each turn read a batch only
 
 
@@ -58,5 +62,38 @@ def test_a_running_containers_lines_are_decoded_about_once(cw, tmp_path):
         assert decoded <= received * (1 + MAX_DECODED_AGAIN)
         for fifo in fifos:
             assert driver.post("LogDriver.StopLogging", {"File": fifo.path}) == (200, {"Err": ""})
+    finally:
+        driver.cleanup()
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_multiline_event_waiting_for_its_next_line_costs_no_cpu(cw, tmp_path):
+    driver = PluginProcess(cw.env()).start()
+    try:
+        group = f"mlwait-{uuid.uuid4().hex[:12]}"
+        fifo = DaemonFifo(str(tmp_path))
+        opts = {"group": group, "member": "m", "multiline-pattern": "^[0-9]{4}-",
+                "flush-interval": "1"}  # fmt: skip
+        assert driver.post("LogDriver.StartLogging", start_request(fifo.path, opts)) == (
+            200,
+            {"Err": ""},
+        )
+        time.sleep(0.5)  # StartLogging's own work done
+        statement = [b"2026-11-27 10:00:00 UTC LOG:  statement: SELECT 1", b"    FROM t"]
+        cpu0, t0 = cpu_seconds(driver.proc.pid), time.monotonic()
+        fifo.write_lines(statement)  # no next line: the event ships after two intervals
+        got = wait_for("the statement in CloudWatch",
+                       lambda: stream_messages(cw.client(), group, "m"), timeout=20)  # fmt: skip
+        waited, cpu = time.monotonic() - t0, cpu_seconds(driver.proc.pid) - cpu0
+        print(f"\nthe pending statement shipped after {waited:.1f} s; the driver used {cpu:.2f} "
+              "CPU-s meanwhile")  # fmt: skip
+        assert got == [b"\n".join(statement).decode()]
+        assert cpu <= MAX_WAIT_CPU_S
+        assert driver.post("LogDriver.StopLogging", {"File": fifo.path}) == (200, {"Err": ""})
     finally:
         driver.cleanup()
