@@ -29,6 +29,26 @@ def scrape(port: int, name: str) -> float:
     return float(m.group(1))
 
 
+def lost_and_duplicated(
+    cw, group: str, streams: int, lines: int, timeout: float
+) -> tuple[int, int]:
+    """Once streams m0.. of ``group`` hold ``lines`` lines each, numbered "<n> ..." from 1: how
+    many numbers are missing and how many came twice, over all of them."""
+    logs = cw.client()
+
+    def landed() -> dict[int, list[str]] | None:
+        got = {i: stream_messages(logs, group, f"m{i}") for i in range(streams)}
+        return got if sum(map(len, got.values())) >= streams * lines else None
+
+    got = wait_for("every line in CloudWatch", landed, timeout=timeout, every=1)
+    lost = dup = 0
+    for messages in got.values():
+        seqs = [int(m.split(" ", 1)[0]) for m in messages]
+        lost += len(set(range(1, lines + 1)) - set(seqs))
+        dup += len(seqs) - len(set(seqs))
+    return lost, dup
+
+
 def vm_hwm_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
@@ -53,18 +73,7 @@ def test_many_backlogged_streams_share_the_memory_budget_and_lose_nothing(cw, tm
         for fifo in fifos:
             assert driver.post("LogDriver.StopLogging", {"File": fifo.path}) == (200, {"Err": ""})
 
-        logs = cw.client()
-
-        def landed() -> dict[int, list[str]] | None:
-            got = {i: stream_messages(logs, group, f"m{i}") for i in range(STREAMS)}
-            return got if sum(map(len, got.values())) >= STREAMS * LINES else None
-
-        got = wait_for("every line in CloudWatch", landed, timeout=180, every=2)
-        lost = dup = 0
-        for messages in got.values():
-            seqs = [int(m.split(" ", 1)[0]) for m in messages]
-            lost += len(set(range(1, LINES + 1)) - set(seqs))
-            dup += len(seqs) - len(set(seqs))
+        lost, dup = lost_and_duplicated(cw, group, STREAMS, LINES, timeout=180)
         peak = scrape(port, "memberlog_ship_memory_peak_bytes")
         print(f"\n{STREAMS} streams x {LINES} lines: lost {lost}, duplicated {dup}; shipping "
               f"held at most {peak / 2**20:.1f} MiB (budget {SHIP_MEMORY_BYTES / 2**20:.0f} MiB), "

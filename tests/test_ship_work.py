@@ -10,7 +10,7 @@ import os
 import time
 import uuid
 
-from test_ship_memory import scrape
+from test_ship_memory import lost_and_duplicated, scrape
 
 from cwlogs import free_port
 from plugin import DaemonFifo, PluginProcess, start_request
@@ -37,18 +37,7 @@ def test_a_running_containers_lines_are_decoded_about_once(cw, tmp_path):
         lines = [f"{n} {PAD}".encode() for n in range(1, LINES + 1)]
         with concurrent.futures.ThreadPoolExecutor(STREAMS) as pool:
             list(pool.map(lambda f: f.write_lines(lines), fifos))
-        logs = cw.client()
-
-        def landed() -> dict[int, list[str]] | None:
-            got = {i: stream_messages(logs, group, f"m{i}") for i in range(STREAMS)}
-            return got if sum(map(len, got.values())) >= STREAMS * LINES else None
-
-        got = wait_for("every line in CloudWatch", landed, timeout=120, every=1)
-        lost = dup = 0
-        for messages in got.values():
-            seqs = [int(m.split(" ", 1)[0]) for m in messages]
-            lost += len(set(range(1, LINES + 1)) - set(seqs))
-            dup += len(seqs) - len(set(seqs))
+        lost, dup = lost_and_duplicated(cw, group, STREAMS, LINES, timeout=120)
         decoded = scrape(port, "memberlog_lines_decoded_total")
         received = sum(
             scrape(port, f'memberlog_lines_received_total{{group="{group}",stream="m{i}"}}')
