@@ -167,11 +167,13 @@ class Source(Task):
         """Decode until a full batch is pending or the journal has no more."""
         dec = self._dec
         while len(self.pending) < MAX_BATCH_EVENTS:
+            # A batch's worth past what was taken, no more: what a turn decodes past its last
+            # batch is dropped (1 MiB reads left a fifth of a batch behind each turn in a
+            # fan-in). Past that only while nothing is pending: a line (or multi-line event)
+            # longer than that comes out in pieces, and its next piece is further on.
             ahead = dec.pos - (self.taken >> POSITION_BITS)
-            if ahead >= BATCH_TRIGGER_BYTES:
+            if ahead >= BATCH_TRIGGER_BYTES and self.pending:
                 break
-            # No more than a batch's worth: what a turn decodes past its last batch is dropped
-            # (1 MiB reads left a fifth of a batch behind each turn in a fan-in).
             data = self.journal.read(dec.pos, max(BATCH_TRIGGER_BYTES - ahead, DECODE_MIN_BYTES))
             if not data:
                 if self.stopped and not dec.idle:

@@ -29,6 +29,15 @@ def scrape(port: int, name: str) -> float:
     return float(m.group(1))
 
 
+def start_streams(driver: PluginProcess, directory: str, group: str, n: int) -> list[DaemonFifo]:
+    """``n`` containers' FIFOs, logging to members m0.. of ``group`` (StartLogging done)."""
+    fifos = [DaemonFifo(directory, f"fifo{i}") for i in range(n)]
+    for i, fifo in enumerate(fifos):
+        body = start_request(fifo.path, {"group": group, "member": f"m{i}"}, f"{i:064x}")
+        assert driver.post("LogDriver.StartLogging", body) == (200, {"Err": ""})
+    return fifos
+
+
 def lost_and_duplicated(
     cw, group: str, streams: int, lines: int, timeout: float
 ) -> tuple[int, int]:
@@ -59,10 +68,7 @@ def test_many_backlogged_streams_share_the_memory_budget_and_lose_nothing(cw, tm
     driver = PluginProcess({**cw.env(), "METRICS_ADDR": f"127.0.0.1:{port}"}).start()
     try:
         group = f"mem-{uuid.uuid4().hex[:12]}"
-        fifos = [DaemonFifo(str(tmp_path), f"fifo{i}") for i in range(STREAMS)]
-        for i, fifo in enumerate(fifos):
-            body = start_request(fifo.path, {"group": group, "member": f"m{i}"}, f"{i:064x}")
-            assert driver.post("LogDriver.StartLogging", body) == (200, {"Err": ""})
+        fifos = start_streams(driver, str(tmp_path), group, STREAMS)
 
         def write(fifo: DaemonFifo) -> None:
             fifo.write_lines([f"{n} {PAD}".encode() for n in range(1, LINES + 1)])
