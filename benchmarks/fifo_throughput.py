@@ -348,16 +348,17 @@ class _CannedBody:
 
 
 def put_client_side(batches: list[list]) -> Callable[[], int]:
-    """The shipper's put_log_events on its own client (ship.logs_client), minus the network:
+    """The shipper's put_log_events on its own client (cloudwatch.Boto3Logs), minus the network:
     the request body, SigV4 signing and response parsing; the request stops at before-send,
     answered with an empty success."""
     from botocore.awsrequest import AWSResponse
 
-    from memberlog.driver.ship import logs_client, put_log_events
+    from memberlog.driver.cloudwatch import Boto3Logs
 
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, "bench")  # this process only; never sent anywhere
-    client = logs_client(REGION, "http://127.0.0.1:9")
+    api = Boto3Logs(REGION, "http://127.0.0.1:9")
+    client = api.client
     sent: list[int] = []
 
     def answer(request: object, **_kw: object) -> AWSResponse:
@@ -368,8 +369,8 @@ def put_client_side(batches: list[list]) -> Callable[[], int]:
 
     def put_all() -> int:
         sent.clear()
-        for batch in batches:  # exactly Shipper._put's call
-            put_log_events(client, MEMBERLOG_GROUP, "m", batch)
+        for batch in batches:  # exactly Stream._put's call
+            api.put_log_events(MEMBERLOG_GROUP, "m", batch)
         return sum(sent)
 
     return put_all

@@ -15,14 +15,15 @@ import os
 import stat
 import threading
 import time
-
-from botocore.exceptions import NoRegionError
+from collections import OrderedDict
 
 from . import options, state
+from .cloudwatch import ApiError, Apis
 from .formats import JsonFormatter, json_fields
 from .handover import SOCKET_NAME, HandoverServer
 from .journal import JournalVersionError
 from .limits import (
+    GROUPS_SEEN_MAX,
     JOURNAL_ORPHAN_GRACE_S,
     SEGMENT_BYTES,
     SHIP_WORKERS,
@@ -37,9 +38,9 @@ from .readlogs import LogReader
 from .scheduler import Scheduler, Task, start_thread
 from .selflog import event
 from .settings import Settings
-from .ship import Destination, Stream, group_exists, logs_client
 from .source import Source
 from .spool import Spool
+from .stream import Destination, Shipping, Stream
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,9 @@ class _Housekeeping(Task):
 class Driver:
     """Starts and stops containers' logs and owns the reader, the workers and the streams."""
 
-    def __init__(self, state_dir: str, settings: Settings | None = None) -> None:
+    def __init__(
+        self, state_dir: str, settings: Settings | None = None, apis: Apis | None = None
+    ) -> None:
         settings = settings or Settings()
         self.state_dir = state_dir
         self.host = settings.host_name
@@ -105,6 +108,12 @@ class Driver:
         self.reader = Reader(self.spool)
         self.logs = LogReader(self.spool)
         self.scheduler = Scheduler(SHIP_WORKERS)
+        self.shipping = Shipping(
+            apis=apis or Apis(), wake=self.scheduler.wake, on_commit=self.spool.shipped,
+            on_drained=self._drained,
+        )  # fmt: skip
+        # create-group=false: groups seen to exist (bounded: checked again once forgotten)
+        self._groups_seen: OrderedDict[tuple[str | None, str | None, str], None] = OrderedDict()
         self._running: dict[str, Source] = {}  # FIFO path -> its container, while it runs
         self._streams: dict[Destination, Stream] = {}
         self._lock = threading.Lock()  # guards _running, _streams and each stream's sources
@@ -130,13 +139,15 @@ class Driver:
         except options.OptionError as e:
             raise DriverError(f"memberlog: {e}") from None
         try:
-            logs_client(cfg.region, cfg.endpoint)  # fail now, not in a worker
-        except NoRegionError:
-            raise DriverError(
-                "memberlog: no AWS region: set log-opt region, or AWS_REGION in the plugin's "
-                "environment (docker plugin set memberlog AWS_REGION=...)"
-            ) from None
-        if not cfg.create_group and not group_exists(cfg.region, cfg.endpoint, cfg.group):
+            self.shipping.apis.get(cfg.region, cfg.endpoint)  # fail now, not in a worker
+        except ApiError as e:
+            if e.kind == "config":
+                raise DriverError(
+                    "memberlog: no AWS region: set log-opt region, or AWS_REGION in the plugin's "
+                    "environment (docker plugin set memberlog AWS_REGION=...)"
+                ) from None
+            raise DriverError(f"memberlog: cannot reach CloudWatch Logs: {e}") from None
+        if not cfg.create_group and not self._group_exists(cfg):
             raise DriverError(
                 f"memberlog: log group {cfg.group} does not exist and log-opt create-group=false"
             )
@@ -181,6 +192,28 @@ class Driver:
             METRICS.member_resolved("opt" if cfg.member else "env")
         self._place(source, cfg)
         self.reader.add(source, fd)
+
+    def _group_exists(self, cfg: DriverConfig) -> bool:
+        """False only when CloudWatch says the group is not there. Bounded (a few seconds): an
+        unreachable endpoint must not keep containers from starting; their lines wait on disk."""
+        key = (cfg.region, cfg.endpoint, cfg.group)
+        with self._lock:
+            if key in self._groups_seen:
+                self._groups_seen.move_to_end(key)
+                return True
+        try:
+            found = self.shipping.apis.get(cfg.region, cfg.endpoint, quick=True).group_exists(
+                cfg.group
+            )
+        except ApiError as e:
+            log.warning("cannot check that log group %s exists: %s", cfg.group, e)
+            return True
+        if found:
+            with self._lock:
+                self._groups_seen[key] = None
+                while len(self._groups_seen) > GROUPS_SEEN_MAX:
+                    self._groups_seen.popitem(last=False)
+        return found
 
     def stop(self, fifo: str) -> None:
         """StopLogging: journal what the pipe still holds; shipping follows on its own."""
@@ -287,7 +320,7 @@ class Driver:
             if stream is None:
                 stream = Stream(
                     dest, cfg.create_group, cfg.retention_days, cfg.flush_interval,
-                    self.scheduler.wake, self.spool.shipped, self._drained,
+                    self.shipping,
                 )  # fmt: skip
                 self._streams[dest] = stream
             stream.flush_interval = min(stream.flush_interval, cfg.flush_interval)
@@ -319,6 +352,7 @@ class Driver:
                 del self._streams[stream.dest]
                 self._chores.gone[stream.dest] = time.monotonic()
         if gone:
+            stream.close()
             self.scheduler.wake(self._chores, time.monotonic() + STREAM_METRICS_KEEP_S)
         self.spool.retire(source.journal)  # type: ignore[attr-defined]
 

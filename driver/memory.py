@@ -62,7 +62,7 @@ def tune_gc() -> None:
     """Decoding makes tens of thousands of small tuples per batch, and the default thresholds
     run a collection every 700 of them, walking botocore's large service models again and
     again. Nothing on the hot path makes cycles: what is loaded so far is frozen out of
-    collections (ship.logs_client freezes each service model too), and collections run far
+    collections (cloudwatch.Boto3Logs freezes each service model too), and collections run far
     less often."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

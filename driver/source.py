@@ -13,12 +13,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
 
+from . import markers
 from .batch import Event, position, to_events
 from .formats import JsonFormatter
 from .framing import POSITION_BITS, STDOUT, CorruptFrame, FrameDecoder, Line
-from .journal import Gap, Journal
+from .journal import Journal
 from .limits import (
     BATCH_TRIGGER_BYTES,
     DECODE_MIN_BYTES,
@@ -35,18 +35,6 @@ from .scheduler import Task
 from .state import Record
 
 log = logging.getLogger(__name__)
-
-
-def gap_message(gap: Gap) -> str:
-    """The event that stands where dropped lines were."""
-
-    def iso(ms: int) -> str:
-        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-    return (
-        f"memberlog: dropped {gap.lines} lines ({iso(gap.first_ms)} .. {iso(gap.last_ms)}) "
-        "while CloudWatch was unreachable"
-    )
 
 
 class Source(Task):
@@ -161,7 +149,8 @@ class Source(Task):
         self.pending = deque()
         self.marker = gap is not None
         if gap is not None:
-            self.pending.append((gap.last_ms, gap_message(gap).encode(), self.taken, STDOUT))
+            text = markers.dropped(gap.lines, gap.first_ms, gap.last_ms)
+            self.pending.append((gap.last_ms, text, self.taken, STDOUT))
 
     def fill(self) -> None:
         """Decode until a full batch is pending or the journal has no more."""

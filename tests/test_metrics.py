@@ -18,8 +18,9 @@ from botocore.exceptions import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from memberlog.driver import metrics as metrics_module
+from memberlog.driver.cloudwatch import classify
 from memberlog.driver.metrics import Metrics, parse_addr, serve
-from memberlog.driver.ship import METRIC_CLASS, classify
+from memberlog.driver.stream import METRIC_CLASS
 
 G, S = "t1-mypg-0f1e2d3c4b5a69788796a5b4c3d2e1f0", "mypg-0"
 
@@ -250,7 +251,7 @@ def test_ipv6_loopback_serves():
         srv.close()
 
 
-# --- error classes: the stream's classifier (ship.classify) decides the retry and the label ----
+# --- error classes: cloudwatch.classify decides the retry and the label ---------------------
 def client_error(code, status=400):
     return ClientError(
         {"Error": {"Code": code, "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": status}},

@@ -1,4 +1,4 @@
-"""The PutLogEvents body is built as JSON directly (ship.request_body), not by botocore: every
+"""The PutLogEvents body is built as JSON directly (cloudwatch.request_body), not by botocore: every
 byte a JSON string must escape comes out escaped, and the messages read back exactly."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from cwlogs_server import check_put_log_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memberlog.driver.ship import request_body
+from memberlog.driver.cloudwatch import request_body
 
 SPECIAL = [bytes([c]) for c in range(0x20)] + [b'"', b"\\"]
 

@@ -1,6 +1,7 @@
 """Retries by error class, against the strict endpoint with injected faults: throttling and
 5xx are retried until the lines land; refused credentials keep the data and say so; only an
-event CloudWatch really refuses is dropped, never a whole batch bisected into drops."""
+event CloudWatch really refuses is dropped, a marker in its place, never a whole batch bisected
+into drops, and no batch size makes an empty put."""
 
 from __future__ import annotations
 
@@ -87,7 +88,11 @@ def test_refused_credentials_keep_the_lines_and_say_so_once(driver, fifo, faults
     assert got == [f"r {i}" for i in range(1, 101)]
 
 
-def test_only_the_event_cloudwatch_refuses_is_dropped(driver, fifo, faults):
+def refusal_marker(message: str) -> bool:
+    return message.startswith("memberlog: CloudWatch refused one event of ")
+
+
+def test_only_the_event_cloudwatch_refuses_is_replaced_by_a_marker(driver, fifo, faults):
     group = f"refuse-{uuid.uuid4().hex[:12]}"
     faulted = faults.stats()["faulted"]  # the endpoint counts for the whole session
     faults.set_faults(refuse="POISON")
@@ -96,36 +101,82 @@ def test_only_the_event_cloudwatch_refuses_is_dropped(driver, fifo, faults):
     sent[1234] = b"r POISON"
     fifo.write_lines(sent)
     stop(driver, fifo)
-    got = wait_for_messages(faults.client(), group, "m", 2999)
-    assert got == [line.decode() for line in sent if b"POISON" not in line]
+    got = wait_for_messages(faults.client(), group, "m", 3000)
+    assert [m for m in got if not refusal_marker(m)] == [
+        line.decode() for line in sent if b"POISON" not in line
+    ]
+    assert refusal_marker(got[1234]), got[1234]  # in the refused line's place
+    assert "of 8 bytes" in got[1234] and "InvalidParameterException" in got[1234]
     assert "CloudWatch refused 1 of 3000 events" in driver.log()
     refusals = faults.stats()["faulted"] - faulted
     print(f"\nthe refused event was found with {refusals} refused puts")
     assert refusals < 40  # found by bisection, not one put per event
 
 
-def test_a_batch_refused_whatever_it_holds_is_kept_not_dropped(driver, fifo, faults):
-    group = f"systematic-{uuid.uuid4().hex[:12]}"
-    faults.set_faults(refuse="r ")  # every line: the fault is not in any one event
+@pytest.mark.parametrize("count", [1, 2, 7])
+def test_a_small_batch_with_a_refused_event_loses_only_that_event(driver, fifo, faults, count):
+    """A quiet container's batches hold a few events: the refused one is isolated as in a big
+    batch (no empty put, no crash), the others ship, and the next batch ships too."""
+    group = f"few-{uuid.uuid4().hex[:12]}"
+    faults.set_faults(refuse="POISON")
     start(driver, fifo, group)
-    fifo.write_lines(lines(2000))
+    first = [f"r {i}".encode() for i in range(1, count)] + [b"r POISON"]
+    fifo.write_lines(first)
+    got = wait_for_messages(faults.client(), group, "m", count)
+    assert got[:-1] == [f"r {i}" for i in range(1, count)] and refusal_marker(got[-1])
+    fifo.write_lines([b"after 1", b"after 2"])
+    stop(driver, fifo)
+    got = wait_for_messages(faults.client(), group, "m", count + 2)
+    assert got[count:] == ["after 1", "after 2"]
+    assert "failed; it runs again" not in driver.log()  # no turn raised
+
+
+@pytest.mark.parametrize("count", [1, 3, 2000])
+def test_a_batch_refused_whatever_it_holds_is_kept_not_dropped(driver, fifo, faults, count):
+    """Every request refused, markers too: no event is at fault, so none is dropped; the
+    stream retries slowly and everything lands once the refusal ends."""
+    group = f"systematic-{uuid.uuid4().hex[:12]}"
+    faults.set_faults(error={"code": "InvalidParameterException", "status": 400})
+    start(driver, fifo, group)
+    fifo.write_lines(lines(count))
     stop(driver, fifo)
     wait_for("the refusal in the log", lambda: "invalid-systematic" in driver.log(), 30,
                every=0.2)  # fmt: skip
     assert "CloudWatch refused" not in driver.log()  # nothing was dropped
     faults.set_faults()
+    got = wait_for_messages(faults.client(), group, "m", count, timeout=90)
+    assert got == [f"r {i}" for i in range(1, count + 1)]
+
+
+def test_refusals_of_every_event_on_its_own_are_kept_not_dropped(driver, fifo, faults):
+    """Every line refused for its content while a plain marker would pass: past
+    INVALID_SYSTEMATIC refusals with nothing accepted the stream stops isolating (one put per
+    event) and keeps the lines."""
+    group = f"each-{uuid.uuid4().hex[:12]}"
+    faults.set_faults(refuse="r ")
+    start(driver, fifo, group)
+    fifo.write_lines(lines(2000))
+    stop(driver, fifo)
+    wait_for("the refusal in the log", lambda: "invalid-systematic" in driver.log(), 30,
+               every=0.2)  # fmt: skip
+    assert "CloudWatch refused" not in driver.log()
+    faults.set_faults()
     got = wait_for_messages(faults.client(), group, "m", 2000, timeout=90)
     assert got == [f"r {i}" for i in range(1, 2001)]
 
 
-def test_events_too_old_for_cloudwatch_are_counted_and_logged(driver, fifo, faults):
+def test_events_too_old_for_cloudwatch_are_counted_logged_and_marked(driver, fifo, faults):
     group = f"old-{uuid.uuid4().hex[:12]}"
     start(driver, fifo, group)
     old = time.time_ns() - 20 * 24 * 3600 * 10**9  # 20 days ago: past the 14-day limit
-    fifo.write_raw(b"".join(encode_entry(f"old {i}".encode(), old + i) for i in range(3)))
+    fifo.write_raw(b"".join(encode_entry(f"old {i}".encode(), old + i * 10**6) for i in range(3)))
     fifo.write_lines([b"new 1"])
     stop(driver, fifo)
-    got = wait_for_messages(faults.client(), group, "m", 1)
-    assert got == ["new 1"]
+    got = wait_for_messages(faults.client(), group, "m", 2)
+    assert "new 1" in got
+    (marker,) = [m for m in got if m != "new 1"]
+    first = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(old / 1e9))
+    assert marker.startswith("memberlog: CloudWatch rejected 3 events logged " + first), marker
+    assert "(3 older than 14 days); they were not stored" in marker
     wait_for("the count in the log", lambda: "CloudWatch rejected 3 of 3 events" in driver.log(),
                10, every=0.2)  # fmt: skip
