@@ -14,7 +14,7 @@ from itertools import accumulate, islice
 from operator import itemgetter
 
 from .formats import JsonFormatter
-from .framing import LINE_STEP, POSITION_BITS, STDERR, Line, utf8_cut
+from .framing import DAMAGE, LINE_STEP, POSITION_BITS, STDERR, Line, utf8_cut
 from .limits import EVENT_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS
 
 # (timestamp ms, message as valid UTF-8, position, source): a line's own shape, so a chunk of
@@ -95,6 +95,9 @@ def _json_events(lines: list[Line], max_bytes: int, formatter: JsonFormatter) ->
     events: list[Event] = []
     append = events.append
     for ts, line, pos, src in lines:
+        if src == DAMAGE:  # a marker stays plain text
+            append((ts, line, pos, src))
+            continue
         messages = formatter.messages(line, "stderr" if src == STDERR else "stdout", max_bytes)
         before = pos - LINE_STEP
         for i, msg in enumerate(messages, 1):

@@ -19,12 +19,14 @@ from collections import OrderedDict
 
 from . import options, state
 from .cloudwatch import ApiError, Apis
+from .files import REAL, Files
 from .formats import JsonFormatter, json_fields
 from .handover import SOCKET_NAME, HandoverServer
 from .journal import JournalVersionError
 from .limits import (
     GROUPS_SEEN_MAX,
     JOURNAL_ORPHAN_GRACE_S,
+    LEDGER_RETRY_S,
     SEGMENT_BYTES,
     SHIP_WORKERS,
     SHUTDOWN_GRACE_S,
@@ -91,11 +93,31 @@ class _Housekeeping(Task):
         return min(left) if left else None
 
 
+class _Syncer(Task):
+    """FSYNC_INTERVAL's timer: journal data written since the last run goes to the disk, and a
+    ledger that could not be written is written again (every LEDGER_RETRY_S at least)."""
+
+    name = "fsync"
+
+    def __init__(self, spool: Spool, interval: float) -> None:
+        super().__init__()
+        self.spool = spool
+        self.every = min(interval, LEDGER_RETRY_S) if interval > 0 else LEDGER_RETRY_S
+
+    def run(self) -> float | None:
+        self.spool.sync()
+        return time.monotonic() + self.every
+
+
 class Driver:
     """Starts and stops containers' logs and owns the reader, the workers and the streams."""
 
     def __init__(
-        self, state_dir: str, settings: Settings | None = None, apis: Apis | None = None
+        self,
+        state_dir: str,
+        settings: Settings | None = None,
+        apis: Apis | None = None,
+        files: Files | None = None,
     ) -> None:
         settings = settings or Settings()
         self.state_dir = state_dir
@@ -103,7 +125,7 @@ class Driver:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         self.spool = Spool(
             os.path.join(state_dir, "journal"), settings.spool_max_bytes, settings.spool_full,
-            settings.keep_max_bytes,
+            settings.keep_max_bytes, files=files or REAL, sync_interval=settings.fsync_interval,
         )  # fmt: skip
         self.reader = Reader(self.spool)
         self.logs = LogReader(self.spool)
@@ -119,11 +141,13 @@ class Driver:
         self._lock = threading.Lock()  # guards _running, _streams and each stream's sources
         self._reader_thread = None
         self._chores = _Housekeeping(self)
+        self._syncer = _Syncer(self.spool, settings.fsync_interval)
 
     def serve(self) -> None:
         """Start reading FIFOs (after ``resume`` has registered the known ones), and take the
         FIFOs a plugin upgrade hands over."""
         self._reader_thread = start_thread("reader", self.reader.run)
+        self.scheduler.wake(self._syncer)
         try:
             HandoverServer(self.state_dir, self._handed_over)
         except OSError as e:
@@ -359,52 +383,94 @@ class Driver:
     # --- restart -------------------------------------------------------------------------------
     def resume(self) -> int:
         """After a restart: reopen the FIFOs the daemon still has, and ship every journal left,
-        also of containers that have stopped meanwhile. Returns how many FIFOs were reopened."""
+        also of containers that have stopped meanwhile. One journal's trouble is that
+        journal's: it is logged, and quarantined if it cannot be read at all, and the others
+        carry on. Returns how many FIFOs were reopened."""
         reopened = 0
         for key in self.spool.keys():
-            path = os.path.join(self.spool.root, key)
             try:
-                rec = state.load(path)
-                cfg = options.parse(rec.opts)
-                journal = self.spool.open(key, rec.container_id, cfg.keep_bytes, rec.started)
-            except FileNotFoundError:
-                log.warning("journal %s has no record of its destination; left as it is", path)
-                continue
-            except (OSError, ValueError, JournalVersionError) as e:
-                log.error("cannot resume journal %s: %s", path, e)
-                continue
-            fifo = state.load_fifo(path)
-            if fifo is None and not journal.backlog and journal.gap is None:
-                journal.trim(journal.keep)
-                self.spool.retire(journal)  # shipped before the restart: for `docker logs`
-                continue
-            source = self._source(journal, rec, cfg)
-            journal.live = fifo is not None
-            fd = None
-            if fifo is not None:
-                try:
-                    if stat.S_ISFIFO(os.stat(fifo).st_mode):
-                        fd = open_fifo(fifo)
-                except OSError as e:
-                    event(log, logging.WARNING,
-                          f"cannot reopen its FIFO {fifo} ({e.strerror}): shipping what is "
-                          f"journaled; a plugin upgrade may hand it over within "
-                          f"{JOURNAL_ORPHAN_GRACE_S:g}s", container=source.container_id[:12],
-                          group=cfg.group, stream=rec.stream)  # fmt: skip
-            self._place(source, cfg)
-            if fd is not None:
-                with self._lock:
-                    self._running[fifo] = source
-                self.reader.add(source, fd)
-                reopened += 1
-            elif fifo is not None:  # orphaned: wait for a handover, for a while
-                source.orphan_until = time.monotonic() + JOURNAL_ORPHAN_GRACE_S
-                with self._lock:
-                    self._running[fifo] = source
-                self.scheduler.wake(self._chores, source.orphan_until)
-            else:
-                self._stopped(source)
+                reopened += self._resume(key)
+            except Exception as e:  # never let one journal stop the driver from starting
+                log.exception("journal %s could not be resumed", key)
+                self._quarantine(key, f"resuming it failed: {type(e).__name__}: {e}")
         return reopened
+
+    def _quarantine(self, key: str, reason: str) -> None:
+        try:
+            where = self.spool.quarantine(key, reason)
+        except OSError as e:
+            log.error("journal %s (%s) could not be moved aside either: %s", key, reason, e)
+            return
+        event(log, logging.ERROR,
+              f"journal {key} cannot be shipped ({reason}); moved aside to {where}, where no "
+              "driver picks it up: look at it, then delete it", code="QUARANTINED")  # fmt: skip
+
+    def _resume(self, key: str) -> int:
+        """Resume one journal; returns 1 if its FIFO was reopened."""
+        path = os.path.join(self.spool.root, key)
+        try:
+            rec = state.load(path)
+        except FileNotFoundError:
+            if not any(n.endswith(".seg") for n in os.listdir(path)):
+                self.spool.files.rmtree(path)  # a start that failed before anything came
+                return 0
+            self._quarantine(key, "it has no record of its destination (meta)")
+            return 0
+        except state.RecordError as e:
+            self._quarantine(key, str(e))
+            return 0
+        except JournalVersionError as e:
+            log.error("journal %s left as it is: %s", key, e)
+            return 0
+        try:
+            cfg = options.parse(rec.opts)
+        except options.OptionError as e:  # a newer driver's options: it may come back
+            log.error("journal %s left as it is: its log-opts are not this driver's: %s", key, e)
+            return 0
+        try:
+            journal = self.spool.open(key, rec.container_id, cfg.keep_bytes, rec.started)
+        except JournalVersionError as e:
+            log.error("journal %s left as it is: %s", key, e)
+            return 0
+        except OSError as e:  # the disk: tried again at the next start
+            log.error("cannot resume journal %s: %s", path, e)
+            return 0
+        if journal.recovery:
+            event(log, logging.ERROR,
+                  f"journal {key} was damaged: " + "; ".join(journal.recovery.problems),
+                  container=rec.container_id[:12], group=cfg.group)  # fmt: skip
+        fifo = state.load_fifo(path)
+        if fifo is None and not journal.backlog and journal.gap is None:
+            journal.trim(journal.keep)
+            self.spool.retire(journal)  # shipped before the restart: for `docker logs`
+            return 0
+        source = self._source(journal, rec, cfg)
+        journal.live = fifo is not None
+        fd = None
+        if fifo is not None:
+            try:
+                if stat.S_ISFIFO(os.stat(fifo).st_mode):
+                    fd = open_fifo(fifo)
+            except OSError as e:
+                event(log, logging.WARNING,
+                      f"cannot reopen its FIFO {fifo} ({e.strerror}): shipping what is "
+                      f"journaled; a plugin upgrade may hand it over within "
+                      f"{JOURNAL_ORPHAN_GRACE_S:g}s", container=source.container_id[:12],
+                      group=cfg.group, stream=rec.stream)  # fmt: skip
+        self._place(source, cfg)
+        if fd is not None:
+            with self._lock:
+                self._running[fifo] = source
+            self.reader.add(source, fd)
+            return 1
+        if fifo is not None:  # orphaned: wait for a handover, for a while
+            source.orphan_until = time.monotonic() + JOURNAL_ORPHAN_GRACE_S
+            with self._lock:
+                self._running[fifo] = source
+            self.scheduler.wake(self._chores, source.orphan_until)
+        else:
+            self._stopped(source)
+        return 0
 
     # --- shutdown ------------------------------------------------------------------------------
     def close(self, grace: float = SHUTDOWN_GRACE_S) -> None:

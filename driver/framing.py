@@ -9,6 +9,13 @@ fields are skipped, so newer daemons keep working.
 Docker cuts lines longer than 16 KiB into chunks that share an id; they are joined back here,
 keeping the first chunk's timestamp. A line is never held beyond ``max_line_bytes``: longer ones
 leave as consecutive pieces in order, which the batch stage splits further if needed.
+
+Bytes that are not frames (a damaged file, a zero-filled tail after a power cut, a hole the
+journal reports) are skipped to the next plausible frame, and the decoder emits a marker line
+(source ``DAMAGE``) in their place that says which bytes were lost: damage is never silent.
+
+``frame_ends`` is the one frame walker for code that only needs frame boundaries (the journal
+and `docker logs`); the decoder's own loop is the hot path and walks frames inline.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import logging
 import struct
 
+from . import markers
 from .limits import FRAME_HEADER_BYTES, MAX_FRAME_BYTES
 
 log = logging.getLogger(__name__)
@@ -24,6 +32,7 @@ log = logging.getLogger(__name__)
 # FrameDecoder), source: STDOUT or STDERR)
 Line = tuple[int, bytes, int, int]
 STDOUT, STDERR = ord("o"), ord("e")  # the 4th byte of "stdout" / "stderr": a cheap tag
+DAMAGE = ord("d")  # a marker line the decoder put where bytes could not be decoded
 POSITION_BITS = 32  # a position is clean offset << 32 | lines after it << 4 | pieces
 LINE_STEP = 1 << 4  # one line; the low 4 bits count pieces of a line cut by the batch stage
 
@@ -31,13 +40,10 @@ _MAX_OPEN_PARTIALS = 8  # stdout and stderr each have at most one open line; mor
 
 
 class CorruptFrame(ValueError):
-    """The byte stream is not a sequence of LogEntry frames; this FIFO cannot be trusted further.
-
-    ``lines`` holds what was decoded from the same input before the damage: those are good."""
+    """The byte stream is not a sequence of LogEntry frames at ``offset``."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.lines: list[Line] = []
         self.offset = 0  # journal offset of the damaged frame
 
 
@@ -70,6 +76,42 @@ def _frame_start(buf: bytes) -> int:
         ):
             return start
         i = buf.find(_SOURCE_PREFIX, i + 1)
+    return -1
+
+
+def bad_size(size: int) -> bool:
+    """A frame length no daemon writes: 0 (Docker always sets the source; a zero-filled tail
+    reads as 0) or more than MAX_FRAME_BYTES (Docker cuts lines at 16 KiB)."""
+    return size == 0 or size > MAX_FRAME_BYTES
+
+
+def frame_ends(buf: bytes, base: int) -> tuple[list[int], int]:
+    """Where each whole frame of ``buf`` (its first byte at journal offset ``base``, a frame
+    boundary) ends, as journal offsets, and the offset of the first frame whose length cannot
+    be right (-1: none). A frame cut short at the end of ``buf`` is not counted."""
+    ends: list[int] = []
+    i, n = 0, len(buf)
+    while n - i >= FRAME_HEADER_BYTES:
+        size = int.from_bytes(buf[i : i + FRAME_HEADER_BYTES], "big")
+        if bad_size(size):
+            return ends, base + i
+        i += FRAME_HEADER_BYTES + size
+        if i > n:
+            break
+        ends.append(base + i)
+    return ends, -1
+
+
+def resync_point(buf: bytes) -> int:
+    """The first offset in ``buf`` where a frame plausibly starts and the frames after it walk
+    on to the end of ``buf`` (or a cut-short last frame), or -1."""
+    at = _frame_start(buf)
+    while at >= 0:
+        ends, damaged = frame_ends(buf[at:], at)
+        if damaged < 0:
+            return at
+        nxt = _frame_start(buf[at + 1 :])
+        at = at + 1 + nxt if nxt >= 0 else -1
     return -1
 
 
@@ -147,12 +189,24 @@ class FrameDecoder:
     """
 
     __slots__ = ("_rest", "_open", "_high", "_resync", "_base", "clean", "_s", "_n",
-                 "max_line_bytes")  # fmt: skip
+                 "max_line_bytes", "_damage", "_why", "last_ts", "markers")  # fmt: skip
 
-    def __init__(self, max_line_bytes: int, start: int = 0, resync: bool = False) -> None:
+    def __init__(
+        self,
+        max_line_bytes: int,
+        start: int = 0,
+        resync: bool = False,
+        damaged_from: int = -1,
+        why: str = "not Docker log frames",
+    ) -> None:
         """``start``: the journal offset of the first byte fed. ``resync``: the input may start
-        inside a frame (after a corrupt frame); skip to the first plausible frame start."""
+        inside a frame; skip to the first plausible frame start, and report the bytes skipped
+        from ``damaged_from`` (default ``start``) with a marker saying ``why``."""
         self._resync = resync
+        self._damage = (damaged_from if damaged_from >= 0 else start) if resync else -1
+        self._why = why
+        self.last_ts = 0  # the latest line's timestamp: a marker's when it has no line of its own
+        self.markers = 0  # marker lines emitted so far (a cheap "is there one in this chunk")
         self._rest = b""
         self._base = start  # journal offset of _rest[0]
         self.clean = start  # the latest clean point
@@ -170,28 +224,75 @@ class FrameDecoder:
 
     @property
     def idle(self) -> bool:
-        """No partial line open and no frame half read: everything fed has come out."""
-        return not self._open and not self._rest
+        """No partial line open, no frame half read and no damage being skipped: everything
+        fed has come out."""
+        return not self._open and not self._rest and not self._resync
+
+    def _break(self, at: int, why: str) -> list[Line]:
+        """The input cannot be decoded from offset ``at`` on: lines open so far leave as they
+        are, and what follows is skipped to the next frame (reported by a marker from ``at``,
+        or from an earlier damage not yet reported)."""
+        out: list[Line] = []
+        for held in self._open.values():
+            self._emit(out, held)
+        self._open.clear()
+        self._number(out, 0, self.clean)
+        if not self._resync:
+            self._damage, self._why = at, why
+        self._resync = True
+        return out
+
+    def _marker(self, at: int) -> Line:
+        """The marker for the bytes skipped up to ``at`` (a frame start, or the end)."""
+        text = markers.unreadable(self._damage, at, self._why)
+        self._damage = -1
+        self.markers += 1
+        return (self.last_ts, text, at << POSITION_BITS, DAMAGE)
+
+    def skip_to(self, pos: int, why: str) -> list[Line]:
+        """The bytes from here to ``pos`` cannot be had (a hole in the journal): decoding goes
+        on from the first frame at or after ``pos``; a marker will say what was lost."""
+        out = self._break(self._base if self._rest else self.pos, why)
+        self._base, self._rest = pos, b""
+        return out
 
     def feed(self, data: bytes) -> list[Line]:
-        """Decode every complete frame in ``self._rest + data``; keep the incomplete tail."""
+        """Decode every complete frame in ``self._rest + data``; keep the incomplete tail.
+        Damaged frames are skipped to the next plausible frame, with a marker line."""
         buf = self._rest + data if self._rest else data
         base = self._base
-        if self._resync:
-            start = _frame_start(buf)
-            if start < 0:
-                keep = min(len(buf), _SYNC_WINDOW)
-                self._base = base + len(buf) - keep
-                self._rest = buf[len(buf) - keep :]
-                self.clean = self._base
-                return []
-            if start:
-                log.warning("skipped %d bytes to the next frame after a corrupt one", start)
-            buf = buf[start:]
-            base += start
-            self._resync = False
-            self.clean = base
         out: list[Line] = []
+        while True:
+            if self._resync:
+                start = _frame_start(buf)
+                if start < 0:
+                    keep = min(len(buf), _SYNC_WINDOW)
+                    self._base = base + len(buf) - keep
+                    self._rest = buf[len(buf) - keep :]
+                    return out
+                buf = buf[start:]
+                base += start
+                self._resync = False
+                self.clean = base
+                if base > self._damage:
+                    out.append(self._marker(base))
+            try:
+                self._walk(buf, base, out)
+            except CorruptFrame as err:
+                if out:
+                    self.last_ts = out[-1][0]
+                out += self._break(err.offset, str(err))
+                skip = err.offset + 1 - base
+                buf, base = buf[skip:], base + skip
+                continue
+            if out:
+                self.last_ts = out[-1][0]
+            return out
+
+    def _walk(self, buf: bytes, base: int, out: list[Line]) -> None:
+        """The frames of ``buf`` (journal offset ``base``) into ``out``; the rest is kept.
+        Raises CorruptFrame (its ``offset``: the damaged frame's) with ``out`` holding the good
+        lines before it."""
         append = out.append
         high = self._high
         cached = high.get
@@ -238,10 +339,8 @@ class FrameDecoder:
                 if n - pos < FRAME_HEADER_BYTES:
                     break
                 size = int.from_bytes(buf[pos : pos + FRAME_HEADER_BYTES], "big")
-                if size > MAX_FRAME_BYTES or size == 0:
-                    # Docker always sets the source, so an empty frame is damage too (a
-                    # zero-filled tail, say).
-                    raise CorruptFrame(f"frame of {size} bytes")
+                if bad_size(size):
+                    raise CorruptFrame(f"a frame of {size} bytes")
                 end = pos + FRAME_HEADER_BYTES + size
                 if end > n:
                     break
@@ -251,16 +350,15 @@ class FrameDecoder:
                 pos = end
         except (CorruptFrame, IndexError) as e:
             err = e if isinstance(e, CorruptFrame) else CorruptFrame("frame ends inside a field")
-            err.lines = out
             err.offset = base + pos
             if not self._open:
                 self.clean = base + pos
+            self._base, self._rest = base + pos, b""
             raise err from None
         if pos and not self._open:
             self.clean = base + pos
         self._base = base + pos
         self._rest = buf[pos:]
-        return out
 
     def _slow(self, out: list[Line], buf: bytes, p: int, end: int, base: int) -> None:
         """Any field order, long lines, partial chunks, unknown fields."""
@@ -357,22 +455,22 @@ class FrameDecoder:
 
     def finish(self) -> list[Line]:
         """At the end of a stopped container's journal: an unterminated line may never get its
-        last chunk (keep what arrived); a frame cut short is dropped (logged by the caller
-        through the CorruptFrame raised, whose ``lines`` are good)."""
+        last chunk (keep what arrived); a frame cut short, or damage not followed by a frame,
+        leaves a marker."""
         out: list[Line] = []
         for held in self._open.values():
             self._emit(out, held)
         self._open.clear()
         end = self.pos
         self._number(out, 0, self.clean)
+        if out:
+            self.last_ts = out[-1][0]
+        if self._resync or self._rest:
+            if not self._resync:
+                self._damage, self._why = end - len(self._rest), "a frame cut short at the end"
+            out.append(self._marker(end))
         self.clean = end
-        if self._rest:
-            rest, self._rest = self._rest, b""
-            self._base = end
-            err = CorruptFrame(f"{len(rest)} bytes of an incomplete frame at end of stream")
-            err.lines = out
-            err.offset = end - len(rest)
-            raise err
+        self._base, self._rest, self._resync = end, b"", False
         return out
 
 

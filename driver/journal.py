@@ -5,44 +5,57 @@ the kernel removes from the pipe exactly what the file took, so whatever moment 
 killed at, every byte the daemon wrote is either still in the pipe or in the journal. Nothing is
 decoded on the way in; the journal keeps Docker's own framing, and shipping decodes it later.
 
-``<state>/journal/<container id>/`` holds
+``<state>/journal/<key>/`` (one directory per FIFO, see driver.journal_key) holds
 
 - ``<offset:016x>.seg``: the FIFO's bytes from that journal offset on, in files of about
-  ``SEGMENT_BYTES``; a file is deleted once everything in it has shipped;
+  ``SEGMENT_BYTES``; a file is deleted once everything in it has shipped (and is not kept);
 - ``ledger``: two fixed 64-byte slots, written in place in turn, each with a sequence number and
   a CRC: the commit (a clean offset and how many events decoded from it have shipped) and a gap
-  still to be reported.
-  Written in place, a commit needs no new disk block, so shipping (and freeing space) goes on
-  when the disk is full; the older slot survives a torn write.
+  still to be reported. Written in place, a commit needs no new disk block, so shipping (and
+  freeing space) goes on when the disk is full; the older slot survives a torn write.
 - ``head``: the frame boundary `docker logs` reads from (offset and CRC, written in place).
-  Shipped bytes stay on disk, from the head on, up to the container's ``keep`` bytes (in whole
-  segment files); a driver that does not know the file deletes shipped files as before.
+  Shipped bytes stay on disk, from the head on, up to the container's ``keep`` bytes.
 
 An offset is a position in the container's whole byte stream, whatever file holds it. Commit
 offsets are always "clean" frame boundaries (no partial line open; see framing.FrameDecoder).
+
+What is on the disk when (the durability contract, see README):
+
+- the ledger is fdatasynced with every commit, before any file it frees is deleted: after a
+  power cut the commit is the last one or, if the cut tore it, the one before;
+- segment data is fdatasynced every ``sync_interval`` seconds by ``sync`` (FSYNC_INTERVAL), and
+  the directory with it, so a new segment file does not vanish; 0 leaves it to the kernel;
+- a crash of the process (kill -9) loses nothing whatever the setting: the page cache has it.
+
+Opening a journal checks what a crash or a disk may have left (``Recovery``): a ledger whose two
+slots are both bad (the commit falls back to the head, the oldest readable byte, re-shipping
+what was kept), a commit whose bytes are gone (shipping starts at the next byte there is), gaps
+between segment files (a short or lost file), a commit past the end (a lost tail: new bytes go
+to a file of their own after it). Bytes that cannot be read are reported by the decoder as a
+marker in the stream (framing.DAMAGE), never skipped in silence, and never stop the journal.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
+import logging
 import os
-import shutil
 import struct
 import threading
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .framing import LINE_STEP, POSITION_BITS, CorruptFrame, FrameDecoder
+from .files import REAL, Files
+from .framing import DAMAGE, LINE_STEP, POSITION_BITS, FrameDecoder, frame_ends, resync_point
 from .limits import (
     DECODE_CHUNK_BYTES,
-    FRAME_HEADER_BYTES,
     JOURNAL_VERSION,
-    MAX_FRAME_BYTES,
     SEGMENT_BYTES,
     WRITE_FDS,
 )
+
+log = logging.getLogger(__name__)
 
 SEGMENT_SUFFIX = ".seg"
 LEDGER_NAME = "ledger"
@@ -53,14 +66,6 @@ _MAGIC = b"MLJL"
 # gap last ms, CRC of the rest
 _SLOT = struct.Struct(">4sIQQIQqqI")
 _SLOT_BYTES = 64
-_FALLOC_PUNCH = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
-
-try:
-    _libc = ctypes.CDLL(None, use_errno=True)
-    _fallocate = _libc.fallocate
-    _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-except (OSError, AttributeError):  # not glibc: evicted data stays on disk until its file goes
-    _fallocate = None
 
 
 class JournalVersionError(RuntimeError):
@@ -76,12 +81,24 @@ class Gap:
     last_ms: int
 
 
+@dataclass
+class Recovery:
+    """What opening the journal found wrong and did about it (empty when all was well); the
+    driver logs it once, naming the container."""
+
+    problems: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.problems)
+
+
 class FdCache:
     """Open segment files for writing, least recently used closed first: the reader writes to
     hundreds of journals, and file descriptors must not grow with the number of containers."""
 
-    def __init__(self, size: int = WRITE_FDS) -> None:
+    def __init__(self, size: int = WRITE_FDS, files: Files = REAL) -> None:
         self.size = size
+        self.files = files
         self._fds: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -91,22 +108,22 @@ class FdCache:
             if fd is not None:
                 self._fds.move_to_end(path)
                 return fd
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = self.files.open_write(path)
             self._fds[path] = fd
             while len(self._fds) > self.size:
-                os.close(self._fds.popitem(last=False)[1])
+                self.files.close(self._fds.popitem(last=False)[1])
             return fd
 
     def discard(self, path: str) -> None:
         with self._lock:
             fd = self._fds.pop(path, None)
             if fd is not None:
-                os.close(fd)
+                self.files.close(fd)
 
     def close(self) -> None:
         with self._lock:
             for fd in self._fds.values():
-                os.close(fd)
+                self.files.close(fd)
             self._fds.clear()
 
 
@@ -114,40 +131,60 @@ def _segment_name(base: int) -> str:
     return f"{base:016x}{SEGMENT_SUFFIX}"
 
 
+def _segment_base(name: str) -> int | None:
+    if not name.endswith(SEGMENT_SUFFIX):
+        return None
+    try:
+        return int(name[: -len(SEGMENT_SUFFIX)], 16)
+    except ValueError:
+        return None
+
+
 class Journal:
     """The segments and ledger of one container. ``lock`` guards the offsets and the files'
     existence; the reader thread appends, one shipping worker at a time reads and commits."""
 
-    def __init__(self, path: str, fds: FdCache) -> None:
-        """Open (or create) the journal at ``path``; recovers its end from the files."""
+    def __init__(self, path: str, fds: FdCache, files: Files | None = None) -> None:
+        """Open (or create) the journal at ``path`` and recover what is there (see
+        ``recovery``). Raises OSError, JournalVersionError."""
         self.path = path
         self.fds = fds
+        self.files = files or fds.files
         self.lock = threading.Lock()
         self.busy = False  # a shipping worker is reading it: not to be evicted under its feet
         self.label = os.path.basename(path)  # for log lines; the driver names the container
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        bases = sorted(
-            int(name[: -len(SEGMENT_SUFFIX)], 16)
-            for name in os.listdir(path)
-            if name.endswith(SEGMENT_SUFFIX)
-        )
-        self.segments: list[int] = bases
-        self.end = bases[-1] + os.path.getsize(self._seg(bases[-1])) if bases else 0
+        self.recovery = Recovery()
+        self.files.makedirs(path)
+        self.segments: list[int] = []
+        self._sizes: dict[int, int] = {}  # a segment's readable bytes, when short of the next
+        self.end = 0
+        self._scan()
+        self.version = JOURNAL_VERSION  # kept as written: a rollback must still read it
         self._seq = 0
         self.commit = 0  # everything before this clean offset has shipped...
         self.skip = 0  # ...and this much decoded from it (lines << 4 | pieces)
         self.gap: Gap | None = None
-        self._load_ledger()
-        if self.commit > self.end:  # files lost under us (by hand?): start after what is there
-            self.commit, self.skip = self.end, 0
+        self._roll = False  # the next splice starts a segment file of its own
+        ledger = self._load_ledger()
         self.keep = 0  # shipped bytes kept for `docker logs` (the container's cache-* options)
         self.head = self._load_head()  # `docker logs` reads from here: a frame boundary
+        if ledger == "lost":
+            self.commit, self.skip = self._first_boundary(), 0
+            self.recovery.problems.append(
+                f"its ledger could not be read: shipping starts again at offset {self.commit} "
+                "(lines from there on that had shipped ship again)"
+            )
+        self._check_commit()
         # segment base -> the last commit before it: a frame boundary to walk on from
         self._marks: dict[int, int] = {}
         self.owner = ""  # the container, for `docker logs`
         self.started = 0.0  # when its container started (time.time())
         self.live = False  # its container is running: `docker logs -f` waits for more
         self.retired = False  # stopped and shipped: kept only for `docker logs`
+        self.sync_interval = 0.0  # FSYNC_INTERVAL: 0, segment data is left to the kernel
+        self._unsynced: set[int] = set()  # segments written since the last sync
+        self._new_file = False  # a segment file was created since the last sync
+        self._ledger_dirty = False  # the commit in memory is not on the disk yet
         self._drop_shipped()
 
     # --- paths ---------------------------------------------------------------------------------
@@ -166,21 +203,130 @@ class Journal:
     @property
     def kept(self) -> int:
         """Shipped bytes still on disk for `docker logs`."""
-        return self.commit - self.head
+        return max(0, self.commit - self.head)
+
+    # --- recovery ------------------------------------------------------------------------------
+    def _scan(self) -> None:
+        """The segment files and what they hold: where one is shorter than the next one's start
+        (a torn or lost write), the bytes between are a hole that reads report."""
+        bases = []
+        for name in self.files.listdir(self.path):
+            base = _segment_base(name)
+            if base is not None:
+                bases.append(base)
+            elif name.endswith(".tmp"):
+                try:  # a record write the process did not finish (files.replace)
+                    self.files.unlink(os.path.join(self.path, name))
+                except OSError:
+                    pass
+        bases.sort()
+        self.segments = bases
+        for i, base in enumerate(bases):
+            size = self.files.size(self._seg(base))
+            nxt = bases[i + 1] if i + 1 < len(bases) else None
+            if nxt is not None and base + size != nxt:
+                self._sizes[base] = min(size, nxt - base)
+                if base + size < nxt:
+                    self.recovery.problems.append(
+                        f"segment {_segment_name(base)} ends {nxt - base - size} bytes short of "
+                        "the next one: those bytes are reported as lost"
+                    )
+            if nxt is None:
+                self.end = base + size
+
+    def _check_commit(self) -> None:
+        """The commit must be where shipping can go on from."""
+        first = self.segments[0] if self.segments else self.end
+        if self.commit > self.end:
+            # The tail that had shipped is gone (a power cut kept the ledger, not the data):
+            # new bytes go to a segment file of their own at the commit, so none is taken for
+            # shipped.
+            self.recovery.problems.append(
+                f"its files end at offset {self.end}, before its commit {self.commit}: the "
+                "lost bytes had shipped; new lines go on after the commit"
+            )
+            self.end = self.commit
+            self._roll = True
+        elif self.commit < first:
+            self.recovery.problems.append(
+                f"bytes {self.commit}..{first} before its first segment file are gone: they are "
+                "reported as lost (or had shipped, if a power cut kept an older commit)"
+            )
+        if self.head < 0:  # no good head file: the stream's start while it is here
+            self.head = 0 if first == 0 else self.commit
+        self.head = min(self.head, self.commit)
+
+    def _first_boundary(self) -> int:
+        """Where shipping starts when the ledger is lost: the head if its file is good (a frame
+        boundary, at most the keep window before the real commit), else the first frame that
+        starts in the oldest file (the bytes before it end a line that had shipped)."""
+        if self.head >= 0:
+            return self.head
+        first = self.segments[0] if self.segments else 0
+        if first == 0:
+            return 0
+        data = self._read_locked(first, DECODE_CHUNK_BYTES)
+        start = resync_point(data)
+        return first + start if start >= 0 else first
+
+    # --- reading -------------------------------------------------------------------------------
+    def _base_of(self, pos: int) -> int | None:
+        """The segment file holding ``pos``, or None where no file holds it (a hole, or past
+        the end)."""
+        if pos >= self.end:
+            return None
+        for base in reversed(self.segments):
+            if base <= pos:
+                size = self._sizes.get(base)
+                return base if size is None or pos < base + size else None
+        return None
+
+    def readable(self, pos: int) -> bool:
+        """A segment file holds the byte at ``pos`` (False at the end, or in a hole)."""
+        with self.lock:
+            return self._base_of(pos) is not None
+
+    def next_data(self, pos: int) -> int:
+        """The first offset at or after ``pos`` that a file holds, or the end."""
+        with self.lock:
+            if self._base_of(pos) is not None:
+                return pos
+            later = [b for b in self.segments if b > pos]
+            return min(later[0], self.end) if later else max(pos, self.end)
+
+    def read(self, pos: int, count: int = DECODE_CHUNK_BYTES) -> bytes:
+        """Bytes from ``pos`` on, up to ``count`` and the end of the segment file holding them;
+        b"" at the end, or where no file holds ``pos`` (``readable`` tells which). A file that
+        cannot be read (gone, EIO) becomes a hole from ``pos`` to its end: reported, not
+        retried forever."""
+        with self.lock:
+            end = self.end
+            base = self._base_of(pos)
+            if base is None:
+                return b""
+            stop = min(end, base + self._sizes.get(base, end - base))
+        try:
+            return self.files.pread(self._seg(base), pos - base, min(count, stop - pos))
+        except OSError as e:
+            with self.lock:
+                if self.segments and base in self.segments:
+                    self._sizes[base] = pos - base  # the rest of this file cannot be had
+            log.error("%s: cannot read %s at %d: %s; the rest of that file is reported lost",
+                      self.label, _segment_name(base), pos - base, e)  # fmt: skip
+            return b""
 
     # --- head ----------------------------------------------------------------------------------
     def _load_head(self) -> int:
-        """The saved head if its file is whole and its bytes are still here; else the start
-        of the stream (a frame boundary) while it is on disk, else the commit."""
+        """The saved head if its file is whole and its bytes are still here, else -1."""
         first = self.segments[0] if self.segments else self.end
         try:
-            with open(os.path.join(self.path, HEAD_NAME), "rb") as f:
-                head, crc = _HEAD.unpack(f.read(_HEAD.size))
-            if zlib.crc32(head.to_bytes(8, "big")) == crc and first <= head <= self.commit:
+            raw = self.files.read_all(os.path.join(self.path, HEAD_NAME), _HEAD.size)
+            head, crc = _HEAD.unpack(raw[: _HEAD.size])
+            if zlib.crc32(head.to_bytes(8, "big")) == crc and first <= head <= self.end:
                 return head
-        except (FileNotFoundError, struct.error):
+        except (OSError, struct.error):
             pass
-        return 0 if first == 0 else self.commit
+        return -1
 
     def _set_head(self, head: int) -> None:
         """Move the head (never back) and save it in place; the files before it go."""
@@ -195,48 +341,51 @@ class Journal:
 
     def _save_head(self) -> None:
         body = _HEAD.pack(self.head, zlib.crc32(self.head.to_bytes(8, "big")))
-        fd = os.open(os.path.join(self.path, HEAD_NAME), os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            os.pwrite(fd, body, 0)
-        finally:
-            os.close(fd)
+        self.files.pwrite(os.path.join(self.path, HEAD_NAME), body, 0)
 
     def _boundary_from(self, base: int) -> int:
         """The first frame boundary at or after ``base`` (<= the commit), walked to from the
         last commit before it (at most a batch away), else from the head; the commit if the
-        frames there are damaged."""
-        pos = max(self.head, self._marks.get(base, self.head))
-        buf, at = b"", pos  # bytes of the journal from offset ``at``
-        while pos < base:
-            i = pos - at
-            if i + FRAME_HEADER_BYTES > len(buf):  # a header beyond (or across) what is read
-                if i >= len(buf):
-                    buf, at = self._read_locked(pos), pos
-                else:
-                    buf, at = buf[i:] + self._read_locked(at + len(buf)), pos
-                if len(buf) < FRAME_HEADER_BYTES:
-                    return self.commit
-                continue
-            size = int.from_bytes(buf[i : i + FRAME_HEADER_BYTES], "big")
-            if size == 0 or size > MAX_FRAME_BYTES:
+        frames there are damaged or unreadable."""
+        at = max(self.head, self._marks.get(base, self.head))
+        if at >= base:
+            return min(at, self.commit)
+        buf = b""  # journal bytes from offset ``at``, a frame boundary
+        while True:
+            chunk = self._read_locked(at + len(buf))
+            if not chunk:
+                return self.commit
+            buf += chunk
+            ends, damaged = frame_ends(buf, at)
+            after = next((e for e in ends if e >= base), None)
+            if after is not None:
+                return min(after, self.commit)
+            if damaged >= 0:
                 return self.commit  # damage: no boundary to trust before the commit
-            pos += FRAME_HEADER_BYTES + size
-        return min(pos, self.commit)
+            if ends:
+                buf, at = buf[ends[-1] - at :], ends[-1]
 
     def trim(self, keep: int) -> int:
         """Keep ``keep`` shipped bytes, in whole files: at least that much (what there is),
         at most a file more; 0: none. Returns bytes freed."""
         before = self.head
+        if self._ledger_dirty:
+            return 0  # a crash would go back to the commit on disk: its bytes must stay
         if keep <= 0:
             self._set_head(self.commit)
         segs = self.segments
         while len(segs) > 1 and segs[1] <= self.commit and self.commit - segs[1] >= keep:
-            self._set_head(self._boundary_from(segs[1]))
+            head = self._boundary_from(segs[1])
+            if head <= self.head:
+                break
+            self._set_head(head)
         return self.head - before
 
     def drop_oldest_kept(self) -> int:
         """Give up the oldest kept file (the host's budget is spent). Returns bytes freed."""
         before = self.head
+        if self._ledger_dirty:
+            return 0
         if len(self.segments) > 1 and self.segments[1] <= self.commit:
             self._set_head(self._boundary_from(self.segments[1]))
         else:
@@ -247,17 +396,19 @@ class Journal:
     def oldest_kept_time(self) -> float:
         """When the oldest kept file was last written (the host's budget drops it first)."""
         try:
-            return os.stat(self._seg(self.segments[0])).st_mtime if self.segments else 0.0
-        except FileNotFoundError:
+            return self.files.mtime(self._seg(self.segments[0])) if self.segments else 0.0
+        except OSError:
             return 0.0
 
     # --- ledger --------------------------------------------------------------------------------
-    def _load_ledger(self) -> None:
+    def _load_ledger(self) -> str:
+        """Load the newest good slot: "ok", "new" (no ledger yet) or "lost" (none good)."""
         try:
-            with open(os.path.join(self.path, LEDGER_NAME), "rb") as f:
-                data = f.read(2 * _SLOT_BYTES)
+            data = self.files.read_all(os.path.join(self.path, LEDGER_NAME), 2 * _SLOT_BYTES)
         except FileNotFoundError:
-            return
+            return "new" if not self.segments else "lost"
+        except OSError:
+            return "lost"
         best = None
         for i in (0, 1):
             raw = data[i * _SLOT_BYTES : i * _SLOT_BYTES + _SLOT.size]
@@ -272,77 +423,119 @@ class Journal:
                     f"v{JOURNAL_VERSION} (upgrade the plugin; the journal is left as it is)"
                 )
             if best is None or seq > best[0]:
-                best = (seq, commit, skip, Gap(lines, first, last) if lines else None)
-        if best is not None:
-            self._seq, self.commit, self.skip, self.gap = best
+                best = (seq, commit, skip, Gap(lines, first, last) if lines else None, version)
+        if best is None:
+            return "new" if not self.segments and not any(data) else "lost"
+        self._seq, self.commit, self.skip, self.gap, self.version = best
+        return "ok"
 
     @property
     def position(self) -> int:
         """The commit as one number (see framing.FrameDecoder)."""
         return self.commit << POSITION_BITS | self.skip
 
-    def _write_ledger(self, commit: int, skip: int, gap: Gap | None) -> None:
-        """Record the commit and ``gap`` in the older slot (raises OSError; nothing changed)."""
-        seq = self._seq + 1
+    def _slot(self, seq: int, commit: int, skip: int, gap: Gap | None) -> bytes:
         g = gap or Gap(0, 0, 0)
-        body = _SLOT.pack(
-            _MAGIC, JOURNAL_VERSION, seq, commit, skip, g.lines, g.first_ms, g.last_ms, 0
-        )
+        body = _SLOT.pack(_MAGIC, self.version, seq, commit, skip, g.lines, g.first_ms,
+                          g.last_ms, 0)  # fmt: skip
         body = body[:-4] + struct.pack(">I", zlib.crc32(body[:-4]))
-        fd = os.open(os.path.join(self.path, LEDGER_NAME), os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            if os.pwrite(fd, body.ljust(_SLOT_BYTES, b"\0"), (seq % 2) * _SLOT_BYTES) != 64:
-                raise OSError(errno.EIO, "short ledger write")
-        finally:
-            os.close(fd)
+        return body.ljust(_SLOT_BYTES, b"\0")
+
+    def _write_ledger(self, commit: int, skip: int, gap: Gap | None, sync: bool = True) -> None:
+        """Record the commit and ``gap`` in the older slot, fdatasynced. The commit moves in
+        memory whatever happens: a write that fails (EIO, EROFS, ENOSPC) leaves the ledger
+        dirty, to be written again by the next commit or ``sync`` (shipping goes on, nothing
+        is put twice), and no file is deleted meanwhile. Raises nothing."""
+        seq = self._seq + 1
         self._seq, self.commit, self.skip, self.gap = seq, commit, skip, gap
+        try:
+            self.files.pwrite(os.path.join(self.path, LEDGER_NAME),
+                              self._slot(seq, commit, skip, gap), (seq % 2) * _SLOT_BYTES,
+                              sync=sync)  # fmt: skip
+        except OSError as e:
+            if not self._ledger_dirty:
+                log.error("%s: cannot write its ledger (%s): the commit is kept in memory and "
+                          "written again until it can be; no file is freed meanwhile",
+                          self.label, e.strerror or e)  # fmt: skip
+            self._ledger_dirty = True
+            return
+        if self._ledger_dirty:
+            log.info("%s: its ledger is written again", self.label)
+        self._ledger_dirty = False
+
+    @property
+    def ledger_dirty(self) -> bool:
+        return self._ledger_dirty
 
     def create_ledger(self) -> None:
         """A new journal: both slots (and the head) on disk now, so later commits never
-        allocate."""
-        if not os.path.exists(os.path.join(self.path, LEDGER_NAME)):
-            self._write_ledger(self.commit, self.skip, self.gap)
-            self._write_ledger(self.commit, self.skip, self.gap)
-            self._save_head()
+        allocate; the directory entries too (raises OSError)."""
+        path = os.path.join(self.path, LEDGER_NAME)
+        if self.files.exists(path):
+            return
+        body = self._slot(1, self.commit, self.skip, self.gap) + self._slot(
+            2, self.commit, self.skip, self.gap
+        )
+        self.files.pwrite(path, body, 0, sync=True)
+        self._seq = 2
+        self._save_head()
+        self.files.sync_dir(self.path)
+        self.files.sync_dir(os.path.dirname(self.path))
 
     # --- writing (the reader thread) -----------------------------------------------------------
     def splice_from(self, fifo_fd: int, count: int) -> int:
         """Move up to ``count`` bytes from the pipe into the journal. Returns the bytes moved;
         0 when the pipe is empty; -1 at end of file (no writer left). Raises OSError (ENOSPC:
         the bytes stay in the pipe). Call with ``lock`` held."""
-        if not self.segments or self.end - self.segments[-1] >= SEGMENT_BYTES:
+        if not self.segments or self._roll or self.end - self.segments[-1] >= SEGMENT_BYTES:
             base = self.end
             fd = self.fds.get(self._seg(base))  # raises (ENOSPC...) with nothing changed
+            if (
+                self.segments
+                and self.segments[-1]
+                + self._sizes.get(self.segments[-1], self.end - self.segments[-1])
+                < base
+            ):
+                self._sizes.setdefault(self.segments[-1], self.end - self.segments[-1])
             self.segments.append(base)
+            self._roll = False
+            self._new_file = True
         else:
             base = self.segments[-1]
             fd = self.fds.get(self._seg(base))
         try:
-            n = os.splice(
-                fifo_fd, fd, count, offset_dst=self.end - base, flags=os.SPLICE_F_NONBLOCK
-            )
+            n = self.files.splice(fifo_fd, fd, count, self.end - base)
         except BlockingIOError:
             return 0
         if n == 0:
             return -1
         self.end += n
+        if self.sync_interval:
+            self._unsynced.add(base)
         return n
 
-    # --- reading and committing (one shipping worker) ------------------------------------------
-    def read(self, pos: int, count: int = DECODE_CHUNK_BYTES) -> bytes:
-        """Bytes from ``pos`` on, up to ``count`` and the end of the segment file holding them."""
+    def sync(self) -> None:
+        """FSYNC_INTERVAL's work (a worker, never the reader): what was written since the last
+        call is on the disk, and a dirty ledger is written again. Raises nothing."""
         with self.lock:
-            end = self.end
-            base = next((b for b in reversed(self.segments) if b <= pos), None)
-        if base is None or pos >= end:
-            return b""
+            bases, self._unsynced = self._unsynced, set()
+            new_file, self._new_file = self._new_file, False
+            dirty = self._ledger_dirty
         try:
-            with open(self._seg(base), "rb") as f:
-                f.seek(pos - base)
-                return f.read(min(count, end - pos))
-        except FileNotFoundError:
-            return b""
+            for base in sorted(bases):
+                self.files.sync_file(self._seg(base))
+            if new_file:
+                self.files.sync_dir(self.path)
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                log.error("%s: syncing its files: %s", self.label, e)
+            with self.lock:
+                self._unsynced |= bases
+        if dirty:
+            with self.lock:
+                self._write_ledger(self.commit, self.skip, self.gap)
 
+    # --- reading and committing (one shipping worker) ------------------------------------------
     def advance(self, pos: int, gap_reported: bool) -> int:
         """Everything up to position ``pos`` has shipped (and the gap, if ``gap_reported``):
         record it durably, then delete the segment files that hold nothing unshipped. Returns
@@ -367,14 +560,19 @@ class Journal:
     def _drop_shipped(self) -> None:
         """Delete the files wholly before the head."""
         while len(self.segments) > 1 and self.segments[1] <= self.head:
-            base = self.segments.pop(0)
-            self._marks.pop(base, None)
+            base = self.segments[0]
             path = self._seg(base)
             self.fds.discard(path)
             try:
-                os.unlink(path)
+                self.files.unlink(path)
             except FileNotFoundError:
                 pass
+            except OSError as e:  # read-only, say: tried again at the next commit
+                log.debug("%s: deleting %s: %s", self.label, path, e)
+                return
+            self.segments.pop(0)
+            self._sizes.pop(base, None)
+            self._marks.pop(base, None)
 
     # --- dropping the oldest unshipped data ------------------------------------------------------
     def evict(self, want: int, max_line_bytes: int) -> tuple[int, int]:
@@ -388,38 +586,23 @@ class Journal:
             target = max(target, min(self.segments[1], self.end))
         dec = FrameDecoder(max_line_bytes, start=start)
         lines, first, last, stop = 0, None, None, start
-        pos, buf = start, b""
+        pos = start
         while stop < target:
             chunk = self._read_locked(pos)
             if not chunk:
+                if pos < self.end:  # a hole: nothing there to count; drop past it
+                    stop = self._next_data_locked(pos)
+                    pos, dec = stop, FrameDecoder(max_line_bytes, start=stop, resync=True)
+                    continue
                 break
             pos += len(chunk)
-            buf = buf + chunk if buf else chunk
-            i, n = 0, len(buf)
-            try:
-                while n - i >= FRAME_HEADER_BYTES:  # one frame at a time: stop at a clean point
-                    size = int.from_bytes(buf[i : i + FRAME_HEADER_BYTES], "big")
-                    j = i + FRAME_HEADER_BYTES + size
-                    if size == 0 or size > MAX_FRAME_BYTES:
-                        raise CorruptFrame(f"frame of {size} bytes")
-                    if j > n:
-                        break
-                    out = dec.feed(buf[i:j])
-                    i = j
-                    if out:
-                        lines += len(out)
-                        first = out[0][0] if first is None else first
-                        last = out[-1][0]
-                    if dec.idle:
-                        stop = dec.pos
-                        if stop >= target:
-                            break
-            except CorruptFrame:
-                # Past damage no frame boundary can be trusted: drop what is here; shipping
-                # finds its footing again after it.
-                stop = self.end
-                break
-            buf = buf[i:]
+            for line in dec.feed(chunk):
+                if line[3] != DAMAGE:  # a marker is not a line
+                    lines += 1
+                    first = line[0] if first is None else first
+                    last = line[0]
+            if dec.idle:
+                stop = dec.pos
         if stop <= start:
             return 0, 0
         lines = max(0, lines - self.skip // LINE_STEP)  # decoded again, shipped already
@@ -429,38 +612,53 @@ class Journal:
                 gap = Gap(lines, first or 0, last or 0)
             else:
                 gap = Gap(gap.lines + lines, gap.first_ms, last or gap.last_ms)
+        dirty = self._ledger_dirty
         self._write_ledger(stop, 0, gap)
+        if not dirty and self._ledger_dirty:
+            return lines, stop - start  # recorded in memory only: files stay (see trim)
         self._set_head(stop)  # dropped to free space: not kept for `docker logs` either
         self._punch(stop)
         return lines, stop - start
 
-    def _read_locked(self, pos: int) -> bytes:
-        base = next((b for b in reversed(self.segments) if b <= pos), None)
-        if base is None or pos >= self.end:
+    def _read_locked(self, pos: int, count: int = DECODE_CHUNK_BYTES) -> bytes:
+        base = self._base_of(pos)
+        if base is None:
             return b""
-        with open(self._seg(base), "rb") as f:
-            f.seek(pos - base)
-            return f.read(min(DECODE_CHUNK_BYTES, self.end - pos))
+        stop = min(self.end, base + self._sizes.get(base, self.end - base))
+        try:
+            return self.files.pread(self._seg(base), pos - base, min(count, stop - pos))
+        except OSError:
+            return b""
+
+    def _next_data_locked(self, pos: int) -> int:
+        later = [b for b in self.segments if b > pos]
+        return min(later[0], self.end) if later else self.end
 
     def _punch(self, upto: int) -> None:
         """Free the disk blocks of the dropped part of the file that still holds ``upto``."""
         base = self.segments[0] if self.segments else 0
-        if _fallocate is None or upto <= base:
+        if upto <= base:
             return
         try:
-            fd = os.open(self._seg(base), os.O_WRONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return
-        try:
-            _fallocate(fd, _FALLOC_PUNCH, 0, upto - base)  # not supported: blocks stay used
-        finally:
-            os.close(fd)
+            self.files.punch(self._seg(base), upto - base)
+        except OSError:
+            pass  # not supported, or gone: the blocks go with the file
 
     # --- the end ---------------------------------------------------------------------------------
     def remove(self) -> None:
-        """Everything shipped and the container gone: the journal goes."""
+        """Everything shipped and the container gone: the journal goes. Renamed out of the
+        way first (one atomic step), so a crash half-way never leaves a journal without its
+        ledger to be shipped again; the driver deletes such leftovers at start."""
         with self.lock:
             for base in self.segments:
                 self.fds.discard(self._seg(base))
             self.segments = []
-        shutil.rmtree(self.path, ignore_errors=True)
+        gone = os.path.join(os.path.dirname(self.path), f".{self.key}.removing")
+        try:
+            self.files.rename(self.path, gone)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            log.error("%s: cannot remove its journal %s: %s", self.label, self.path, e)
+            return
+        self.files.rmtree(gone)

@@ -41,6 +41,10 @@ DECODE_MIN_BYTES = 64 << 10  # shipping reads up to a batch's worth, but never l
 DEFAULT_SPOOL_MAX_BYTES = 1 << 30  # SPOOL_MAX_BYTES: unshipped journal bytes, whole host
 BLOCK_MIN_BACKLOG_BYTES = 1 << 20  # SPOOL_FULL=block stalls only FIFOs with at least this behind
 DISK_FULL_RETRY_S = 1.0  # a FIFO paused on a full disk (or budget) is tried again after this
+# FSYNC_INTERVAL's default: a power cut loses at most about this much of what was journaled
+# (the ledger is synced at every commit whatever it says).
+DEFAULT_FSYNC_INTERVAL_S = 1.0
+LEDGER_RETRY_S = 1.0  # a ledger that could not be written is tried again this often
 JOURNAL_ORPHAN_GRACE_S = 600.0  # a journal whose FIFO is gone waits this long for a handover
 HANDOVER_MAX_FDS = 253  # descriptors in one handover message (the kernel's SCM_MAX_FD)
 

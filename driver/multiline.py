@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import re
 
+from .framing import DAMAGE
+
 # awslogs's strftimeToRegex, verbatim (its odd ``[1,2]`` and ``[A,P]`` included: "exactly").
 STRFTIME_TO_REGEX = {
     "%a": r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)",
@@ -105,6 +107,13 @@ class Multiline:
         ts, off, before, src = self._ts, self._off, self._before, self._src
         opened = False
         for line_ts, data, line_off, line_src in lines:
+            if line_src == DAMAGE:  # a marker of lost bytes ends the pending event, alone
+                if head is not None:
+                    append((ts, head if more is None else b"\n".join(more), off, src))
+                    head = more = None
+                append((line_ts, data, line_off, line_src))
+                before = off = line_off
+                continue
             if head is not None:
                 if search(data) is None and size + 1 + len(data) <= limit:
                     if more is None:

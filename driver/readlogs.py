@@ -132,6 +132,7 @@ class Cursor:
         self.journal = journal
         self.pos = pos  # journal offset of buf[0]
         self.buf = b""
+        self._resync = False  # after a hole: skip to the first frame
 
     @property
     def at(self) -> int:
@@ -147,13 +148,25 @@ class Cursor:
         if not data:
             with j.lock:
                 head = j.head
-            if self.pos >= head:
+            if self.pos < head:
+                self.pos, self.buf = head, b""  # the oldest kept file went while we read
+                return self.entries(limit)
+            nxt = j.next_data(self.at) if want > 0 else self.at
+            if nxt <= self.at:
                 return []
-            self.pos, self.buf = head, b""  # the oldest kept file went while we read
+            self.pos, self.buf = nxt, b""  # a hole in the journal: on at the next byte there is
+            self._resync = True
             return self.entries(limit)
         buf = self.buf + data if self.buf else data
         out: list[Entry] = []
         i, n = 0, len(buf)
+        if self._resync:
+            found = _frame_start(buf)
+            if found < 0:
+                keep = max(0, n - _SYNC_WINDOW)
+                self.pos, self.buf = self.pos + keep, buf[keep:]
+                return self.entries(limit) if keep else []
+            i, self._resync = found, False
         while n - i >= FRAME_HEADER_BYTES:
             size = int.from_bytes(buf[i : i + FRAME_HEADER_BYTES], "big")
             end = i + FRAME_HEADER_BYTES + size

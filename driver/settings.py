@@ -8,7 +8,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 
-from .limits import DEFAULT_KEEP_MAX_BYTES, DEFAULT_SPOOL_MAX_BYTES
+from .limits import DEFAULT_FSYNC_INTERVAL_S, DEFAULT_KEEP_MAX_BYTES, DEFAULT_SPOOL_MAX_BYTES
 
 SPOOL_POLICIES = ("drop-oldest", "block")
 _SIZE = re.compile(r"(\d+)\s*([kmgt]?)(i?b?)", re.IGNORECASE)
@@ -29,6 +29,9 @@ class Settings:
     # HOST_NAME: this host in format=json messages and unresolved streams. A plugin's own
     # host name may be a container's; operators set the host's (two engines on one machine).
     host_name: str = field(default_factory=socket.gethostname)
+    # FSYNC_INTERVAL: journal data is on the disk at most this many seconds after it was read
+    # (what a power cut may lose); 0 leaves it to the kernel. The ledger is synced per commit.
+    fsync_interval: float = DEFAULT_FSYNC_INTERVAL_S
 
 
 def parse_size(name: str, text: str, allow_zero: bool = False) -> int:
@@ -77,6 +80,17 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
             kw["self_log_group"] = check_group(env["SELF_LOG_GROUP"].strip())
         except InvalidName as e:
             raise SettingError(f"SELF_LOG_GROUP: {e}") from None
+    if env.get("FSYNC_INTERVAL", "").strip():
+        text = env["FSYNC_INTERVAL"].strip()
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= 60:
+            raise SettingError(
+                f"FSYNC_INTERVAL={text!r}: expected seconds from 0 (never) to 60, e.g. 1"
+            )
+        kw["fsync_interval"] = value
     if env.get("HOST_NAME", "").strip():
         kw["host_name"] = env["HOST_NAME"].strip()
     return Settings(**kw)  # type: ignore[arg-type]

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from . import markers
 from .batch import Event, position, to_events
 from .formats import JsonFormatter
-from .framing import POSITION_BITS, STDOUT, CorruptFrame, FrameDecoder, Line
+from .framing import DAMAGE, POSITION_BITS, STDOUT, FrameDecoder, Line
 from .journal import Journal
 from .limits import (
     BATCH_TRIGGER_BYTES,
+    DECODE_CHUNK_BYTES,
     DECODE_MIN_BYTES,
-    LOG_EVERY_S,
     MAX_BATCH_EVENTS,
     MAX_HELD_BYTES,
     MULTILINE_MAX_WAIT_INTERVALS,
@@ -32,9 +32,11 @@ from .metrics import METRICS
 from .multiline import Multiline
 from .options import DriverConfig
 from .scheduler import Task
+from .selflog import event
 from .state import Record
 
 log = logging.getLogger(__name__)
+MISSING = "missing from the journal"  # why a marker says bytes are lost, for holes
 
 
 class Source(Task):
@@ -81,7 +83,9 @@ class Source(Task):
         self.flush_at: float | None = None  # when that event ships even without a next line
         self.formatter: JsonFormatter | None = None  # format=json, once the member is known
         self._seen = journal.position  # lines up to here were counted as received
-        self._last_corrupt_log = 0.0
+        self._marks_seen = 0  # the turn's decoder's marker count, as seen by _push
+        self._new_marks = 0  # markers among the lines counted as received just now
+        self._pending_lines: list[Line] = []  # lines a hole closed, before the next feed
 
     # --- the reader's side -----------------------------------------------------------------
     def on_data(self) -> None:
@@ -123,27 +127,46 @@ class Source(Task):
     def _scan_more(self) -> tuple[list[Line], bool]:
         """The journal's next lines, while the startup line may still be among them."""
         if self._scan is None:
-            self._scan = FrameDecoder(self.cfg.max_event_size, start=self.journal.commit)
+            self._scan = self._decoder()
         lines: list[Line] = []
         while self._scan.pos - self.journal.commit < MAX_HELD_BYTES and len(lines) < 200:
-            data = self.journal.read(self._scan.pos)
-            if not data:
+            data = self._read(self._scan, self._scan.pos)
+            if data is None:
                 return lines, True
-            try:
-                lines += self._scan.feed(data)
-            except CorruptFrame as e:
-                lines += e.lines
-                self._scan = FrameDecoder(self.cfg.max_event_size, start=e.offset + 1, resync=True)
+            lines += self._scan.feed(data)
         return lines, False
+
+    def _decoder(self) -> FrameDecoder:
+        """A decoder from the commit; if the commit's bytes are gone, from the next byte there
+        is, with a marker for what is missing."""
+        commit = self.journal.commit
+        if self.journal.readable(commit) or commit >= self.journal.end:
+            return FrameDecoder(self.cfg.max_event_size, start=commit)
+        return FrameDecoder(
+            self.cfg.max_event_size, start=self.journal.next_data(commit), resync=True,
+            damaged_from=commit, why=MISSING,
+        )  # fmt: skip
+
+    def _read(self, dec: FrameDecoder, pos: int, count: int = DECODE_CHUNK_BYTES) -> bytes | None:
+        """The journal's bytes at ``pos``: b"" after a hole (the decoder skips it, the marker
+        to come says so), None at the end."""
+        data = self.journal.read(pos, count)
+        if data:
+            return data
+        nxt = self.journal.next_data(pos)
+        if nxt <= pos:
+            return None  # the end (or new bytes just now: the next turn has them)
+        self._pending_lines = dec.skip_to(nxt, MISSING)
+        return b""
 
     # --- a shipping turn --------------------------------------------------------------------
     def begin(self) -> None:
         """Start decoding at the commit offset; the gap marker, if any, comes first."""
         with self.journal.lock:
             self.journal.busy = True
-            commit, gap = self.journal.commit, self.journal.gap
+            gap = self.journal.gap
             self.taken = self.journal.position
-        self._dec = FrameDecoder(self.cfg.max_event_size, start=commit)
+        self._dec = self._decoder()
         if self.cfg.multiline is not None:
             self._ml = Multiline(self.cfg.multiline, self.cfg.max_event_size, self.taken)
         self.pending = deque()
@@ -163,18 +186,14 @@ class Source(Task):
             ahead = dec.pos - (self.taken >> POSITION_BITS)
             if ahead >= BATCH_TRIGGER_BYTES and self.pending:
                 break
-            data = self.journal.read(dec.pos, max(BATCH_TRIGGER_BYTES - ahead, DECODE_MIN_BYTES))
-            if not data:
+            data = self._read(dec, dec.pos, max(BATCH_TRIGGER_BYTES - ahead, DECODE_MIN_BYTES))
+            if data is None:
                 if self.stopped and not dec.idle:
-                    self._push(self._finish())
+                    self._push(dec.finish())
                 self._multiline_tail()
                 return
-            try:
-                lines = dec.feed(data)
-            except CorruptFrame as e:
-                lines = e.lines
-                self._corrupt(e)
-                dec = self._dec
+            lines = self._pending_lines + dec.feed(data) if self._pending_lines else dec.feed(data)
+            self._pending_lines = []
             self._push(lines)
 
     @property
@@ -188,11 +207,16 @@ class Source(Task):
             return
         METRICS.lines_decoded.inc(len(lines))
         seen = self._seen
+        marks = self._dec.markers if self._dec is not None else 0
+        if marks != self._marks_seen:  # a marker in this chunk: rare
+            self._marks_seen = marks
+            lines = self._markers(lines, seen)
         if lines[-1][2] > seen:  # first time decoded: received (counted per chunk)
             fresh = len(lines) if lines[0][2] > seen else sum(1 for ln in lines if ln[2] > seen)
             self._seen = lines[-1][2]
             if self.stream is not None:
-                self.stream.metrics.received(fresh)
+                self.stream.metrics.received(fresh - self._new_marks)
+            self._new_marks = 0
         if self._ml is not None:
             lines = self._ml.feed(lines, 0.0)
         self._emit(lines)
@@ -223,24 +247,23 @@ class Source(Task):
         else:
             self.flush_at = due
 
-    def _finish(self) -> list[Line]:
-        """The container is gone: an unterminated last line ships as it is."""
-        try:
-            return self._dec.finish()
-        except CorruptFrame as e:
-            log.warning("%s: %s; dropped", self.name, e)
-            return e.lines
-
-    def _corrupt(self, e: CorruptFrame) -> None:
-        """Keep the lines before the damage; find the next frame after it."""
-        now = time.monotonic()
-        if now - self._last_corrupt_log >= LOG_EVERY_S:
-            self._last_corrupt_log = now
-            log.error(
-                "%s: corrupt log stream at journal offset %d (%s); skipping to the next frame",
-                self.name, e.offset, e,
-            )  # fmt: skip
-        self._dec = FrameDecoder(self.cfg.max_event_size, start=e.offset + 1, resync=True)
+    def _markers(self, lines: list[Line], seen: int) -> list[Line]:
+        """Markers of unreadable bytes in ``lines``: each gets a timestamp (the line before it,
+        else the line after, else now), and the first decoding of each is logged."""
+        out = list(lines)
+        for i, line in enumerate(out):
+            if line[3] != DAMAGE:
+                continue
+            ts = line[0]
+            if ts <= 0:
+                after = next((ln[0] for ln in out[i + 1 :] if ln[3] != DAMAGE), 0)
+                ts = after or int(time.time() * 1000)
+                out[i] = (ts, line[1], line[2], DAMAGE)
+            if line[2] > seen:
+                self._new_marks += 1
+                event(log, logging.ERROR, line[1].decode(), container=self.container_id[:12],
+                      group=self.cfg.group)  # fmt: skip
+        return out
 
     def settle(self) -> int:
         """Everything decoded has shipped: commit past what decoding skipped without a line
@@ -258,6 +281,8 @@ class Source(Task):
             self.journal.busy = False
         self._dec = None
         self._ml = None
+        self._marks_seen = 0
+        self._pending_lines = []
         self.pending = deque()
 
     def drained(self) -> bool:

@@ -22,6 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 
+from .files import REAL, Files
 from .journal import FdCache, Journal
 from .limits import (
     BLOCK_MIN_BACKLOG_BYTES,
@@ -46,12 +47,16 @@ class Spool:
         max_bytes: int,
         policy: str = "drop-oldest",
         keep_max_bytes: int = DEFAULT_KEEP_MAX_BYTES,
+        files: Files = REAL,
+        sync_interval: float = 0.0,
     ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.keep_max_bytes = keep_max_bytes
         self.block = policy == "block"
-        self.fds = FdCache()
+        self.files = files
+        self.sync_interval = sync_interval
+        self.fds = FdCache(files=files)
         self.journals: dict[str, Journal] = {}
         self._owned: dict[str, list[Journal]] = {}  # container id -> its journals (`docker logs`)
         self._retired: OrderedDict[str, Journal] = OrderedDict()  # stopped, kept: oldest first
@@ -64,13 +69,34 @@ class Spool:
         os.chmod(root, 0o700)
 
     def keys(self) -> list[str]:
-        """The journals on disk (a restart picks them all up)."""
-        return sorted(n for n in os.listdir(self.root) if not n.startswith("."))
+        """The journals on disk (a restart picks them all up). Journals half-removed by a
+        crash (renamed ``.<key>.removing`` first) are deleted now."""
+        names = sorted(self.files.listdir(self.root))
+        for name in names:
+            if name.startswith(".") and name.endswith(".removing"):
+                self.files.rmtree(os.path.join(self.root, name))
+        return [n for n in names if not n.startswith(".")]
+
+    def quarantine(self, key: str, reason: str) -> str:
+        """Move a journal that cannot be shipped aside, with the reason beside it, where no
+        driver picks it up again: ``<state dir>/quarantine/<key>``. Returns where it went."""
+        where = os.path.join(os.path.dirname(self.root), "quarantine")
+        self.files.makedirs(where)
+        dest = os.path.join(where, key)
+        if self.files.exists(dest):
+            self.files.rmtree(dest)
+        self.files.rename(os.path.join(self.root, key), dest)
+        try:
+            self.files.replace(os.path.join(dest, "reason"), reason.encode() + b"\n")
+        except OSError:
+            pass
+        return dest
 
     def open(self, key: str, owner: str = "", keep: int = 0, started: float = 0.0) -> Journal:
         """The journal called ``key`` of container ``owner``, created if new, keeping ``keep``
         shipped bytes (raises OSError, JournalVersionError)."""
-        journal = Journal(os.path.join(self.root, key), self.fds)
+        journal = Journal(os.path.join(self.root, key), self.fds, self.files)
+        journal.sync_interval = self.sync_interval
         journal.create_ledger()
         journal.owner, journal.started = owner, started
         journal.keep = min(keep, self.keep_max_bytes)
@@ -118,6 +144,14 @@ class Spool:
             old = [self._retired.popitem(last=False)[1] for _ in range(max(0, over))]
         for j in old:
             self.forget(j)
+
+    def sync(self) -> None:
+        """FSYNC_INTERVAL: put what the journals wrote since the last call on the disk, and
+        write dirty ledgers again (each journal's own files; a worker runs this)."""
+        with self._lock:
+            journals = list(self.journals.values())
+        for j in journals:
+            j.sync()
 
     def wrote(self, n: int) -> None:
         with self._lock:

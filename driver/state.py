@@ -17,13 +17,17 @@ Files are 0600 in 0700 directories, written to a temporary name and renamed (ato
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
 import msgpack
 
+from .files import REAL
 from .journal import JournalVersionError
 from .limits import JOURNAL_VERSION
+
+log = logging.getLogger(__name__)
 
 META = "meta"
 FIFO = "fifo"
@@ -48,16 +52,8 @@ class Record:
     started: float = 0.0  # time.time() at StartLogging: orders a container's runs for `docker logs`
 
 
-def _write(path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+def _write(path: str, data: bytes, sync: bool = False) -> None:
+    REAL.replace(path, data, sync=sync)
 
 
 def record_of(info: dict) -> Record:
@@ -75,7 +71,8 @@ def save(directory: str, rec: Record) -> None:
     body = {"v": JOURNAL_VERSION, "container_id": rec.container_id, "opts": rec.opts,
             "stream": rec.stream, "info": rec.info, "fields": rec.fields,
             "started": rec.started}  # fmt: skip
-    _write(os.path.join(directory, META), msgpack.packb(body))
+    # On the disk before it counts: a journal whose record a power cut lost cannot be shipped.
+    _write(os.path.join(directory, META), msgpack.packb(body), sync=True)
 
 
 def load(directory: str) -> Record:
@@ -93,8 +90,8 @@ def load(directory: str) -> Record:
         return Record(body["container_id"], dict(body["opts"]), body.get("stream"),
                       dict(body.get("info") or {}), dict(body.get("fields") or {}),
                       float(body.get("started") or 0.0))  # fmt: skip
-    except (ValueError, KeyError, TypeError) as e:
-        raise RecordError(f"unreadable {directory}/{META}: {e}") from None
+    except (ValueError, KeyError, TypeError, msgpack.UnpackException) as e:
+        raise RecordError(f"unreadable {directory}/{META}: {e!r}") from None
 
 
 def save_fifo(directory: str, fifo: str) -> None:
@@ -102,11 +99,23 @@ def save_fifo(directory: str, fifo: str) -> None:
 
 
 def load_fifo(directory: str) -> str | None:
+    """The FIFO's path, or None when there is none to reopen (also when the record holds
+    something that is no path: the container's journal then ships as a stopped one's)."""
     try:
         with open(os.path.join(directory, FIFO), "rb") as f:
-            return f.read().decode() or None
+            raw = f.read(4096)
     except FileNotFoundError:
         return None
+    try:
+        path = raw.decode()
+    except UnicodeDecodeError:
+        path = ""
+    if not path.startswith("/") or "\0" in path:
+        if raw:
+            log.warning("%s/%s holds no FIFO path; the container counts as stopped",
+                        directory, FIFO)  # fmt: skip
+        return None
+    return path
 
 
 def drop_fifo(directory: str) -> None:

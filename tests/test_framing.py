@@ -7,12 +7,13 @@ Frames come from ``encode_entry`` (the daemon's own layout) or, for layouts it c
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memberlog.driver.framing import CorruptFrame, FrameDecoder, encode_entry
+from memberlog.driver.framing import DAMAGE, FrameDecoder, encode_entry
 from memberlog.driver.limits import MAX_FRAME_BYTES
 
 T0 = 1_764_000_000_123_456_789  # ns: 2025-11-24T16:00:00.123456789Z
@@ -337,19 +338,58 @@ CORRUPT = {
 }
 
 
-@pytest.mark.parametrize("data", CORRUPT.values(), ids=CORRUPT.keys())
-def test_corrupt_frames_raise(data):
-    dec = FrameDecoder(BIG)
-    with pytest.raises(CorruptFrame):
-        dec.feed(encode_entry(b"fine", T0) + data)
+def marker_range(line) -> tuple[int, int]:
+    """The (start, end) offsets a marker line says were lost."""
+    assert line[3] == DAMAGE, line
+    m = re.search(rb"offsets (\d+)\.\.(\d+)", line[1])
+    assert m, line[1]
+    return int(m.group(1)), int(m.group(2))
 
 
-def test_truncated_stream_raises_at_finish():
-    data = encode_entry(b"complete", T0) + encode_entry(b"cut short", T0)[:-3]
+@pytest.mark.parametrize("name", CORRUPT)
+def test_corrupt_frames_are_skipped_with_a_marker_and_decoding_goes_on(name):
+    """Damage never raises and never stops the decoder: the good line before it stays, a
+    marker names the lost bytes, and the next frame after the damage is decoded."""
+    data = CORRUPT[name]
+    # the frame after an overrun is whole: decoding finds it, so only the overrun is lost
+    lost = len(LINE_OVERRUN) if name == "line-overrun-into-next-frame" else len(data)
+    good, after = encode_entry(b"fine", T0), encode_entry(b"after", T0 + 5_000_000)
+    dec = FrameDecoder(BIG, start=500)
+    out = dec.feed(good + data + after) + dec.finish()
+    assert strip(out[:1]) == [(MS0, b"fine")]
+    assert strip(out[-1:]) == [(MS0 + 5, b"after")]
+    (mark,) = [line for line in out if line[3] == DAMAGE]
+    start, end = marker_range(mark)
+    assert start == 500 + len(good) and end == 500 + len(good) + lost
+    assert mark[0] == MS0  # the time of the last good line before it
+    assert mark[2] == end << 32  # committing it means: decode again from the frame after
+
+
+def test_a_truncated_stream_ends_with_a_marker_at_finish():
+    cut = encode_entry(b"cut short", T0)[:-3]
+    data = encode_entry(b"complete", T0) + cut
     dec = FrameDecoder(BIG)
     assert strip(dec.feed(data)) == [(MS0, b"complete")]  # the tail may still arrive
-    with pytest.raises(CorruptFrame):
-        dec.finish()
+    (mark,) = dec.finish()
+    assert marker_range(mark) == (len(data) - len(cut), len(data))
+    assert b"a frame cut short at the end" in mark[1]
+    assert dec.finish() == []  # reported once
+
+
+def test_a_hole_is_skipped_to_the_next_frame_with_a_marker():
+    frames = [encode_entry(f"line {i}".encode(), T0 + i * 1_000_000) for i in range(20)]
+    stream = b"".join(frames)
+    hole = (len(frames[0]) * 3 + 5, len(frames[0]) * 8 + 2)  # inside frames 3 and 8
+    dec = FrameDecoder(BIG)
+    out = dec.feed(stream[: hole[0]])
+    out += dec.skip_to(hole[1], "missing from the journal")
+    out += dec.feed(stream[hole[1] :]) + dec.finish()
+    assert [ln for _, ln, _, src in out if src != DAMAGE] == [
+        f"line {i}".encode() for i in (0, 1, 2, *range(9, 20))
+    ]
+    (mark,) = [line for line in out if line[3] == DAMAGE]
+    assert marker_range(mark) == (len(frames[0]) * 3, len(frames[0]) * 9)
+    assert b"missing from the journal" in mark[1]
 
 
 # --- lines longer than max_line_bytes ---------------------------------------------------------
@@ -448,6 +488,8 @@ def test_resync_skips_to_the_next_frame_after_damage():
         dec = FrameDecoder(BIG, start=cut, resync=True)
         rest = stream[cut:]
         lines = dec.feed(rest[:split]) + dec.feed(rest[split:]) + dec.finish()
+        assert marker_range(lines[0]) == (cut, 2 * len(frames[0]))
+        lines = lines[1:]
         assert [line for _, line, *_ in lines] == [f"line {i}".encode() for i in range(2, 50)]
         assert lines[-1][2] >> 32 == len(stream) - len(frames[-1])  # the last frame's start
         assert dec.clean == len(stream)
@@ -459,10 +501,9 @@ def test_resync_is_a_no_op_at_a_frame_boundary():
     assert [line for _, line, *_ in dec.feed(stream)] == [f"{i}".encode() for i in range(10)]
 
 
-def test_corrupt_frame_says_where_it_is():
+def test_damage_at_the_end_is_reported_at_finish_from_where_it_began():
     good = encode_entry(b"fine", T0)
     dec = FrameDecoder(BIG, start=500)
-    with pytest.raises(CorruptFrame) as err:
-        dec.feed(good + b"\xff\xff\xff\xff")
-    assert err.value.offset == 500 + len(good)
-    assert strip(err.value.lines) == [(MS0, b"fine")]
+    assert strip(dec.feed(good + b"\xff\xff\xff\xff")) == [(MS0, b"fine")]
+    (mark,) = dec.finish()
+    assert marker_range(mark) == (500 + len(good), 500 + len(good) + 4)

@@ -449,14 +449,23 @@ def test_corrupt_frame_in_one_fifo_does_not_affect_another(driver, make_fifo, lo
     assert shipped(logs, group_of(service_uuid), "again", 1) == ["after the corruption"]
 
 
-def test_lines_before_a_corrupt_frame_are_kept(driver, make_fifo, logs, service_uuid):
+def test_lines_before_a_corrupt_frame_are_kept_and_the_damage_is_marked(
+    driver, make_fifo, logs, service_uuid
+):
     fifo = make_fifo()
     start(driver, fifo, opts(service_uuid, member="mypg-0"))
     t = time.time_ns()
-    good = b"".join(encode_entry(f"good {i}".encode(), t + i) for i in range(3))
+    good = b"".join(encode_entry(f"good {i}".encode(), t + i * 1_000_000) for i in range(3))
     fifo.write_raw(good + b"\xff\xff\xff\xff")  # one write under PIPE_BUF: one read
     stop(driver, fifo)
-    assert shipped(logs, group_of(service_uuid), "mypg-0", 3) == ["good 0", "good 1", "good 2"]
+    got = shipped(logs, group_of(service_uuid), "mypg-0", 4)
+    assert got[:3] == ["good 0", "good 1", "good 2"]
+    assert got[3] == (
+        f"memberlog: 4 bytes of this container's log could not be read back from the journal "
+        f"(offsets {len(good)}..{len(good) + 4}: a frame of 4294967295 bytes); the lines in "
+        "them are lost"
+    )
+    assert f"offsets {len(good)}..{len(good) + 4}" in driver.log()  # logged, with the container
 
 
 def test_driver_killed_and_restarted_resumes_the_fifos_it_knew(
