@@ -7,7 +7,8 @@
 #   NAME      the installed plugin, as `docker plugin ls` shows it (it keeps its name)
 #   REMOTE    the version to run, REGISTRY/NAME:TAG as pushed by `plugin/build.sh --push`
 #   env DOCKER            the docker CLI (default /usr/bin/docker, else docker)
-#   env PYTHON            the host's python3 (>= 3.9) that runs plugin/handover.py
+#   env PYTHON            the host's python3 (>= 3.9) that runs plugin/handover.py,
+#                         and plugin_set.py
 #   env HANDOVER_TIMEOUT  seconds to wait for the new driver's handover socket (default 60)
 #
 # e.g.  plugin/upgrade.sh memberlog registry.example.com/memberlog:0.2.0   # upgrade
@@ -24,7 +25,8 @@
 #  3. plugin/handover.py opens a read end of each FIFO dockerd holds for the plugin and keeps
 #     it, so nothing buffered is lost even if a container stops meanwhile;
 #  4. docker plugin upgrade --skip-remote-check NAME REMOTE (a new rootfs: the FIFOs' paths are
-#     deleted), every setting set again (see below), then enable;
+#     deleted), every setting set again (see below; through plugin/plugin_set.py, so that no
+#     value, e.g. AWS_SECRET_ACCESS_KEY, is ever on a command line), then enable;
 #  5. the FIFOs go to the new driver over <state dir>/handover.sock (SCM_RIGHTS); it matches
 #     them to its state records by name and resumes reading.
 # Exit status: 0 done; 1 failed (says what to run); 3 upgraded, but some FIFOs found no reader.
@@ -134,7 +136,15 @@ for kv in ${before[@]+"${before[@]}"}; do
 done
 if [ ${#again[@]} -gt 0 ]; then
   step "setting again: ${again_names[*]}"
-  "$DOCKER" plugin set "$name" "${again[@]}"
+  # Through the API on a pipe: `docker plugin set NAME K=V...` shows the values to every local
+  # user (/proc/PID/cmdline), AWS_SECRET_ACCESS_KEY among them.
+  if ! printf '%s\n' "${again[@]}" | "$PYTHON" "$here/plugin_set.py" "$name"; then
+    exec {ho_in}>&-  # no "go": the helper lets go of the FIFOs, dockerd keeps them
+    wait "$ho_pid" || true
+    handover_hint
+    die "$name's settings were not set again, so it stays disabled: compare" \
+      "docker plugin inspect $name with what it had, set what differs, then enable it"
+  fi
 fi
 
 if [ "$was_enabled" = true ] || [ "$held" -gt 0 ]; then
