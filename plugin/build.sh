@@ -39,8 +39,9 @@
 # image's Python version and platform), an offline `docker build` of the Dockerfile at the top
 # of the repository (image <NAME>-rootfs:<TAG>, NAME without its registry, kept as the next
 # build's cache), `docker export` of it as the plugin's rootfs, then `docker plugin create`
-# (replacing a plugin of that name), the settings (plugin/plugin_set.py), `docker plugin
-# enable` and, with
+# (replacing a plugin of that name; its config.json stamped with MEMBERLOG_JOURNAL_VERSION, the
+# newest journal format the driver in the rootfs reads, for plugin/upgrade.sh to check), the
+# settings (plugin/plugin_set.py), `docker plugin enable` and, with
 # --push, `docker plugin push`. Run it as root: the rootfs is unpacked on this machine keeping
 # its files' owners.
 set -euo pipefail
@@ -226,6 +227,8 @@ cid=$("$DOCKER" create "$image")
 "$DOCKER" rm "$cid" >/dev/null
 cid=
 cp "$repo/plugin/config.json" "$pdir/config.json"
+journal_version=$("$PYTHON" "$repo/plugin/journal_format.py" --stamp "$pdir") \
+  || die "cannot stamp the plugin's journal format version"
 rootfs_size=$(du -sh "$pdir/rootfs" | cut -f1)
 
 # --- the plugin ----------------------------------------------------------------------------
@@ -275,4 +278,4 @@ if [ "$push" = 1 ]; then
 fi
 
 image_size=$("$DOCKER" image inspect -f '{{.Size}}' "$image")
-step "done: plugin $name ($( [ "$enable" = 1 ] && echo enabled || echo disabled)$( [ "$push" = 1 ] && echo ", pushed")), rootfs $rootfs_size, image $image $((image_size / 1000000)) MB, base $base"
+step "done: plugin $name ($( [ "$enable" = 1 ] && echo enabled || echo disabled)$( [ "$push" = 1 ] && echo ", pushed"), journal format v$journal_version), rootfs $rootfs_size, image $image $((image_size / 1000000)) MB, base $base"

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -25,12 +26,15 @@ import time
 import tomllib
 import urllib.request
 import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from conftest import need
+
+from memberlog.driver.limits import JOURNAL_VERSION
 
 import dockerenv
 from faults import check, collect, outage_kill_throttle, paced, random_kills, run_container
@@ -383,6 +387,58 @@ def next_version(managed_plugin):
     dockerenv.docker("plugin", "rm", "-f", remote, check=False)  # it is in the registry now
     assert build.returncode == 0, build.stdout + build.stderr
     return remote
+
+
+def test_plugin_advertises_the_journal_format_its_driver_reads(managed_plugin):
+    """build.sh stamps it from the rootfs's driver; upgrade.sh reads it before a downgrade."""
+    out = dockerenv.docker("plugin", "inspect", "-f", "{{json .Config.Env}}", PLUGIN).stdout
+    entry = [e for e in json.loads(out) if e["Name"] == "MEMBERLOG_JOURNAL_VERSION"]
+    assert [(e["Value"], e["Settable"] or []) for e in entry] == [(str(JOURNAL_VERSION), [])]
+
+
+def _plant_journal(state_dir: str, version: int) -> str:
+    """A journal directory whose ledger (both slots valid) says format ``version``."""
+    path = os.path.join(state_dir, "journal", f"zz-planted-{uuid.uuid4().hex[:12]}")
+    os.makedirs(path)
+    ledger = b""
+    for seq in (1, 2):
+        body = struct.pack(">4sIQQIQqqI", b"MLJL", version, seq, 0, 0, 0, 0, 0, 0)[:-4]
+        ledger += (body + struct.pack(">I", zlib.crc32(body))).ljust(64, b"\0")
+    with open(os.path.join(path, "ledger"), "wb") as f:
+        f.write(ledger)
+    return path
+
+
+def test_upgrade_refuses_a_downgrade_that_strands_newer_journals(managed_plugin):
+    """A journal in a newer format than REMOTE's driver reads: upgrade.sh stops before it
+    disables anything (the driver keeps running: same process), says why, exits 1."""
+    need(os.geteuid() == 0, "root (upgrade.sh reads dockerd's /proc/<pid>/fd)")
+    fmt = "{{.Enabled}} {{.PluginReference}} {{json .Settings}}"
+    before = dockerenv.docker("plugin", "inspect", "-f", fmt, PLUGIN).stdout
+    pid = dockerenv.plugin_pid(managed_plugin.id)
+    assert before.startswith("true ") and pid
+    planted = _plant_journal(managed_plugin.state_dir, JOURNAL_VERSION + 1)
+    try:
+        res = subprocess.run(  # PLUGIN reads up to JOURNAL_VERSION, as this driver does
+            ["bash", str(UPGRADE_SH), PLUGIN, PLUGIN],
+            env={**dockerenv.host_env(), "DOCKER": dockerenv.DOCKER_CLI, "HANDOVER_TIMEOUT": "20"},
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(planted)
+    err = " ".join(res.stderr.split())
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"1 journal(s) in {managed_plugin.state_dir}/journal (0 of running containers)" in err
+    assert (
+        f"format v{JOURNAL_VERSION + 1}, and {PLUGIN} reads journals up to v{JOURNAL_VERSION}"
+        in err
+    )
+    assert f"Pick a REMOTE that reads v{JOURNAL_VERSION + 1}" in err and "is untouched" in err
+    assert "docker plugin disable" not in res.stdout
+    assert dockerenv.docker("plugin", "inspect", "-f", fmt, PLUGIN).stdout == before
+    assert dockerenv.plugin_pid(managed_plugin.id) == pid  # never stopped
+    names = dockerenv.docker("plugin", "ls", "--format", "{{.Name}}").stdout.split()
+    assert not [n for n in names if n.startswith("memberlog-upgrade-prefetch")]
 
 
 class CmdlineWatch:
