@@ -2,8 +2,8 @@
 # Build memberlog as a managed Docker plugin and install it in the daemon that DOCKER_HOST
 # names (default: the local one); with --push, also push it to a registry.
 #
-#   plugin/build.sh [--no-enable] [--base IMAGE|auto|local] [--reset-settings] [NAME[:TAG]] \
-#       [KEY=VALUE ...]
+#   plugin/build.sh [--no-enable] [--base IMAGE|auto|local] [--reset-settings] \
+#       [--settings-file FILE] [NAME[:TAG]] [KEY=VALUE ...]
 #   plugin/build.sh --push [--no-enable] [...] REGISTRY/NAME[:TAG] [KEY=VALUE ...]
 #
 #   NAME[:TAG]        the plugin's name (default memberlog:latest). TAG defaults to `latest`,
@@ -14,8 +14,16 @@
 #                     hosts from one to the next). Settings (KEY=VALUE) are not pushed: hosts
 #                     give theirs to `docker plugin install`
 #   KEY=VALUE         `docker plugin set` before enabling, e.g. AWS_REGION=eu-west-1 or
-#                     state.source=/var/lib/memberlog-2 (the host dir for the state mount)
-#   --no-enable       leave the plugin disabled (to `docker plugin set` it, then enable)
+#                     state.source=/var/lib/memberlog-2 (the host dir for the state mount).
+#                     Not for secrets: any local user reads a command line (/proc/PID/cmdline),
+#                     so a key naming a SECRET, TOKEN or PASSWORD (AWS_SECRET_ACCESS_KEY...) is
+#                     refused here: give it in a --settings-file
+#   --settings-file FILE  KEY=VALUE lines (blank and #-comment lines skipped), set like the
+#                     above and before them; FILE - reads them from stdin. Values only ever
+#                     travel through pipes to the daemon's API (plugin/plugin_set.py), never on
+#                     a command line. Keep FILE readable by root only (chmod 600)
+#   --no-enable       leave the plugin disabled (to `docker plugin set` it, or for secrets
+#                     `plugin/plugin_set.py NAME < FILE`, then enable)
 #   --reset-settings  a rebuilt plugin keeps the settings of the one it replaces unless told so
 #   --from-image IMG  skip the build: make the plugin from rootfs image IMG, already on this
 #                     daemon (e.g. copied from another host with docker save | docker load)
@@ -23,14 +31,17 @@
 #       auto          (default) python:3.11-slim-bookworm if present or pullable, else `local`
 #       local         memberlog-base-bookworm:1, debootstrapped here by tests/dockerenv.py when
 #                     missing (needs root and debootstrap; no registry needed)
-#   env PYTHON        the host Python whose pip fetches the wheels (default .venv/bin/python,
-#                     then python3); env DOCKER: the docker CLI (default /usr/bin/docker)
+#   env PYTHON        the host Python whose pip fetches the wheels and that runs plugin/*.py
+#                     (default .venv/bin/python, then python3); env DOCKER: the docker CLI
+#                     (default /usr/bin/docker)
 #
 # Steps: wheels on the host (memberlog's own, plus its dependencies from PyPI for the base
 # image's Python version and platform), an offline `docker build` of the Dockerfile at the top
 # of the repository (image <NAME>-rootfs:<TAG>, NAME without its registry, kept as the next
 # build's cache), `docker export` of it as the plugin's rootfs, then `docker plugin create`
-# (replacing a plugin of that name), `docker plugin set`, `docker plugin enable` and, with
+# (replacing a plugin of that name; its config.json stamped with MEMBERLOG_JOURNAL_VERSION, the
+# newest journal format the driver in the rootfs reads, for plugin/upgrade.sh to check), the
+# settings (plugin/plugin_set.py), `docker plugin enable` and, with
 # --push, `docker plugin push`. Run it as root: the rootfs is unpacked on this machine keeping
 # its files' owners.
 set -euo pipefail
@@ -47,6 +58,9 @@ from_image=
 push=0
 named=0
 settings=()
+settings_files=()
+# Keys whose values are secrets, never taken as arguments (upper-cased before matching).
+secret_key() { [[ ${1^^} == *SECRET* || ${1^^} == *TOKEN* || ${1^^} == *PASSWORD* ]]; }
 while [ $# -gt 0 ]; do
   case $1 in
     --no-enable) enable=0 ;;
@@ -55,14 +69,44 @@ while [ $# -gt 0 ]; do
     --base) base=${2:?--base needs an image}; shift ;;
     --base=*) base=${1#--base=} ;;
     --from-image) from_image=${2:?--from-image needs an image}; shift ;;
+    --settings-file) settings_files+=("${2:?--settings-file needs a file}"); shift ;;
+    --settings-file=*) settings_files+=("${1#--settings-file=}") ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     -*) echo "build.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
-    *=*) settings+=("$1") ;;
+    *=*)
+      if secret_key "${1%%=*}"; then
+        echo "build.sh: ${1%%=*} is a secret: as an argument its value is on the command line," \
+          "where any local user reads it (/proc/PID/cmdline). Put it in a file of KEY=VALUE" \
+          "lines that only root reads and pass --settings-file FILE (or --settings-file - and" \
+          "give the lines on stdin)" >&2
+        exit 2
+      fi
+      settings+=("$1") ;;
     *) name=$1 named=1 ;;
   esac
   shift
 done
 die() { echo "build.sh: $*" >&2; exit 1; }
+# The files' settings, before the arguments' (a later KEY=VALUE wins). Read by the shell
+# itself: the values stay in this process's memory and pipes.
+from_files=()
+for file in ${settings_files[@]+"${settings_files[@]}"}; do
+  src=$file
+  [ "$file" != - ] || src=/dev/stdin
+  [ -r "$src" ] || { echo "build.sh: cannot read settings file $file" >&2; exit 2; }
+  n=0
+  while IFS= read -r line || [ -n "$line" ]; do
+    n=$((n + 1))
+    line=${line%$'\r'}
+    [[ $line =~ ^[[:space:]]*(#.*)?$ ]] && continue
+    if [[ ! $line =~ ^[A-Za-z_][A-Za-z0-9_.]*= ]]; then
+      echo "build.sh: $file line $n is not KEY=VALUE" >&2
+      exit 2
+    fi
+    from_files+=("$line")
+  done <"$src"
+done
+settings=(${from_files[@]+"${from_files[@]}"} ${settings[@]+"${settings[@]}"})
 if [ -z "${PYTHON:-}" ]; then
   if [ -x "$repo/.venv/bin/python" ]; then PYTHON=$repo/.venv/bin/python; else PYTHON=python3; fi
 fi
@@ -183,6 +227,8 @@ cid=$("$DOCKER" create "$image")
 "$DOCKER" rm "$cid" >/dev/null
 cid=
 cp "$repo/plugin/config.json" "$pdir/config.json"
+journal_version=$("$PYTHON" "$repo/plugin/journal_format.py" --stamp "$pdir") \
+  || die "cannot stamp the plugin's journal format version"
 rootfs_size=$(du -sh "$pdir/rootfs" | cut -f1)
 
 # --- the plugin ----------------------------------------------------------------------------
@@ -207,7 +253,10 @@ fi
 step "docker plugin create $name"
 "$DOCKER" plugin create "$name" "$pdir" >/dev/null
 if [ ${#settings[@]} -gt 0 ]; then
-  "$DOCKER" plugin set "$name" "${settings[@]}"
+  # Not `docker plugin set NAME K=V...`: that puts the values on a command line.
+  step "setting ${settings[*]%%=*}"
+  printf '%s\n' "${settings[@]}" | "$PYTHON" "$repo/plugin/plugin_set.py" "$name" \
+    || die "cannot set $name's settings"
 fi
 # The state mount's host dir must exist, or enabling fails. A daemon on a unix socket runs on
 # this machine: make it here (for another machine's daemon, make it there).
@@ -229,4 +278,4 @@ if [ "$push" = 1 ]; then
 fi
 
 image_size=$("$DOCKER" image inspect -f '{{.Size}}' "$image")
-step "done: plugin $name ($( [ "$enable" = 1 ] && echo enabled || echo disabled)$( [ "$push" = 1 ] && echo ", pushed")), rootfs $rootfs_size, image $image $((image_size / 1000000)) MB, base $base"
+step "done: plugin $name ($( [ "$enable" = 1 ] && echo enabled || echo disabled)$( [ "$push" = 1 ] && echo ", pushed"), journal format v$journal_version), rootfs $rootfs_size, image $image $((image_size / 1000000)) MB, base $base"

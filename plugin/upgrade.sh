@@ -7,7 +7,8 @@
 #   NAME      the installed plugin, as `docker plugin ls` shows it (it keeps its name)
 #   REMOTE    the version to run, REGISTRY/NAME:TAG as pushed by `plugin/build.sh --push`
 #   env DOCKER            the docker CLI (default /usr/bin/docker, else docker)
-#   env PYTHON            the host's python3 (>= 3.9) that runs plugin/handover.py
+#   env PYTHON            the host's python3 (>= 3.9) that runs plugin/handover.py,
+#                         plugin_set.py and journal_format.py
 #   env HANDOVER_TIMEOUT  seconds to wait for the new driver's handover socket (default 60)
 #
 # e.g.  plugin/upgrade.sh memberlog registry.example.com/memberlog:0.2.0   # upgrade
@@ -17,14 +18,19 @@
 # taken from dockerd's /proc/<pid>/fd. Steps:
 #  1. note the plugin's id, settings and state dir; pull REMOTE first, as a disabled plugin
 #     under a temporary alias (removed at the end): a wrong REMOTE fails before anything stops,
-#     and the plugin is down for the swap only, not for the download;
+#     and the plugin is down for the swap only, not for the download. Then a downgrade that
+#     would strand journals is refused: if the state dir holds journals in a newer format than
+#     REMOTE's driver reads (its MEMBERLOG_JOURNAL_VERSION; v1 without it), nothing changes
+#     (exit 1): let the containers logging to them stop and their lines ship, or pick a REMOTE
+#     that reads that format;
 #  2. docker plugin disable -f NAME: the driver stops; containers' lines wait in their FIFOs
 #     (blocking mode: a container's writes wait once its pipe is full) or in Docker's ring
 #     buffer (mode=non-blocking: max-buffer-size, default 1 MB, then new lines are dropped);
 #  3. plugin/handover.py opens a read end of each FIFO dockerd holds for the plugin and keeps
 #     it, so nothing buffered is lost even if a container stops meanwhile;
 #  4. docker plugin upgrade --skip-remote-check NAME REMOTE (a new rootfs: the FIFOs' paths are
-#     deleted), every setting set again (see below), then enable;
+#     deleted), every setting set again (see below; through plugin/plugin_set.py, so that no
+#     value, e.g. AWS_SECRET_ACCESS_KEY, is ever on a command line), then enable;
 #  5. the FIFOs go to the new driver over <state dir>/handover.sock (SCM_RIGHTS); it matches
 #     them to its state records by name and resumes reading.
 # Exit status: 0 done; 1 failed (says what to run); 3 upgraded, but some FIFOs found no reader.
@@ -92,6 +98,23 @@ fi
 "$DOCKER" plugin inspect -f '{{.Config.Interface.Socket}}' "$prefetch" | grep -qx memberlog.sock \
   || die "$remote is not a memberlog plugin: $name is untouched"
 
+# A driver leaves journals newer than it reads unread: refuse the downgrade that strands them.
+reads=$("$DOCKER" plugin inspect -f \
+  '{{range .Config.Env}}{{if eq .Name "MEMBERLOG_JOURNAL_VERSION"}}{{.Value}}{{end}}{{end}}' \
+  "$prefetch")
+reads=${reads:-1}  # plugins from before the entry read v1 only
+[[ $reads =~ ^[0-9]+$ ]] || die "$remote advertises journal format '$reads': $name is untouched"
+found=$("$PYTHON" "$here/journal_format.py" "$state") \
+  || die "cannot read the journals' format in $state: $name is untouched"
+read -r newest count live <<<"$found"
+if [ "$newest" -gt "$reads" ]; then
+  die "$count journal(s) in $state/journal ($live of running containers) in format" \
+    "v$newest, and $remote reads journals up to v$reads: its driver would leave them unread," \
+    "stranding their containers and unshipped lines. Pick a REMOTE that reads v$newest, or" \
+    "let those containers stop and their lines ship, then remove those journals (what stays" \
+    "is kept for docker logs only). $name is untouched"
+fi
+
 if [ "$was_enabled" = true ]; then
   step "docker plugin disable -f $name"
   "$DOCKER" plugin disable -f "$name" >/dev/null
@@ -134,7 +157,15 @@ for kv in ${before[@]+"${before[@]}"}; do
 done
 if [ ${#again[@]} -gt 0 ]; then
   step "setting again: ${again_names[*]}"
-  "$DOCKER" plugin set "$name" "${again[@]}"
+  # Through the API on a pipe: `docker plugin set NAME K=V...` shows the values to every local
+  # user (/proc/PID/cmdline), AWS_SECRET_ACCESS_KEY among them.
+  if ! printf '%s\n' "${again[@]}" | "$PYTHON" "$here/plugin_set.py" "$name"; then
+    exec {ho_in}>&-  # no "go": the helper lets go of the FIFOs, dockerd keeps them
+    wait "$ho_pid" || true
+    handover_hint
+    die "$name's settings were not set again, so it stays disabled: compare" \
+      "docker plugin inspect $name with what it had, set what differs, then enable it"
+  fi
 fi
 
 if [ "$was_enabled" = true ] || [ "$held" -gt 0 ]; then

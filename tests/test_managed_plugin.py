@@ -17,19 +17,24 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 import urllib.request
 import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from conftest import need
+
+from memberlog.driver.limits import JOURNAL_VERSION
 
 import dockerenv
 from faults import check, collect, outage_kill_throttle, paced, random_kills, run_container
@@ -382,6 +387,174 @@ def next_version(managed_plugin):
     dockerenv.docker("plugin", "rm", "-f", remote, check=False)  # it is in the registry now
     assert build.returncode == 0, build.stdout + build.stderr
     return remote
+
+
+def test_plugin_advertises_the_journal_format_its_driver_reads(managed_plugin):
+    """build.sh stamps it from the rootfs's driver; upgrade.sh reads it before a downgrade."""
+    out = dockerenv.docker("plugin", "inspect", "-f", "{{json .Config.Env}}", PLUGIN).stdout
+    entry = [e for e in json.loads(out) if e["Name"] == "MEMBERLOG_JOURNAL_VERSION"]
+    assert [(e["Value"], e["Settable"] or []) for e in entry] == [(str(JOURNAL_VERSION), [])]
+
+
+def _plant_journal(state_dir: str, version: int) -> str:
+    """A journal directory whose ledger (both slots valid) says format ``version``."""
+    path = os.path.join(state_dir, "journal", f"zz-planted-{uuid.uuid4().hex[:12]}")
+    os.makedirs(path)
+    ledger = b""
+    for seq in (1, 2):
+        body = struct.pack(">4sIQQIQqqI", b"MLJL", version, seq, 0, 0, 0, 0, 0, 0)[:-4]
+        ledger += (body + struct.pack(">I", zlib.crc32(body))).ljust(64, b"\0")
+    with open(os.path.join(path, "ledger"), "wb") as f:
+        f.write(ledger)
+    return path
+
+
+def test_upgrade_refuses_a_downgrade_that_strands_newer_journals(managed_plugin):
+    """A journal in a newer format than REMOTE's driver reads: upgrade.sh stops before it
+    disables anything (the driver keeps running: same process), says why, exits 1."""
+    need(os.geteuid() == 0, "root (upgrade.sh reads dockerd's /proc/<pid>/fd)")
+    fmt = "{{.Enabled}} {{.PluginReference}} {{json .Settings}}"
+    before = dockerenv.docker("plugin", "inspect", "-f", fmt, PLUGIN).stdout
+    pid = dockerenv.plugin_pid(managed_plugin.id)
+    assert before.startswith("true ") and pid
+    planted = _plant_journal(managed_plugin.state_dir, JOURNAL_VERSION + 1)
+    try:
+        res = subprocess.run(  # PLUGIN reads up to JOURNAL_VERSION, as this driver does
+            ["bash", str(UPGRADE_SH), PLUGIN, PLUGIN],
+            env={**dockerenv.host_env(), "DOCKER": dockerenv.DOCKER_CLI, "HANDOVER_TIMEOUT": "20"},
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(planted)
+    err = " ".join(res.stderr.split())
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"1 journal(s) in {managed_plugin.state_dir}/journal (0 of running containers)" in err
+    assert (
+        f"format v{JOURNAL_VERSION + 1}, and {PLUGIN} reads journals up to v{JOURNAL_VERSION}"
+        in err
+    )
+    assert f"Pick a REMOTE that reads v{JOURNAL_VERSION + 1}" in err and "is untouched" in err
+    assert "docker plugin disable" not in res.stdout
+    assert dockerenv.docker("plugin", "inspect", "-f", fmt, PLUGIN).stdout == before
+    assert dockerenv.plugin_pid(managed_plugin.id) == pid  # never stopped
+    names = dockerenv.docker("plugin", "ls", "--format", "{{.Name}}").stdout.split()
+    assert not [n for n in names if n.startswith("memberlog-upgrade-prefetch")]
+
+
+class CmdlineWatch:
+    """Reads every process's /proc/PID/cmdline again and again (a few ms a round, in a thread)
+    and keeps each distinct one: what any local user could have read meanwhile."""
+
+    def __init__(self) -> None:
+        self.seen: set[bytes] = set()
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        with open(f"/proc/{pid}/cmdline", "rb") as f:
+                            self.seen.add(f.read())
+                    except OSError:
+                        pass
+            self.rounds += 1
+            time.sleep(0.002)
+
+    def __enter__(self) -> CmdlineWatch:
+        self._t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.seconds = time.monotonic() - self._t0
+
+    def saw(self, *words: str) -> bool:
+        args = [w.encode() + b"\0" for w in words]
+        return any(all(a in cmd for a in args) for cmd in self.seen)
+
+
+SECRET_PLUGIN = "memberlog-secret-test:latest"
+
+
+def _secret_in_force(name: str, secret: str) -> str:
+    """The plugin's settings show the secret and its running driver has it; its reference."""
+    fmt = "{{.Id}} {{.Enabled}} {{.PluginReference}} {{json .Settings.Env}}"
+    plugin_id, enabled, ref, env = dockerenv.docker(
+        "plugin", "inspect", "-f", fmt, name
+    ).stdout.split(" ", 3)
+    assert enabled == "true"
+    assert f"AWS_SECRET_ACCESS_KEY={secret}" in json.loads(env)
+    pid = dockerenv.plugin_pid(plugin_id)
+    assert pid, "the plugin's driver process is not to be found"
+    environ = dockerenv.read_bytes(f"/proc/{pid}/environ").split(b"\0")
+    assert f"AWS_SECRET_ACCESS_KEY={secret}".encode() in environ
+    return ref
+
+
+def test_no_setting_value_is_ever_on_a_command_line(managed_plugin, cw_server, tmp_path):
+    """A secret given to build.sh in a settings file, kept by a rebuild and set again by
+    upgrade.sh, never shows in any process's command line while they run; it is in force after
+    each."""
+    need(os.geteuid() == 0, "root (upgrade.sh; the driver's /proc/<pid>/environ)")
+    secret = f"secret-{uuid.uuid4().hex}"
+    state_dir = tempfile.mkdtemp(prefix="memberlog-plugin-state-s-", dir="/var/tmp")
+    cw_env = cw_server.env()
+    lines = [f"{k}={cw_env[k]}" for k in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID")]
+    lines += [f"AWS_SECRET_ACCESS_KEY={secret}", "HOST_NAME=host-s", f"state.source={state_dir}"]
+    settings = tmp_path / "settings"
+    settings.touch(mode=0o600)
+    settings.write_text("".join(f"{line}\n" for line in lines))
+    env = {**dockerenv.host_env(), "PYTHON": sys.executable, "DOCKER": dockerenv.DOCKER_CLI}
+    dockerenv.docker("plugin", "rm", "-f", SECRET_PLUGIN, check=False)  # an interrupted run's
+    try:
+        with CmdlineWatch() as watch:
+            build = subprocess.run(
+                ["bash", str(BUILD_SH), "--reset-settings", "--from-image", ROOTFS_IMAGE,
+                 "--settings-file", str(settings), SECRET_PLUGIN],
+                env=env, capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            assert build.returncode == 0, build.stdout + build.stderr
+            assert _secret_in_force(SECRET_PLUGIN, secret) == SECRET_PLUGIN  # built here
+            rebuild = subprocess.run(  # replaces the plugin, keeping its settings
+                ["bash", str(BUILD_SH), "--from-image", ROOTFS_IMAGE, SECRET_PLUGIN],
+                env=env, capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            assert rebuild.returncode == 0, rebuild.stdout + rebuild.stderr
+            assert _secret_in_force(SECRET_PLUGIN, secret) == SECRET_PLUGIN
+            upgrade = subprocess.run(
+                ["bash", str(UPGRADE_SH), SECRET_PLUGIN, PLUGIN],
+                env={**env, "HANDOVER_TIMEOUT": "20"}, capture_output=True, text=True,
+                timeout=300,
+            )  # fmt: skip
+            assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+            assert "AWS_SECRET_ACCESS_KEY" in upgrade.stdout  # set again
+            assert _secret_in_force(SECRET_PLUGIN, secret) == PLUGIN
+        # Not while enabled (as `docker plugin set`); the refusal shows no value either.
+        res = subprocess.run(
+            [sys.executable, str(REPO / "plugin" / "plugin_set.py"), SECRET_PLUGIN],
+            input=f"AWS_SECRET_ACCESS_KEY={secret}-2\n", env=env, capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+        assert res.returncode == 1 and "active" in res.stderr
+        assert secret not in res.stderr
+    finally:
+        dockerenv.docker("plugin", "disable", "-f", SECRET_PLUGIN, check=False)
+        dockerenv.docker("plugin", "rm", "-f", SECRET_PLUGIN, check=False)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    print(f"{watch.rounds} rounds of /proc/*/cmdline in {watch.seconds:.1f}s, "
+          f"{len(watch.seen)} distinct command lines")  # fmt: skip
+    assert [c for c in watch.seen if secret.encode() in c] == []
+    # The watch sees the short CLI calls the scripts make (as short as a `docker plugin set`).
+    assert watch.saw("plugin", "enable", SECRET_PLUGIN)
+    assert watch.saw("plugin", "upgrade", "--grant-all-permissions", "--skip-remote-check")
+    assert watch.saw(str(REPO / "plugin" / "plugin_set.py"), SECRET_PLUGIN)
+    for res in (build, rebuild, upgrade):
+        assert secret not in res.stdout + res.stderr
 
 
 def test_upgrade_to_a_missing_version_changes_nothing(host_b):

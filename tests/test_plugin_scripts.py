@@ -53,3 +53,40 @@ def test_upgrade_help():
     res = run("plugin/upgrade.sh", "--help")
     assert res.returncode == 0
     assert "plugin/upgrade.sh NAME REMOTE" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "key", ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "DB_Password", "MY_TOKEN_FILE"]
+)
+def test_build_refuses_a_secret_as_an_argument(key):
+    res = run("plugin/build.sh", "memberlog", f"{key}=hunter2-value", "AWS_REGION=eu-west-1")
+    assert res.returncode == 2
+    assert f"{key} is a secret" in res.stderr and "--settings-file FILE" in res.stderr
+    assert "hunter2-value" not in res.stdout + res.stderr
+
+
+def test_build_takes_plain_settings_as_arguments():
+    res = run("plugin/build.sh", "memberlog", "AWS_REGION=eu-west-1", "AWS_ACCESS_KEY_ID=AKIA1")
+    assert res.returncode == 1  # got as far as asking Docker (DOCKER=/bin/false)
+    assert "no Docker daemon answers" in res.stderr and "secret" not in res.stderr
+
+
+def test_build_settings_file_is_checked_before_docker(tmp_path):
+    good = tmp_path / "good"
+    good.write_text("# comment\n\nAWS_SECRET_ACCESS_KEY=s3cret-value\nstate.source=/x\n")
+    res = run("plugin/build.sh", "--settings-file", str(good), "memberlog")
+    assert res.returncode == 1 and "no Docker daemon answers" in res.stderr
+    bad = tmp_path / "bad"
+    bad.write_text("AWS_REGION=eu-west-1\nthe-secret-value-alone\n")
+    res = run("plugin/build.sh", f"--settings-file={bad}")
+    assert res.returncode == 2
+    assert f"{bad} line 2 is not KEY=VALUE" in res.stderr
+    assert "the-secret-value-alone" not in res.stderr
+    res = run("plugin/build.sh", "--settings-file", str(tmp_path / "missing"))
+    assert res.returncode == 2 and "cannot read settings file" in res.stderr
+
+
+def test_build_help_says_how_to_give_secrets():
+    res = run("plugin/build.sh", "--help")
+    text = " ".join(res.stdout.split())
+    assert "--settings-file FILE" in text and "AWS_SECRET_ACCESS_KEY" in text
