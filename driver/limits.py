@@ -147,3 +147,4 @@ MAX_REQUEST_BODY_BYTES = 8 << 20
 # hold the socket (served one connection at a time) from the next; plugin/handover.py's own
 # --timeout defaults to the same.
 HANDOVER_IDLE_TIMEOUT_S = 60.0
+HANDOVER_MAX_MESSAGE_BYTES = 1 << 20  # a request's JSON: 253 names of 64 hex digits need 17 KiB
