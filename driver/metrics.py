@@ -372,6 +372,7 @@ class _Server(ThreadingHTTPServer):
     alone would let a client that sends a byte now and then stay for ever)."""
 
     daemon_threads = True
+    block_on_close = False  # close() does not wait for clients
     request_queue_size = 64  # the listen backlog: accepted (or refused) at once anyway
 
     def __init__(self, addr: tuple[str, int], metrics: Metrics, health: Callable) -> None:
