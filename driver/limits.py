@@ -131,3 +131,28 @@ SELF_LOG_GROUP_RETRY_MAX_S = 60.0  # creating the group is retried with backoff 
 # --- Metrics and /health (METRICS_ADDR) --------------------------------------------------------
 HEALTH_MAX_LAG_S = 60.0  # /health fails when a stream's oldest unshipped line is older
 STREAM_METRICS_KEEP_S = 900.0  # a stream's series stay this long after its last container
+
+# --- The local servers: METRICS_ADDR, the plugin socket, handover.sock ------------------------
+# Any local user reaches METRICS_ADDR (loopback TCP). Each connection holds a thread while it
+# is served, so at most this many are served at once; one more evicts the oldest that has not
+# sent its request yet, or is closed at once. Prometheus scrapes one at a time.
+METRICS_MAX_CONNECTIONS = 8
+# A connection's whole life (request in, response out) and each socket operation: a local
+# scraper needs milliseconds, a client that trickles its request is dropped after this.
+METRICS_CLIENT_TIMEOUT_S = 5.0
+# Streams with series of their own; the rest share one group="(other)",stream="(other)" series
+# set. A scrape costs ~11 us of Python per series (about 11 a stream) and holds the GIL while it
+# renders, time the FIFO reader waits: 10,000 streams took 1.2 s and 11 MB. 256 keep a scrape
+# near 30 ms and 0.3 MB, and are more members than a host runs at once (kubelet's default is 110
+# pods a node), with room for those stopped in the last STREAM_METRICS_KEEP_S.
+METRICS_MAX_STREAMS = 256
+# A request body on the plugin socket (waitress reads it before the app sees it; its default is
+# 1 GiB). StartLogging's Info carries the container's environment and labels: execve(2) takes at
+# most 6 MiB of arguments and environment (2 MiB with the default 8 MiB stack), so a container
+# that starts fits, with labels and JSON escaping, in this.
+MAX_REQUEST_BODY_BYTES = 8 << 20
+# handover.sock: a helper that sends nothing for this long is dropped, so a stuck one does not
+# hold the socket (served one connection at a time) from the next; plugin/handover.py's own
+# --timeout defaults to the same.
+HANDOVER_IDLE_TIMEOUT_S = 60.0
+HANDOVER_MAX_MESSAGE_BYTES = 1 << 20  # a request's JSON: 253 names of 64 hex digits need 17 KiB

@@ -64,7 +64,7 @@ def go_time_ns(value: object, name: str) -> int | None:
         return None
     m = _GO_TIME.fullmatch(value) if isinstance(value, str) else None
     if m is None:
-        raise ValueError(f"Config.{name}={value!r} is not an RFC 3339 time")
+        raise ValueError(f"Config.{name}={value!r:.60} is not an RFC 3339 time")
     if m.group(1).startswith("0001-01-01"):
         return None
     zone = "+00:00" if m.group(3) == "Z" else m.group(3)
@@ -82,12 +82,15 @@ def parse_request(body: dict) -> tuple[str, ReadConfig]:
         raise ValueError("ReadLogs needs Info.ContainerID")
     tail = cfg.get("Tail", -1)
     if not isinstance(tail, int) or isinstance(tail, bool):
-        raise ValueError(f"Config.Tail={tail!r} is not a number")
+        raise ValueError(f"Config.Tail={tail!r:.40} is not a number")
+    follow = cfg.get("Follow", False)
+    if follow is not None and not isinstance(follow, bool):
+        raise ValueError(f"Config.Follow={follow!r:.40} is not a boolean")
     return cid, ReadConfig(
         since=go_time_ns(cfg.get("Since"), "Since"),
         until=go_time_ns(cfg.get("Until"), "Until"),
         tail=tail if tail >= 0 else -1,
-        follow=bool(cfg.get("Follow")),
+        follow=bool(follow),
     )
 
 

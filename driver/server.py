@@ -4,6 +4,11 @@ Every call is ``POST /<Method>`` with a JSON body - or an empty body where the d
 arguments (Activate, Capabilities). Errors go back as ``{"Err": "..."}``; the daemon shows a
 StartLogging error to the user as ``docker run``'s failure, so it is written for a person.
 
+Every body is checked at this boundary (driver/protocol.py): a malformed one gets a 4xx naming
+what is wrong, a body over MAX_REQUEST_BODY_BYTES a 413 before it is read (waitress's own
+errors are answered in the same JSON shape). A 500 is left for a bug of the driver's, and says
+no more than where it happened: the traceback goes to the plugin's log.
+
 The socket is bound before anything heavy is imported: dockerd dials a (re)started managed
 plugin's socket after 0.5 s, and a plugin that does not answer within a few tries is left
 disabled. Connections wait in the backlog until the server accepts them.
@@ -23,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from . import memory
 from . import settings as plugin_settings
-from .limits import HTTP_THREADS, MAX_LOG_READERS
+from .limits import HTTP_THREADS, MAX_LOG_READERS, MAX_REQUEST_BODY_BYTES
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -46,19 +51,17 @@ def _reply(body: dict, status: int = 200) -> Response:
 def _body() -> dict:
     from flask import request
 
-    raw = request.get_data()
-    if not raw.strip():
-        return {}
-    data = json.loads(raw)
-    if not isinstance(data, dict):
-        raise ValueError("request body is not a JSON object")
-    return data
+    from .protocol import decode
+
+    return decode(request.get_data())
 
 
 def create_app(driver: Driver) -> Flask:
     """The Flask app serving the LogDriver protocol for ``driver``."""
     from flask import Flask, request
+    from werkzeug.exceptions import HTTPException
 
+    from . import protocol
     from .driver import DriverError
 
     # Explicit paths: Flask cannot guess them for a package mapped under a namespace.
@@ -76,28 +79,20 @@ def create_app(driver: Driver) -> Flask:
 
     @app.post("/LogDriver.StartLogging")
     def start_logging() -> Response:
-        req = _body()
-        fifo, info = req.get("File"), req.get("Info")
-        if not isinstance(fifo, str) or not fifo or not isinstance(info, dict):
-            return _reply({"Err": "memberlog: StartLogging needs File and Info"}, 400)
+        fifo, info = protocol.start_logging(_body())
         driver.start(fifo, info)
         return _reply({"Err": ""})
 
     @app.post("/LogDriver.StopLogging")
     def stop_logging() -> Response:
-        fifo = _body().get("File")
-        if not isinstance(fifo, str) or not fifo:
-            return _reply({"Err": "memberlog: StopLogging needs File"}, 400)
-        driver.stop(fifo)
+        driver.stop(protocol.stop_logging(_body()))
         return _reply({"Err": ""})
 
     @app.post("/LogDriver.ReadLogs")
     def read_logs() -> Response:
         from flask import Response
 
-        from .readlogs import parse_request
-
-        container, cfg = parse_request(_body())
+        container, cfg = protocol.read_logs(_body())
         if not driver.logs.acquire():
             return _reply(
                 {"Err": f"memberlog: {MAX_LOG_READERS} `docker logs` are reading already; "
@@ -125,10 +120,17 @@ def create_app(driver: Driver) -> Flask:
     def unknown(e: Exception) -> Response:
         return _reply({"Err": f"memberlog: no such method {request.path}"}, 404)
 
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException) -> Response:
+        return _reply({"Err": f"memberlog: {e.name}: {e.description}"}, e.code or 400)
+
     @app.errorhandler(Exception)
     def internal(e: Exception) -> Response:
         log.exception("handling %s", request.path)
-        return _reply({"Err": f"memberlog: internal error: {e}"}, 500)
+        return _reply(
+            {"Err": f"memberlog: internal error handling {request.path} ({type(e).__name__}); "
+             "the plugin's log has the details"}, 500,
+        )  # fmt: skip
 
     return app
 
@@ -148,17 +150,50 @@ def listen(socket_path: str) -> socket.socket:
     return sock
 
 
+def _json_error_channel() -> type:
+    """waitress's channel, its own errors (a body over MAX_REQUEST_BODY_BYTES, a malformed
+    request line, header or chunk) answered as ``{"Err": ...}`` like every other error, not as
+    waitress's plain text."""
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask
+    from waitress.utilities import RequestEntityTooLarge
+
+    class JsonErrorTask(ErrorTask):
+        def execute(self) -> None:
+            e = self.request.error
+            if isinstance(e, RequestEntityTooLarge):
+                err = (f"memberlog: request body over {MAX_REQUEST_BODY_BYTES} bytes "
+                       "(MAX_REQUEST_BODY_BYTES); no LogDriver request is that large")  # fmt: skip
+            else:
+                err = f"memberlog: {e.reason}: {e.body}"
+            body = json.dumps({"Err": err}).encode()
+            self.status = f"{e.code} {e.reason}"
+            self.response_headers.append(("Content-Type", CONTENT_TYPE))
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JsonErrorChannel(HTTPChannel):
+        error_task_class = JsonErrorTask
+
+    return JsonErrorChannel
+
+
 def serve(app: Flask, sock: socket.socket) -> None:
     """Serve ``app`` with waitress (a production threaded WSGI server) on ``sock``."""
-    from waitress import serve as waitress_serve
+    from waitress.server import create_server
 
     # asyncore_use_poll: waitress's default select() fails past fd 1023, and every container
     # holds a FIFO descriptor. A `docker logs` holds a thread while it streams; a look-ahead of
     # one request lets waitress see its client leave while it waits for lines.
-    waitress_serve(
+    server = create_server(
         app, sockets=[sock], threads=HTTP_THREADS + MAX_LOG_READERS, ident=None,
         asyncore_use_poll=True, channel_request_lookahead=1,
+        max_request_body_size=MAX_REQUEST_BODY_BYTES,
     )  # fmt: skip
+    server.channel_class = _json_error_channel()
+    server.print_listen("Serving on http://{}:{}")
+    server.run()
 
 
 def _raise_fd_limit() -> None:

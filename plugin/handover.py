@@ -30,7 +30,9 @@ The protocol, served by the driver on <state dir>/handover.sock:
     in StartLogging - it is NOT the container's id);
   - each reply: one message, UTF-8 JSON {"accepted": ["<name>", ...], "unknown": [...]}:
     accepted = the driver reads it now (or already did: it closes the duplicate); unknown = no
-    state record names it (the driver closes that fd);
+    state record names it (the driver closes that fd); or {"error": "<why>"} when the driver
+    refused the whole request (not root, a descriptor that is no FIFO's read end, bad JSON):
+    it closed every descriptor of it and ends the connection;
   - the helper sends the next request after each reply, and closes the connection at the end.
 
 Exit status: 0 all accepted (or nothing to hand over), 1 error, 3 some FIFOs unknown to the
@@ -165,6 +167,8 @@ def hand_over(sock: socket.socket, fifos: list[Fifo], batch: int = BATCH) -> tup
         if not raw:
             raise ConnectionError("the driver closed the handover connection without a reply")
         reply = json.loads(raw)
+        if "error" in reply:
+            raise ConnectionError(f"the driver refused the handover: {reply['error']}")
         accepted.update(n for n in reply.get("accepted", []) if n in names)
         unknown.update(n for n in reply.get("unknown", []) if n in names)
     return accepted, unknown

@@ -17,7 +17,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -255,3 +257,224 @@ def test_nothing_to_hand_over_needs_no_driver(dockerd, tmp_path):
     assert first.strip() == "handover: holding 0 FIFOs"
     status, out = finish_helper(proc)
     assert status == 0, out
+
+
+# --- the driver's side: driver/handover.py, what any local process might send it ---------------
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def settles_at(count: int, timeout: float = 5.0) -> bool:
+    """The process's open descriptors come back to ``count`` (the server thread closes its
+    connection after the reply)."""
+    deadline = time.monotonic() + timeout
+    while fd_count() != count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+class Taker:
+    """The driver's receive(): takes the FIFOs named in ``known`` and keeps their descriptors,
+    as the reader would."""
+
+    def __init__(self, known: set[str]) -> None:
+        self.known = known
+        self.calls: list[str] = []
+        self.taken: dict[str, int] = {}
+
+    def __call__(self, name: str, fd: int) -> bool:
+        self.calls.append(name)
+        if name not in self.known:
+            return False
+        self.taken[name] = fd
+        return True
+
+    def close(self) -> None:
+        for fd in self.taken.values():
+            os.close(fd)
+
+
+@pytest.fixture
+def handover_server(tmp_path):
+    from memberlog.driver.handover import HandoverServer
+
+    made = []
+
+    def make(known=(), directory=None, **kw):
+        taker = Taker(set(known))
+        server = HandoverServer(str(directory or tmp_path), taker, **kw)
+        made.append((server, taker))
+        return server, taker
+
+    yield make
+    for server, taker in made:
+        server.close()
+        taker.close()
+
+
+@pytest.fixture
+def fifo_ends(tmp_path):
+    """make(n): n FIFOs, each (name, read end); a writer holds each open."""
+    opened: list[int] = []
+
+    def make(n: int) -> list[tuple[str, int]]:
+        ends = []
+        for i in range(n):
+            name = fifo_name(1000 + len(opened) + i)
+            os.mkfifo(tmp_path / name)
+            reader = os.open(tmp_path / name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            writer = os.open(tmp_path / name, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            opened.extend((reader, writer))
+            ends.append((name, reader))
+        return ends
+
+    yield make
+    for fd in opened:
+        os.close(fd)
+
+
+def ask(path: str, data: bytes, fds: list[int]) -> tuple[dict, bool]:
+    """One request; the reply, and whether the server then ended the connection."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        socket.send_fds(sock, [data], fds)
+        reply = json.loads(sock.recv(1 << 20))
+        sock.settimeout(0.5)
+        try:
+            ended = sock.recv(1 << 20) == b""
+        except TimeoutError:
+            ended = False
+    return reply, ended
+
+
+def test_the_driver_takes_the_helpers_fifos_and_closes_the_unknown_ones(
+    dockerd, tmp_path, handover_server
+):
+    names = [fifo_name(i) for i in range(3)]
+    for name in names:
+        dockerd.start_logging(name)
+        dockerd.write(name, f"lines of {name}\n".encode())
+    dockerd.upgrade()
+    state = tmp_path / "state"
+    state.mkdir()
+    server, taker = handover_server(known=names[:2], directory=state)
+    before = fd_count()
+    proc, _ = run_helper(dockerd, Path(server.path))
+    status, out = finish_helper(proc)
+    proc.stdout.close()
+    assert status == 3, out
+    assert "2 accepted, 1 unknown to the driver, 0 unanswered" in out
+    assert taker.calls == names
+    assert {n: os.read(fd, 100) for n, fd in taker.taken.items()} == {
+        n: f"lines of {n}\n".encode() for n in names[:2]
+    }
+    assert settles_at(before + 2), "the unknown FIFO's descriptor was not closed"
+
+
+@pytest.mark.parametrize("kind", ["regular file", "socket", "write end"])
+def test_a_descriptor_that_is_no_fifo_read_end_refuses_its_message_and_nothing_leaks(
+    handover_server, fifo_ends, tmp_path, kind
+):
+    server, taker = handover_server(known={fifo_name(1), "bad"})
+    (good, good_fd), (write_name, _) = fifo_ends(2)
+    if kind == "regular file":
+        bad = os.open(tmp_path / "plain", os.O_RDONLY | os.O_CREAT, 0o600)
+    elif kind == "socket":
+        bad = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).detach()
+    else:
+        bad = os.open(tmp_path / write_name, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        before = fd_count()
+        data = json.dumps({"fifos": [good, "bad"]}).encode()
+        reply, ended = ask(server.path, data, [good_fd, bad])
+        assert reply == {"error": reply.get("error")} and ended
+        assert "descriptor 1 (bad)" in reply["error"], reply
+        assert ("not a FIFO" if kind != "write end" else "write end") in reply["error"]
+        assert taker.calls == []  # the good FIFO of that message was not taken either
+        assert settles_at(before), "descriptors of the refused message leaked"
+    finally:
+        os.close(bad)
+
+
+@pytest.mark.parametrize(
+    ("data", "names", "error"),
+    [
+        (b"not json", 1, "not JSON"),
+        (b"\xff\xfe\x00", 1, "not JSON"),
+        (b"[" * 100_000, 1, "not JSON"),
+        (b'["fifos"]', 1, 'expected {"fifos"'),
+        (b'{"fifos": "abc"}', 1, 'expected {"fifos"'),
+        (b'{"fifos": [1]}', 1, 'expected {"fifos"'),
+        (b'{"fifos": ["a", "b"]}', 1, "2 names for 1 descriptors"),
+        (b'{"fifos": ["a"]}', 2, "1 names for 2 descriptors"),
+    ],
+)
+def test_a_malformed_request_is_refused_with_a_reply_and_its_descriptors_closed(
+    handover_server, fifo_ends, data, names, error
+):
+    server, taker = handover_server(known={"a", "b"})
+    fds = [fd for _, fd in fifo_ends(names)]
+    before = fd_count()
+    reply, ended = ask(server.path, data, fds)
+    assert error in reply["error"] and reply["error"].startswith("memberlog: ") and ended
+    assert taker.calls == []
+    assert settles_at(before)
+
+
+def test_descriptors_cut_short_refuse_the_message_and_the_helper_says_why(
+    dockerd, handover_server, fifo_ends, tmp_path
+):
+    server, taker = handover_server(known={fifo_name(1)}, max_fds=2)
+    ends = fifo_ends(3)
+    before = fd_count()
+    reply, ended = ask(server.path, json.dumps({"fifos": [n for n, _ in ends]}).encode(),
+                       [fd for _, fd in ends])  # fmt: skip
+    assert "descriptors cut short" in reply["error"] and ended
+    assert taker.calls == [] and settles_at(before)
+    # plugin/handover.py reports the refusal and fails
+    for i in (1, 2, 3):
+        dockerd.start_logging(fifo_name(i))
+    proc, _ = run_helper(dockerd, Path(server.path))
+    status, out = finish_helper(proc)
+    assert status == 1 and "the driver refused the handover: memberlog: descriptors cut" in out
+
+
+def test_a_peer_that_is_not_root_is_refused_and_its_descriptors_closed(handover_server, fifo_ends):
+    directory = tempfile.mkdtemp(prefix="handover-")
+    try:
+        os.chmod(directory, 0o711)
+        server, taker = handover_server(known={fifo_name(1000)}, directory=directory)
+        os.chmod(server.path, 0o666)  # a socket whose mode went wrong: the peer check still holds
+        [(name, fd)] = fifo_ends(1)
+        before = fd_count()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: nobody, sending a FIFO it was given
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+                    sock.settimeout(10)
+                    sock.connect(server.path)
+                    socket.send_fds(sock, [json.dumps({"fifos": [name]}).encode()], [fd])
+                    os.write(w, sock.recv(1 << 16))
+                code = 0
+            except BaseException as e:
+                os.write(w, repr(e).encode())
+            finally:
+                os._exit(code)
+        os.close(w)
+        _, status = os.waitpid(pid, 0)
+        with os.fdopen(r, "rb") as f:
+            out = f.read()
+        assert os.waitstatus_to_exitcode(status) == 0, out
+        reply = json.loads(out)
+        assert "peer uid 65534 is not root" in reply["error"], reply
+        assert taker.calls == []
+        assert settles_at(before), "the refused peer's descriptor leaked"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

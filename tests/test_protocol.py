@@ -7,8 +7,10 @@ removes the FIFO right after); shipping follows, so the tests wait for the lines
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import select
 import signal
 import socket
 import threading
@@ -209,6 +211,149 @@ def test_read_logs_of_an_unknown_container_is_empty_and_a_bad_request_is_an_erro
             "LogDriver.ReadLogs", {"Info": {"ContainerID": "f" * 64}, "Config": config}
         )
         assert status == 400 and "Config." in reply["Err"], reply
+
+
+# --- malformed bodies: a 4xx naming what is wrong, never a traceback; the driver goes on -------
+def post_raw(driver, method: str, data: bytes, headers: dict | None = None):
+    """POST raw bytes; (status, Content-Type, the JSON reply) - the reply must be JSON."""
+    conn = _UnixConnection(driver.socket, 60)
+    conn.request("POST", f"/{method}", body=data, headers=headers or {})
+    resp = conn.getresponse()
+    raw = resp.read()
+    conn.close()
+    return resp.status, resp.getheader("Content-Type"), json.loads(raw)
+
+
+def start_body(fifo: str, service_uuid: str, drop: tuple = (), **info) -> bytes:
+    """A StartLogging body whose Info has ``info`` in place of what moby sends."""
+    body = start_request(fifo, opts(service_uuid, member="m"))
+    body["Info"].update(info)
+    for key in drop:
+        del body["Info"][key]
+    return json.dumps(body).encode()
+
+
+NESTED = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("method", "make_body", "named"),
+    [
+        ("LogDriver.StartLogging", lambda f, u: b'{"File": "x", "Info": {', "not valid JSON"),
+        ("LogDriver.StartLogging", lambda f, u: b"\xff\xfe\x00garbage", "not valid JSON"),
+        ("LogDriver.StartLogging", lambda f, u: b'["File", "Info"]', "an array, not a JSON"),
+        ("LogDriver.StopLogging", lambda f, u: b'"just a string"', "a string, not a JSON"),
+        ("LogDriver.StartLogging", lambda f, u: NESTED, "nested too deep"),
+        ("LogDriver.StartLogging", lambda f, u: b'{"File": ' + b"9" * 5000 + b"}", "not valid"),
+        ("LogDriver.StartLogging", lambda f, u: json.dumps({"File": f, "Info": [1]}).encode(),
+         "needs Info, an object"),
+        ("LogDriver.StartLogging", lambda f, u: json.dumps({"File": 7, "Info": {}}).encode(),
+         "needs File"),
+        ("LogDriver.StartLogging", lambda f, u: start_body(f + "\0x", u), "NUL byte"),
+        ("LogDriver.StartLogging", lambda f, u: start_body(f, u, Config=["member", "m"]),
+         "Info.Config must be an object of strings, not an array"),
+        ("LogDriver.StartLogging", lambda f, u: start_body(f, u, Config={"member": 5}),
+         "Info.Config['member'] must be a string, not a number"),
+        ("LogDriver.StartLogging", lambda f, u: start_body(f, u, ContainerEnv=["A=1", None]),
+         "Info.ContainerEnv[1] must be a string, not null"),
+        ("LogDriver.StartLogging", lambda f, u: start_body(f, u, ContainerEnv={"A": "1"}),
+         "Info.ContainerEnv must be an array of strings, not an object"),
+        ("LogDriver.StartLogging", lambda f, u: start_body(f, u, ContainerLabels={"a": [1]}),
+         "Info.ContainerLabels['a'] must be a string, not an array"),
+        ("LogDriver.StartLogging", lambda f, u: start_body(f, u, ContainerLabels=["a=b"]),
+         "Info.ContainerLabels must be an object of strings, not an array"),
+        ("LogDriver.StartLogging", lambda f, u: start_body(f, u, ContainerArgs=[1, 2]),
+         "Info.ContainerArgs[0] must be a string"),
+        ("LogDriver.StartLogging", lambda f, u: start_body(f, u, ContainerID=12345),
+         "Info.ContainerID"),
+        ("LogDriver.StartLogging", lambda f, u: start_body(f, u, drop=("ContainerID",)),
+         "Info.ContainerID"),
+        ("LogDriver.StartLogging", lambda f, u: start_body(f, u, ContainerName={"n": 1}),
+         "Info.ContainerName must be a string, not an object"),
+        ("LogDriver.StartLogging", lambda f, u: start_body(f, u, ContainerName="\ud800"),
+         "Info.ContainerName is not valid UTF-8"),
+        ("LogDriver.StopLogging", lambda f, u: b'{"File": ["a"]}', "StopLogging needs File"),
+        ("LogDriver.ReadLogs", lambda f, u: b'{"Info": {"ContainerID": 1}, "Config": {}}',
+         "ReadLogs needs Info.ContainerID"),
+        ("LogDriver.ReadLogs", lambda f, u: b'{"Info": {"ContainerID": "a"}, "Config": []}',
+         "ReadLogs needs Info and Config"),
+        ("LogDriver.ReadLogs",
+         lambda f, u: b'{"Info": {"ContainerID": "a"}, "Config": {"Follow": "yes"}}',
+         "Config.Follow='yes' is not a boolean"),
+        ("LogDriver.ReadLogs",
+         lambda f, u: b'{"Info": {"ContainerID": "a"}, "Config": {"Tail": [5]}}',
+         "Config.Tail=[5] is not a number"),
+        ("LogDriver.ReadLogs",
+         lambda f, u: b'{"Info": {"ContainerID": "a"}, "Config": {"Since": 12}}',
+         "Config.Since=12 is not an RFC 3339 time"),
+    ],
+)  # fmt: skip
+def test_a_malformed_body_gets_a_4xx_naming_the_problem_and_the_driver_goes_on(
+    shared_driver, make_fifo, service_uuid, method, make_body, named
+):
+    fifo = make_fifo()
+    status, ctype, reply = post_raw(shared_driver, method, make_body(fifo.path, service_uuid))
+    assert 400 <= status < 500, reply
+    assert ctype == "application/vnd.docker.plugins.v1+json"
+    assert reply["Err"].startswith("memberlog: ") and named in reply["Err"], reply
+    assert "Traceback" not in reply["Err"] and len(reply["Err"]) < 500
+    # Nothing was started, nothing broke: this FIFO starts and stops as moby would have it.
+    start(shared_driver, fifo, opts(service_uuid, member="m"))
+    stop(shared_driver, fifo)
+
+
+def test_a_body_over_the_cap_is_refused_before_it_is_read(shared_driver, make_fifo, service_uuid):
+    from memberlog.driver.limits import MAX_REQUEST_BODY_BYTES
+
+    # Declared 1 GiB: the answer comes at once, though not one byte of the body was sent.
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(shared_driver.socket)
+    t0 = time.monotonic()
+    sock.sendall(b"POST /LogDriver.StartLogging HTTP/1.1\r\nHost: d\r\n"
+                 b"Content-Length: 1073741824\r\n\r\n")  # fmt: skip
+    resp = http.client.HTTPResponse(sock)
+    resp.begin()
+    reply = json.loads(resp.read())
+    sock.close()
+    assert resp.status == 413 and time.monotonic() - t0 < 5
+    assert "request body over" in reply["Err"] and str(MAX_REQUEST_BODY_BYTES) in reply["Err"]
+
+    # Chunked, no length said: it is cut off once the chunks pass the cap.
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(shared_driver.socket)
+    sock.sendall(b"POST /LogDriver.StartLogging HTTP/1.1\r\nHost: d\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+    chunk = b"%x\r\n" % (1 << 20) + b" " * (1 << 20) + b"\r\n"
+    sent = 0
+    while sent < 4 * MAX_REQUEST_BODY_BYTES:
+        _, writable, _ = select.select([sock], [sock], [], 10)
+        if not writable:
+            break  # the server reads no more
+        try:
+            sent += sock.send(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        if select.select([sock], [], [], 0)[0]:
+            break  # it answered
+    sock.settimeout(10)
+    resp = http.client.HTTPResponse(sock)
+    resp.begin()
+    reply = json.loads(resp.read())
+    sock.close()
+    print(f"\nchunked body: cut off with {resp.status} after {sent / 2**20:.1f} MiB sent")
+    assert resp.status == 413 and "request body over" in reply["Err"]
+    assert sent < 2 * MAX_REQUEST_BODY_BYTES
+
+    # The driver goes on, and a StartLogging as large as execve(2) allows by default (2 MiB
+    # of environment) is well within the cap.
+    fifo = make_fifo()
+    env = [f"VAR_{i}={'v' * 1000}" for i in range(2000)]
+    body = start_request(fifo.path, opts(service_uuid, member="m"), env=env)
+    body["Info"]["ContainerLabels"] = {f"label.{i}": "l" * 200 for i in range(2000)}
+    assert len(json.dumps(body)) > 2 << 20
+    assert shared_driver.post("LogDriver.StartLogging", body) == (200, {"Err": ""})
+    stop(shared_driver, fifo)
 
 
 def read_logs_request(driver, container_id: str, follow: bool, tail: int = -1):
