@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass
 
 from . import limits
+from .errors import OptionError
 from .formats import TemplateError, parse_tag
 from .multiline import datetime_regex
 from .names import InvalidName, check_group, check_stream, group_name, is_uuid
@@ -46,10 +47,6 @@ ALIASES = {
 FORMATS = ("raw", "json")
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}  # strconv.ParseBool, as Docker's drivers use
 _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
-
-
-class OptionError(ValueError):
-    """A log-opt that memberlog cannot accept; the text names the option."""
 
 
 @dataclass(frozen=True)
