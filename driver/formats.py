@@ -29,11 +29,11 @@ from typing import Protocol
 
 from .errors import OptionError
 from .framing import utf8_cut
+from .jsontext import needs_json_escape
 
 _escape = json.encoder.encode_basestring  # C speedup: '"..."', non-ASCII kept, controls escaped
 SHORT_ID = 12  # moby's stringid.TruncateID
-_ESCAPED = bytes(range(0x20)) + b'"\\'  # the bytes a JSON string escapes (non-ASCII: kept)
-_SCAN_FIRST = 128  # longer lines are first checked for them, about 1 ns a byte
+_SCAN_FIRST = 128  # longer lines are first checked for bytes to escape (jsontext.py)
 _MIN_LOG_BYTES = 64  # room a json message must leave for its line, or lines shatter
 
 
@@ -237,7 +237,7 @@ class JsonFormatter:
         suffix = self._suffix.get(source)
         if suffix is None:
             suffix = self._make(source)
-        if len(line) > _SCAN_FIRST and len(line.translate(None, _ESCAPED)) == len(line):
+        if len(line) > _SCAN_FIRST and not needs_json_escape(line):
             # Nothing to escape: skip the escaper, which costs about 3 ns a character.
             return '{"log":"' + line.decode("utf-8", "replace") + '"' + suffix
         return '{"log":' + _escape(line.decode("utf-8", "replace")) + suffix
