@@ -1,4 +1,6 @@
-"""The CloudWatch Logs client and the one way every read call is made: rate-limited, retried."""
+"""The CloudWatch Logs client and the one way every read call is made: rate-limited, retried.
+
+What an error means comes from driver/aws.py, which the driver uses too."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from typing import Any
 
 import botocore.session
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError
+
+from memberlog.driver.aws import classify
 
 from .limits import (
     BACKOFF_BASE_S,
@@ -24,12 +28,6 @@ from .limits import (
     READ_ATTEMPTS,
     THROTTLED_RATE_FACTOR,
 )
-
-THROTTLE_CODES = frozenset({"ThrottlingException", "RequestLimitExceeded",
-                            "TooManyRequestsException"})  # fmt: skip
-RETRYABLE_CODES = THROTTLE_CODES | {
-    "ServiceUnavailableException", "InternalFailure", "ServiceUnavailable"}  # fmt: skip
-
 
 FAST_PARSE_EVENTS = ("before-parse.cloudwatch-logs.GetLogEvents",
                      "before-parse.cloudwatch-logs.FilterLogEvents")  # fmt: skip
@@ -130,15 +128,11 @@ class Logs:
             self.limiter.wait()
             try:
                 return getattr(self.client, method)(**kwargs)
-            except ClientError as e:
-                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                code = e.response.get("Error", {}).get("Code", "")
-                if code in THROTTLE_CODES:
+            except (ClientError, BotoCoreError) as e:
+                error = classify(e)  # the driver's table: both sides read errors alike
+                if error.kind == "throttle":
                     self.limiter.throttled()
-                if (code not in RETRYABLE_CODES and status < 500) or attempt == READ_ATTEMPTS - 1:
-                    raise
-            except (ConnectionError, HTTPClientError):
-                if attempt == READ_ATTEMPTS - 1:
+                if not error.retryable or attempt == READ_ATTEMPTS - 1:
                     raise
             self.retries += 1
             time.sleep(random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt)))
