@@ -1,22 +1,20 @@
 """The CloudWatch Logs client and the one way every read call is made: rate-limited, retried.
 
-What an error means comes from driver/aws.py, which the driver uses too."""
+The client and the meaning of an error come from driver/aws.py, which the driver uses too."""
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 import time
 from collections import deque
 from typing import Any
 
-import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from memberlog.driver.aws import classify
+from memberlog.driver.aws import classify, logs_client
 
 from .limits import (
     BACKOFF_BASE_S,
@@ -94,7 +92,7 @@ class RateLimiter:
 
 
 class Logs:
-    """One boto3 client shared by all threads (clients are thread-safe), with the read policy."""
+    """One client shared by all threads (clients are thread-safe), with the read policy."""
 
     def __init__(
         self,
@@ -109,14 +107,7 @@ class Logs:
             retries={"mode": "standard", "total_max_attempts": 1},
             max_pool_connections=workers + 2,
         )
-        # botocore's session, not boto3's: the same client and credential chain, without
-        # importing boto3's S3 transfer machinery (a quarter of a --tail's run time).
-        self.client = botocore.session.get_session().create_client(
-            "logs",
-            region_name=region or os.environ.get("AWS_REGION") or None,
-            endpoint_url=endpoint_url,
-            config=config,
-        )
+        self.client: Any = logs_client(region, endpoint_url, config)  # the driver's factory
         for event in FAST_PARSE_EVENTS:
             self.client.meta.events.register(event, _parse_events_fast)
         self.limiter = RateLimiter(max_rate)

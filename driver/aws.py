@@ -1,12 +1,14 @@
-"""CloudWatch Logs for the driver and the CLI alike: where the driver's clients come from, and
-what a failed call means.
+"""CloudWatch Logs for the driver and the CLI alike: where clients come from, and what a failed
+call means.
 
-The process's one boto3 session, which every CloudWatch Logs client comes from. One session,
-because each loads botocore's models again (about 10 MB). Its endpoint table is cut down to the
-services a driver calls: botocore keeps every AWS service's endpoints in memory (endpoints.json,
-about 6.7 MB of Python objects), and the driver talks to one service. Clients find their URL by
-the service's own endpoint rules, not by this table; the table only names regions and signing
-details, and a service left out gets its partition's defaults.
+Clients come from one botocore session per process, because each session loads botocore's
+models again (about 10 MB). It is botocore's, not boto3's: the same clients and credential
+chain, without importing boto3 and its S3 transfer machinery (a quarter of a CLI ``--tail``
+run). Its endpoint table is cut down to the services memberlog calls: botocore keeps every AWS
+service's endpoints in memory (endpoints.json, about 6.7 MB of Python objects), and memberlog
+talks to one service. Clients find their URL by the service's own endpoint rules, not by this
+table; the table only names regions and signing details, and a service left out gets its
+partition's defaults.
 
 A failed call is one ``AwsError`` of a kind (``classify``), by AWS's error code first and its
 HTTP status second. The driver keeps every line and retries whatever the kind, choosing how
@@ -19,7 +21,6 @@ from __future__ import annotations
 import os
 import threading
 
-import boto3
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
@@ -129,7 +130,7 @@ def classify(err: Exception) -> AwsError:
 
 
 # --- clients -----------------------------------------------------------------------------------
-_session: boto3.session.Session | None = None
+_session: botocore.session.Session | None = None
 _lock = threading.Lock()  # a session is not thread-safe: clients are made one at a time
 
 
@@ -146,23 +147,24 @@ class _Loader(botocore.loaders.Loader):
         return data, path
 
 
-def _new_session() -> boto3.session.Session:
-    core = botocore.session.get_session()
-    data_path = core.get_config_variable("data_path")  # AWS_DATA_PATH, as botocore reads it
+def _new_session() -> botocore.session.Session:
+    session = botocore.session.get_session()
+    data_path = session.get_config_variable("data_path")  # AWS_DATA_PATH, as botocore reads it
     extra = data_path.split(os.pathsep) if data_path else None
-    core.register_component("data_loader", _Loader(extra_search_paths=extra))
-    return boto3.session.Session(botocore_session=core)
+    session.register_component("data_loader", _Loader(extra_search_paths=extra))
+    return session
 
 
 def logs_client(region: str | None, endpoint: str | None, config: Config) -> object:
-    """A new CloudWatch Logs client: boto3's usual chain for credentials, region and endpoint
+    """A new CloudWatch Logs client: botocore's usual chain for credentials, region and endpoint
     (AWS_REGION, AWS_ENDPOINT_URL[_LOGS], keys, instance role), overridden by ``region`` and
-    ``endpoint``. Callers keep the clients they make."""
+    ``endpoint``; ``config`` is the caller's (timeouts, retries, pool size). Callers keep the
+    clients they make; every one of them is thread-safe."""
     global _session
     with _lock:
         if _session is None:
             _session = _new_session()
-        return _session.client(
+        return _session.create_client(
             "logs",
             region_name=region or os.environ.get("AWS_REGION") or None,
             endpoint_url=endpoint or None,

@@ -1,8 +1,11 @@
 """driver/aws.py, shared by the driver and the CLI: the one session's clients (a trimmed endpoint
-table that resolves what a full one does) and the one table of what an error means."""
+table that resolves what a full one does, no boto3) and the one table of what an error means."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 
 import boto3
@@ -61,7 +64,7 @@ def test_clients_resolve_as_with_botocores_full_table(fips: bool) -> None:
 
 def test_the_table_keeps_only_the_services_the_driver_calls() -> None:
     aws.logs_client("us-east-1", None, Config())
-    loader = aws._session._session.get_component("data_loader")  # type: ignore[union-attr]
+    loader = aws._session.get_component("data_loader")  # type: ignore[union-attr]
     table = loader.load_data("endpoints")
     kept = {s for p in table["partitions"] for s in p["services"]}
     assert "logs" in kept and kept <= AWS_ENDPOINT_SERVICES
@@ -71,6 +74,38 @@ def test_the_table_keeps_only_the_services_the_driver_calls() -> None:
 def test_an_explicit_endpoint_wins() -> None:
     client = aws.logs_client("eu-west-1", "http://127.0.0.1:4566", Config())
     assert _where(client) == ("http://127.0.0.1:4566", "eu-west-1", "logs")
+
+
+def _subprocess(code: str) -> dict:
+    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60, check=True)  # fmt: skip
+    return json.loads(out.stdout)
+
+
+_MEASURE = """
+import gc, json, sys, tracemalloc
+from botocore.config import Config
+import botocore.session
+from memberlog.driver import aws
+tracemalloc.start()
+client = {make}
+gc.collect()
+print(json.dumps({{"bytes": tracemalloc.get_traced_memory()[0], "boto3": "boto3" in sys.modules}}))
+"""
+
+
+def test_a_client_costs_a_third_of_a_stock_one_and_no_boto3():
+    """What the driver keeps per process (and the CLI loads per run): the trimmed table leaves
+    out ~6 MB of other services' endpoints, and boto3 is never imported on this path."""
+    ours = _subprocess(_MEASURE.format(make='aws.logs_client("eu-west-1", None, Config())'))
+    stock_client = 'botocore.session.get_session().create_client("logs", region_name="eu-west-1")'
+    stock = _subprocess(_MEASURE.format(make=stock_client))
+    print(
+        f"client memory: ours {ours['bytes'] / 2**20:.1f} MiB, stock {stock['bytes'] / 2**20:.1f}"
+    )
+    assert ours["bytes"] < stock["bytes"] / 2
+    assert not ours["boto3"]
 
 
 # --- what an error means -----------------------------------------------------------------------
