@@ -1,18 +1,20 @@
-"""The CloudWatch Logs client and the one way every read call is made: rate-limited, retried."""
+"""The CloudWatch Logs client and the one way every read call is made: rate-limited, retried.
+
+The client and the meaning of an error come from driver/aws.py, which the driver uses too."""
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 import time
 from collections import deque
 from typing import Any
 
-import botocore.session
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError
+
+from memberlog.driver.aws import classify, logs_client
 
 from .limits import (
     BACKOFF_BASE_S,
@@ -24,12 +26,6 @@ from .limits import (
     READ_ATTEMPTS,
     THROTTLED_RATE_FACTOR,
 )
-
-THROTTLE_CODES = frozenset({"ThrottlingException", "RequestLimitExceeded",
-                            "TooManyRequestsException"})  # fmt: skip
-RETRYABLE_CODES = THROTTLE_CODES | {
-    "ServiceUnavailableException", "InternalFailure", "ServiceUnavailable"}  # fmt: skip
-
 
 FAST_PARSE_EVENTS = ("before-parse.cloudwatch-logs.GetLogEvents",
                      "before-parse.cloudwatch-logs.FilterLogEvents")  # fmt: skip
@@ -96,7 +92,7 @@ class RateLimiter:
 
 
 class Logs:
-    """One boto3 client shared by all threads (clients are thread-safe), with the read policy."""
+    """One client shared by all threads (clients are thread-safe), with the read policy."""
 
     def __init__(
         self,
@@ -111,14 +107,7 @@ class Logs:
             retries={"mode": "standard", "total_max_attempts": 1},
             max_pool_connections=workers + 2,
         )
-        # botocore's session, not boto3's: the same client and credential chain, without
-        # importing boto3's S3 transfer machinery (a quarter of a --tail's run time).
-        self.client = botocore.session.get_session().create_client(
-            "logs",
-            region_name=region or os.environ.get("AWS_REGION") or None,
-            endpoint_url=endpoint_url,
-            config=config,
-        )
+        self.client: Any = logs_client(region, endpoint_url, config)  # the driver's factory
         for event in FAST_PARSE_EVENTS:
             self.client.meta.events.register(event, _parse_events_fast)
         self.limiter = RateLimiter(max_rate)
@@ -130,15 +119,11 @@ class Logs:
             self.limiter.wait()
             try:
                 return getattr(self.client, method)(**kwargs)
-            except ClientError as e:
-                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                code = e.response.get("Error", {}).get("Code", "")
-                if code in THROTTLE_CODES:
+            except (ClientError, BotoCoreError) as e:
+                error = classify(e)  # the driver's table: both sides read errors alike
+                if error.kind == "throttle":
                     self.limiter.throttled()
-                if (code not in RETRYABLE_CODES and status < 500) or attempt == READ_ATTEMPTS - 1:
-                    raise
-            except (ConnectionError, HTTPClientError):
-                if attempt == READ_ATTEMPTS - 1:
+                if not error.retryable or attempt == READ_ATTEMPTS - 1:
                     raise
             self.retries += 1
             time.sleep(random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt)))

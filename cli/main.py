@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
-from memberlog.driver.names import is_uuid
+from memberlog.driver.names import split_service
 
 from .aws import Logs
 from .fetch import Page, ahead, labelled, merged, probe, tail_events, windowed_pages
@@ -183,11 +183,11 @@ def cmd_services(args: argparse.Namespace) -> None:
 
     for g in logs.pages("describe_log_groups", "logGroups", **kwargs):
         name = g["logGroupName"]
-        uuid = name[-36:] if is_uuid(name[-36:]) else name[-32:]
-        if not (len(name) > len(uuid) + 1 and is_uuid(uuid) and name[-len(uuid) - 1] == "-"):
+        parts = split_service(name)
+        if parts is None:
             continue
         first, last, _ = _times(group_streams(logs, name))
-        record = {"service": name[: -len(uuid) - 1], "uuid": uuid, "group": name,
+        record = {"service": parts[0], "uuid": parts[1], "group": name,
                   "first": first, "last": last, "storedBytes": g.get("storedBytes", 0)}  # fmt: skip
         _show(args, record, list(record))
 

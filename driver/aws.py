@@ -1,10 +1,19 @@
-"""The process's one boto3 session, which every CloudWatch Logs client comes from.
+"""CloudWatch Logs for the driver and the CLI alike: where clients come from, and what a failed
+call means.
 
-One session, because each loads botocore's models again (about 10 MB). Its endpoint table is
-cut down to the services a driver calls: botocore keeps every AWS service's endpoints in
-memory (endpoints.json, about 6.7 MB of Python objects), and the driver talks to one service.
-Clients find their URL by the service's own endpoint rules, not by this table; the table only
-names regions and signing details, and a service left out gets its partition's defaults.
+Clients come from one botocore session per process, because each session loads botocore's
+models again (about 10 MB). It is botocore's, not boto3's: the same clients and credential
+chain, without importing boto3 and its S3 transfer machinery (a quarter of a CLI ``--tail``
+run). Its endpoint table is cut down to the services memberlog calls: botocore keeps every AWS
+service's endpoints in memory (endpoints.json, about 6.7 MB of Python objects), and memberlog
+talks to one service. Clients find their URL by the service's own endpoint rules, not by this
+table; the table only names regions and signing details, and a service left out gets its
+partition's defaults.
+
+A failed call is one ``AwsError`` of a kind (``classify``), by AWS's error code first and its
+HTTP status second. The driver keeps every line and retries whatever the kind, choosing how
+soon and how widely by it; the CLI retries only the kinds that pass by themselves (throttle,
+server, network) and reports the rest.
 """
 
 from __future__ import annotations
@@ -12,14 +21,116 @@ from __future__ import annotations
 import os
 import threading
 
-import boto3
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectionError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 
 from .limits import AWS_ENDPOINT_SERVICES
 
-_session: boto3.session.Session | None = None
+# --- what a failed call means ------------------------------------------------------------------
+# AWS error codes by kind. Codes of other AWS services are here too where memberlog's calls can
+# meet them (KMS behind an encrypted group, STS behind assumed roles, the query protocol's
+# spellings), and botocore's standard retry mode's throttling list.
+CODES: dict[str, frozenset[str]] = {
+    # Too many requests: wait a little, ask less often. botocore's list, less
+    # LimitExceededException (see "quota").
+    "throttle": frozenset({
+        "ThrottlingException", "Throttling", "ThrottledException", "RequestThrottledException",
+        "RequestThrottled", "TooManyRequestsException", "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException", "TransactionInProgressException",
+        "BandwidthLimitExceeded", "SlowDown", "EC2ThrottledException", "KMSThrottlingException",
+    }),
+    # The service failed this one call; the same call later may pass. OperationAbortedException
+    # is a concurrent update of the same group (CreateLogGroup, PutRetentionPolicy).
+    "server": frozenset({
+        "ServiceUnavailableException", "ServiceUnavailable", "InternalFailure",
+        "InternalServerError", "InternalServerException", "InternalError",
+        "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete",
+        "OperationAbortedException",
+    }),
+    # Credentials or permissions (IAM, an expired session, a clock off by 15 minutes, a KMS key
+    # the group is encrypted with): nothing changes until an operator acts.
+    "auth": frozenset({
+        "AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
+        "InvalidSignatureException", "IncompleteSignature", "SignatureDoesNotMatch",
+        "InvalidClientTokenId", "InvalidAccessKeyId", "MissingAuthenticationToken",
+        "ExpiredToken", "ExpiredTokenException", "RequestExpired", "NotAuthorized",
+        "OptInRequired", "KMSInvalidStateException", "KMSDisabledException",
+        "KMSAccessDeniedException", "KMSNotFoundException", "KMSOptInRequired",
+    }),
+    # An account quota on how many resources there may be. CloudWatch Logs answers
+    # LimitExceededException to CreateLogGroup when the Region holds as many groups as the
+    # account may have: not a rate, so waiting seconds does not help (and must not hold back
+    # streams whose groups exist). botocore counts it as throttling because other services
+    # (Kinesis, and Logs' StartLiveTail, which memberlog does not call) use it for rates.
+    "quota": frozenset({"LimitExceededException", "ServiceQuotaExceededException"}),
+    "missing": frozenset({"ResourceNotFoundException"}),  # the group or the stream
+    # The request refused for what it holds: for PutLogEvents, some event of the batch.
+    "invalid": frozenset({"InvalidParameterException"}),
+}  # fmt: skip
+# Anything else is "other", among them DataAlreadyAcceptedException and
+# InvalidSequenceTokenException, which CloudWatch no longer returns (PutLogEvents ignores
+# sequence tokens since 2023), and ResourceAlreadyExistsException, handled where it is created.
+KINDS = (*CODES, "network", "other")
+RETRYABLE = frozenset({"throttle", "server", "network"})  # kinds that pass by themselves
+_KIND_OF = {code: kind for kind, codes in CODES.items() for code in codes}
+
+
+class AwsError(Exception):
+    """A failed AWS call: ``kind`` (one of KINDS, or a kind of the caller's own), AWS's error
+    ``code`` (the exception's class name when no answer came), its ``message`` and the HTTP
+    ``status`` (0 without an answer)."""
+
+    def __init__(self, kind: str, code: str, message: str, status: int = 0) -> None:
+        super().__init__(f"{code}: {message}")
+        self.kind = kind
+        self.code = code
+        self.message = message
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        """Worth the same call again soon: the fault is the network's or the service's."""
+        return self.kind in RETRYABLE
+
+
+def classify(err: Exception) -> AwsError:
+    """What a botocore error means, for a retry policy."""
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        code = error.get("Code", "") or "Unknown"
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0
+        message = error.get("Message", "") or str(err)
+        kind = _KIND_OF.get(code)
+        if kind is None:
+            if status == 429:
+                kind = "throttle"
+            elif status in (401, 403):
+                kind = "auth"
+            elif status >= 500:
+                kind = "server"
+            else:
+                kind = "other"
+        return AwsError(kind, code, message, status)
+    if isinstance(err, ConnectionError | HTTPClientError):  # no answer: refused, reset, timed out
+        kind = "network"
+    elif isinstance(err, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
+        kind = "auth"
+    else:
+        kind = "other"
+    return AwsError(kind, type(err).__name__, str(err))
+
+
+# --- clients -----------------------------------------------------------------------------------
+_session: botocore.session.Session | None = None
 _lock = threading.Lock()  # a session is not thread-safe: clients are made one at a time
 
 
@@ -36,23 +147,24 @@ class _Loader(botocore.loaders.Loader):
         return data, path
 
 
-def _new_session() -> boto3.session.Session:
-    core = botocore.session.get_session()
-    data_path = core.get_config_variable("data_path")  # AWS_DATA_PATH, as botocore reads it
+def _new_session() -> botocore.session.Session:
+    session = botocore.session.get_session()
+    data_path = session.get_config_variable("data_path")  # AWS_DATA_PATH, as botocore reads it
     extra = data_path.split(os.pathsep) if data_path else None
-    core.register_component("data_loader", _Loader(extra_search_paths=extra))
-    return boto3.session.Session(botocore_session=core)
+    session.register_component("data_loader", _Loader(extra_search_paths=extra))
+    return session
 
 
 def logs_client(region: str | None, endpoint: str | None, config: Config) -> object:
-    """A new CloudWatch Logs client: boto3's usual chain for credentials, region and endpoint
+    """A new CloudWatch Logs client: botocore's usual chain for credentials, region and endpoint
     (AWS_REGION, AWS_ENDPOINT_URL[_LOGS], keys, instance role), overridden by ``region`` and
-    ``endpoint``. Callers keep the clients they make."""
+    ``endpoint``; ``config`` is the caller's (timeouts, retries, pool size). Callers keep the
+    clients they make; every one of them is thread-safe."""
     global _session
     with _lock:
         if _session is None:
             _session = _new_session()
-        return _session.client(
+        return _session.create_client(
             "logs",
             region_name=region or os.environ.get("AWS_REGION") or None,
             endpoint_url=endpoint or None,

@@ -25,18 +25,34 @@ import json
 import re
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from .errors import OptionError
 from .framing import utf8_cut
-
-if TYPE_CHECKING:
-    from .options import DriverConfig
+from .jsontext import needs_json_escape
 
 _escape = json.encoder.encode_basestring  # C speedup: '"..."', non-ASCII kept, controls escaped
 SHORT_ID = 12  # moby's stringid.TruncateID
-_ESCAPED = bytes(range(0x20)) + b'"\\'  # the bytes a JSON string escapes (non-ASCII: kept)
-_SCAN_FIRST = 128  # longer lines are first checked for them, about 1 ns a byte
+_SCAN_FIRST = 128  # longer lines are first checked for bytes to escape (jsontext.py)
 _MIN_LOG_BYTES = 64  # room a json message must leave for its line, or lines shatter
+
+
+class ContainerOptions(Protocol):
+    """What this module reads of a container's checked options (options.DriverConfig), named
+    here so that formats does not import options, which imports formats for its tag check."""
+
+    @property
+    def tag(self) -> str | None: ...
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+    @property
+    def labels_regex(self) -> re.Pattern[str] | None: ...
+    @property
+    def env(self) -> tuple[str, ...]: ...
+    @property
+    def env_regex(self) -> re.Pattern[str] | None: ...
+    @property
+    def max_event_size(self) -> int: ...
 
 
 class TemplateError(ValueError):
@@ -135,7 +151,7 @@ def render_tag(template: str, info: dict, hostname: str | None = None) -> str:
     return "".join(out)
 
 
-def extra_attrs(cfg: DriverConfig, info: dict) -> dict[str, str]:
+def extra_attrs(cfg: ContainerOptions, info: dict) -> dict[str, str]:
     """moby's ``Info.ExtraAttributes``: the labels named by ``labels`` or matched by
     ``labels-regex``, then the env variables named by ``env`` or matched by ``env-regex``
     (a later source overwrites an earlier one of the same name). Regexes are searched, not
@@ -168,7 +184,7 @@ def extra_attrs(cfg: DriverConfig, info: dict) -> dict[str, str]:
     return extra
 
 
-def json_fields(info: dict, cfg: DriverConfig, host: str, member: str = "") -> dict:
+def json_fields(info: dict, cfg: ContainerOptions, host: str, member: str = "") -> dict:
     """What every ``format=json`` message of this container says besides its line and source,
     from StartLogging's Info: computed once, kept in the journal's record (the container's
     environment itself is not kept there), so lines shipped after a restart say the same."""
@@ -208,8 +224,6 @@ class JsonFormatter:
         # Bytes of a message besides the escaped line (its quotes included), worst source.
         self.overhead = max(len(('{"log":""' + s).encode()) for s in self._suffix.values())
         if self.overhead + _MIN_LOG_BYTES > max_event_size:
-            from .options import OptionError  # options imports this module
-
             raise OptionError(
                 f"format=json: this container's fixed JSON fields (tag, attrs, names) take "
                 f"{self.overhead} bytes, too many for log-opt max-event-size={max_event_size}"
@@ -223,7 +237,7 @@ class JsonFormatter:
         suffix = self._suffix.get(source)
         if suffix is None:
             suffix = self._make(source)
-        if len(line) > _SCAN_FIRST and len(line.translate(None, _ESCAPED)) == len(line):
+        if len(line) > _SCAN_FIRST and not needs_json_escape(line):
             # Nothing to escape: skip the escaper, which costs about 3 ns a character.
             return '{"log":"' + line.decode("utf-8", "replace") + '"' + suffix
         return '{"log":' + _escape(line.decode("utf-8", "replace")) + suffix

@@ -55,11 +55,21 @@ def group_prefix(cluster: str, service: str) -> str:
     return f"{cluster}-{service}-"
 
 
+def split_service(name: str) -> tuple[str, str] | None:
+    """``(<cluster>-<service>, <service-uuid>)`` of a group named by group_name (the UUID dashed
+    or not), else None: what a group says of its service when the service is not known yet."""
+    for size in (36, 32):  # a dashed UUID's last 32 characters hold dashes: one size fits
+        uuid = name[-size:]
+        if len(name) > size + 1 and name[-size - 1] == "-" and is_uuid(uuid):
+            return name[: -size - 1], uuid
+    return None
+
+
 def split_group(name: str, cluster: str, service: str) -> str | None:
     """The service UUID if ``name`` is a group of this cluster and service, else None."""
-    prefix = group_prefix(cluster, service)
-    if name.startswith(prefix) and is_uuid(name[len(prefix) :]):
-        return name[len(prefix) :]
+    parts = split_service(name)
+    if parts and f"{parts[0]}-" == group_prefix(cluster, service):
+        return parts[1]
     return None
 
 

@@ -11,9 +11,11 @@ import warnings
 from dataclasses import dataclass
 
 from . import limits
+from .errors import OptionError
 from .formats import TemplateError, parse_tag
 from .multiline import datetime_regex
 from .names import InvalidName, check_group, check_stream, group_name, is_uuid
+from .units import parse_bytes
 
 # Options the daemon itself acts on for every driver (moby handles only these two); accepted
 # and left to it.
@@ -45,10 +47,6 @@ ALIASES = {
 FORMATS = ("raw", "json")
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}  # strconv.ParseBool, as Docker's drivers use
 _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
-
-
-class OptionError(ValueError):
-    """A log-opt that memberlog cannot accept; the text names the option."""
 
 
 @dataclass(frozen=True)
@@ -88,12 +86,13 @@ def _number(name: str, text: str, low: float, high: float) -> float:
 
 
 def _size(name: str, text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20}
-    scale = units.get(text[-1:].lower(), 1)
-    digits = text[:-1] if scale > 1 else text
-    if not (digits.isascii() and digits.isdigit()):
+    """An event size (``262144``, ``256k``): whole bytes, as the limit it sets is exact."""
+    try:
+        value: int | None = parse_bytes(text)
+    except ValueError:
+        value = None
+    if value is None or "." in text:
         raise OptionError(f"log-opt {name}={text!r}: expected bytes, e.g. 262144 or 256k")
-    value = int(digits) * scale
     if not limits.MIN_MESSAGE_BYTES <= value <= limits.MAX_MESSAGE_BYTES:
         raise OptionError(
             f"log-opt {name}={text!r}: must be between {limits.MIN_MESSAGE_BYTES} and "
@@ -102,17 +101,13 @@ def _size(name: str, text: str) -> int:
     return value
 
 
-_RAM_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_RAM = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?", re.IGNORECASE)
-
-
 def _ram_bytes(name: str, text: str) -> int:
     """A size as Docker's ``units.RAMInBytes`` reads it (``20m``, ``1g``, ``512KiB``: powers of
     1024), and more than 0, as its local driver wants for max-size."""
-    m = _RAM.fullmatch(text.strip())
-    if not m:
-        raise OptionError(f"log-opt {name}={text!r}: expected a size such as 20m or 1g")
-    value = int(float(m.group(1)) * _RAM_UNITS[m.group(2).lower()])
+    try:
+        value = parse_bytes(text)
+    except ValueError:
+        raise OptionError(f"log-opt {name}={text!r}: expected a size such as 20m or 1g") from None
     if value <= 0:
         raise OptionError(f"log-opt {name}={text!r}: must be more than 0 bytes")
     return value

@@ -196,8 +196,8 @@ _installed: list[logging.Handler] = []
 
 
 def logs_client(region: str | None = None, endpoint: str | None = None) -> object:
-    """A boto3 CloudWatch Logs client for the self log: boto3's usual chain for credentials,
-    region (AWS_REGION too) and endpoint (AWS_ENDPOINT_URL[_LOGS]), short timeouts."""
+    """A CloudWatch Logs client for the self log (driver/aws.py's): the usual chain for
+    credentials, region (AWS_REGION too) and endpoint (AWS_ENDPOINT_URL[_LOGS]), short timeouts."""
     from botocore.config import Config
 
     from . import aws

@@ -4,15 +4,13 @@ legacy plugin), read once at start. A bad value stops the driver with one line n
 from __future__ import annotations
 
 import os
-import re
 import socket
 from dataclasses import dataclass, field
 
 from .limits import DEFAULT_FSYNC_INTERVAL_S, DEFAULT_KEEP_MAX_BYTES, DEFAULT_SPOOL_MAX_BYTES
+from .units import parse_bytes
 
 SPOOL_POLICIES = ("drop-oldest", "block")
-_SIZE = re.compile(r"(\d+)\s*([kmgt]?)(i?b?)", re.IGNORECASE)
-_UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
 
 
 class SettingError(ValueError):
@@ -36,11 +34,13 @@ class Settings:
 
 def parse_size(name: str, text: str, allow_zero: bool = False) -> int:
     """``1073741824``, ``50MB``, ``1GiB``, ``512k``: MB and MiB alike are powers of 1024, as
-    Docker's own size options are."""
-    m = _SIZE.fullmatch(text.strip())
-    if not m or (m.group(3) and m.group(3).lower() not in ("b", "ib")):
-        raise SettingError(f"{name}={text!r}: expected a size such as 1073741824, 50MB or 1GiB")
-    value = int(m.group(1)) << (10 * _UNITS[m.group(2).lower()])
+    Docker's own size options are (driver/units.py)."""
+    try:
+        value = parse_bytes(text)
+    except ValueError:
+        raise SettingError(
+            f"{name}={text!r}: expected a size such as 1073741824, 50MB or 1GiB"
+        ) from None
     if value == 0 and allow_zero:
         return 0
     if value < 1 << 20:

@@ -1,5 +1,6 @@
 """CloudWatch Logs names: the rules CloudWatch enforces, the service group name, the
-``SERVICE_MEMBER=<name>`` startup line, and splitting a group name back into its service UUID."""
+``SERVICE_MEMBER=<name>`` startup line, and splitting a group name back into its service UUID
+(the driver and the CLI's ``services`` and ``logs`` read group names with the same rule)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from memberlog.driver.names import (
     is_uuid,
     parse_member_marker,
     split_group,
+    split_service,
 )
 
 UUID = "3f2b8c1e-9a4d-4e6f-8b7a-1c2d3e4f5a6b"
@@ -106,6 +108,37 @@ def test_split_group(name, cluster, service, uuid):
 def test_split_group_inverts_group_name():
     for uuid in (UUID, UUID.upper(), UUID.replace("-", "")):
         assert split_group(group_name("c", "s", uuid), "c", "s") == uuid
+
+
+@pytest.mark.parametrize(
+    ("name", "parts"),
+    [
+        (f"prod-pg-{UUID}", ("prod-pg", UUID)),
+        (f"prod-pg-{UUID.replace('-', '')}", ("prod-pg", UUID.replace("-", ""))),
+        (f"eu-prod-my-pg-{UUID.upper()}", ("eu-prod-my-pg", UUID.upper())),
+        (f"x-{UUID}", ("x", UUID)),
+        (f"-{UUID}", None),  # nothing names the service
+        (UUID, None),
+        (f"prod-pg{UUID}", None),  # no dash before the UUID
+        (f"prod-pg-{UUID}-old", None),
+        (f"prod-pg-{UUID[:-1]}", None),
+        (f"prod-pg-{UUID[1:]}", None),  # 35 characters: neither form
+        ("prod-not-a-service", None),
+        ("", None),
+    ],
+)
+def test_split_service(name, parts):
+    assert split_service(name) == parts
+
+
+def test_split_group_is_split_service_for_one_service():
+    names = [f"{c}-{s}-{u}" for c in ("a", "a-b") for s in ("s", "b-s", "s-x")
+             for u in (UUID, UUID.replace("-", ""), UUID[:-1], "x" + UUID)]  # fmt: skip
+    for name in names:
+        for cluster, service in (("a", "s"), ("a", "b-s"), ("a-b", "s"), ("a", "s-x")):
+            parts = split_service(name)
+            want = parts[1] if parts and parts[0] == f"{cluster}-{service}" else None
+            assert split_group(name, cluster, service) == want, (name, cluster, service)
 
 
 @pytest.mark.parametrize(
