@@ -18,7 +18,8 @@ import time
 from collections import OrderedDict
 
 from . import options, state
-from .cloudwatch import ApiError, Apis
+from .aws import AwsError
+from .cloudwatch import Apis
 from .files import REAL, Files
 from .formats import JsonFormatter, json_fields
 from .handover import SOCKET_NAME, HandoverServer
@@ -164,7 +165,7 @@ class Driver:
             raise DriverError(f"memberlog: {e}") from None
         try:
             self.shipping.apis.get(cfg.region, cfg.endpoint)  # fail now, not in a worker
-        except ApiError as e:
+        except AwsError as e:
             if e.kind == "config":
                 raise DriverError(
                     "memberlog: no AWS region: set log-opt region, or AWS_REGION in the plugin's "
@@ -229,7 +230,7 @@ class Driver:
             found = self.shipping.apis.get(cfg.region, cfg.endpoint, quick=True).group_exists(
                 cfg.group
             )
-        except ApiError as e:
+        except AwsError as e:
             log.warning("cannot check that log group %s exists: %s", cfg.group, e)
             return True
         if found:

@@ -59,15 +59,6 @@ log = logging.getLogger(__name__)
 MEMBER_METHODS = ("opt", "env", "file", "line", "unresolved")
 ERROR_CLASSES = ("throttle", "network", "server", "auth", "not_found", "client", "other")
 REJECT_REASONS = ("too_old", "too_new", "expired", "invalid")
-_THROTTLE_CODES = frozenset(
-    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
-)  # fmt: skip
-_AUTH_CODES = frozenset(
-    {"AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-     "ExpiredTokenException", "ExpiredToken", "InvalidClientTokenId", "IncompleteSignature",
-     "MissingAuthenticationToken"}
-)  # fmt: skip
-
 
 OTHER = "(other)"  # group and stream of the series shared by streams past METRICS_MAX_STREAMS
 

@@ -33,9 +33,10 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from . import markers, memory
+from .aws import AwsError
 from .batch import Event, take_batch, take_merged
 from .clock import SYSTEM, Clock
-from .cloudwatch import ENDPOINT_KINDS, ApiError, Apis, LogsApi
+from .cloudwatch import ENDPOINT_KINDS, Apis, LogsApi
 from .framing import POSITION_BITS, STDOUT
 from .limits import (
     BATCH_RESERVE_BYTES,
@@ -60,9 +61,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 events_log = logging.getLogger(EVENTS_LOGGER)  # what operators must see, also in SELF_LOG_GROUP
-# ApiError kinds -> the metrics' error classes
+# AwsError kinds -> the metrics' error classes
 METRIC_CLASS = {"missing": "not_found", "missing-group": "not_found", "invalid": "client",
-                "invalid-systematic": "client", "config": "other"}  # fmt: skip
+                "invalid-systematic": "client", "quota": "client", "config": "other"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -219,14 +220,14 @@ class Stream(Task):
         if self._api is None:
             try:
                 self._api = self.ship.apis.get(self.dest.region, self.dest.endpoint)
-            except ApiError as f:
+            except AwsError as f:
                 return self._retry(f)
         wait = self._health.gate(self, now)
         if wait is not None:
             return wait
         try:
             shipped, partial_left = self._ship_some(list(self.sources), now)
-        except ApiError as f:
+        except AwsError as f:
             return self._retry(f)
         except MemoryFull:
             return now + SHIP_MEMORY_WAIT_S  # or sooner: woken when memory is freed
@@ -348,7 +349,7 @@ class Stream(Task):
                 s.end()
 
     def _committed(self, sources: list[Source], done: _InFlight) -> None:
-        """Wait for a batch's put (raising its ApiError), then commit each journal's part;
+        """Wait for a batch's put (raising its AwsError), then commit each journal's part;
         the batch's bytes go back to the budget either way."""
         try:
             done.put.result()
@@ -377,7 +378,7 @@ class Stream(Task):
         on their own and put a marker in the place of each."""
         try:
             self._put(api, batch)
-        except ApiError as f:
+        except AwsError as f:
             if f.kind != "invalid":
                 raise
             refused = self._isolate(api, batch, f)
@@ -390,12 +391,12 @@ class Stream(Task):
             return
         self._refused_run = 0
 
-    def _isolate(self, api: LogsApi, batch: list[Event], first: ApiError) -> list[Event]:
+    def _isolate(self, api: LogsApi, batch: list[Event], first: AwsError) -> list[Event]:
         """``batch`` was refused as a whole: put it in halves, depth first and in order (equal
         timestamps keep their order in the stream), until the single events CloudWatch refuses
         are found, and put a marker in the place of each. Returns the refused events.
 
-        Raises ApiError("invalid-systematic"), dropping nothing, when the refusal is no event's
+        Raises AwsError("invalid-systematic"), dropping nothing, when the refusal is no event's
         fault: INVALID_SYSTEMATIC events refused one by one (in this batch or the ones before)
         while none was accepted, or the marker refused as well (a plain line). Until an event
         of the batch is accepted that is not known, so markers wait until the end."""
@@ -406,7 +407,7 @@ class Stream(Task):
         def put_markers(marks: list[Event]) -> None:
             try:
                 self._put(api, marks)
-            except ApiError as f:
+            except AwsError as f:
                 if f.kind == "invalid":
                     raise self._systematic(first) from None
                 raise
@@ -428,7 +429,7 @@ class Stream(Task):
             for half in (part[:mid], part[mid:]):
                 try:
                     self._put(api, half)
-                except ApiError as f:
+                except AwsError as f:
                     if f.kind != "invalid":
                         raise
                     split(half)
@@ -441,9 +442,9 @@ class Stream(Task):
         self._refused_run = 0 if accepted else self._refused_run + len(refused)
         return refused
 
-    def _systematic(self, first: ApiError) -> ApiError:
+    def _systematic(self, first: AwsError) -> AwsError:
         self._refused_run = 0
-        return ApiError(
+        return AwsError(
             "invalid-systematic", first.code,
             f"CloudWatch refuses this stream's events whatever they hold ({first}); nothing "
             "was dropped",
@@ -457,7 +458,7 @@ class Stream(Task):
         self.metrics.put()
         try:
             resp = api.put_log_events(self.dest.group, self.dest.stream, batch)
-        except ApiError as f:
+        except AwsError as f:
             if f.kind != "missing":
                 raise
             self._ready = False  # deleted under us: create it and try once more
@@ -499,11 +500,11 @@ class Stream(Task):
         """Create the stream, and the group when allowed; "already exists" is success."""
         try:
             api.create_log_stream(self.dest.group, self.dest.stream)
-        except ApiError as f:
+        except AwsError as f:
             if f.kind != "missing":
                 raise
             if not self.create_group:
-                raise ApiError(
+                raise AwsError(
                     "missing-group", "ResourceNotFoundException",
                     f"log group {self.dest.group} does not exist and log-opt create-group=false",
                 ) from None  # fmt: skip
@@ -512,7 +513,7 @@ class Stream(Task):
             api.create_log_stream(self.dest.group, self.dest.stream)
         self._ready = True
 
-    def _retry(self, f: ApiError) -> float:
+    def _retry(self, f: AwsError) -> float:
         """When to try again after ``f``; says so in the log, once a minute per kind of fault."""
         now = self._clock.monotonic()
         self.metrics.retry(METRIC_CLASS.get(f.kind, f.kind))

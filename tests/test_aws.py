@@ -24,7 +24,8 @@ from botocore.exceptions import (
 )
 
 from memberlog.cli import aws as cli_aws
-from memberlog.driver import aws, ship
+from memberlog.driver import aws
+from memberlog.driver.cloudwatch import Boto3Logs
 from memberlog.driver.limits import AWS_ENDPOINT_SERVICES
 
 from cwlogs import free_port
@@ -172,11 +173,23 @@ def test_every_code_has_one_kind():
     assert set(aws.CODES) | {"network", "other"} == set(aws.KINDS)
 
 
-@pytest.mark.xfail(strict=True, reason="ship.py keeps its own table until the lead swaps in "
-                   "aws.classify (issue 24); then drop this mark")  # fmt: skip
-def test_the_driver_ships_by_the_same_table():
-    for (code, status), kind in EXPECTED.items():
-        assert ship.classify(client_error(code, status)).kind == kind, code
+@pytest.mark.parametrize(("code", "status"), [("ThrottlingException", 400),
+                                               ("LimitExceededException", 400),
+                                               ("InvalidParameterException", 400),
+                                               ("NewThing", 502)])  # fmt: skip
+def test_the_driver_classifies_by_the_same_table(cw, code, status):
+    """The driver's CloudWatch API (what shipping calls) raises the shared table's kind for an
+    error answered over HTTP."""
+    api = Boto3Logs("us-east-1", cw.url)
+    cw.set_faults(error={"code": code, "status": status, "ratio": 1.0})
+    try:
+        api.create_log_group("/g")
+        api.create_log_stream("/g", "s")
+        with pytest.raises(aws.AwsError) as raised:
+            api.put_log_events("/g", "s", [(int(time.time() * 1000), b"x", 0, ord("o"))])
+    finally:
+        cw.set_faults()
+    assert (raised.value.code, raised.value.kind) == (code, EXPECTED[code, status])
 
 
 # --- the CLI retries by the same table, on real HTTP answers ------------------------------------

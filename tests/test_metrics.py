@@ -22,7 +22,7 @@ from botocore.exceptions import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from memberlog.driver import metrics as metrics_module
-from memberlog.driver.cloudwatch import classify
+from memberlog.driver.aws import classify
 from memberlog.driver.limits import (
     METRICS_CLIENT_TIMEOUT_S,
     METRICS_MAX_CONNECTIONS,
@@ -489,6 +489,7 @@ def client_error(code, status=400):
         (client_error("ExpiredTokenException", 400), "auth"),
         (client_error("ResourceNotFoundException", 400), "missing"),
         (client_error("InvalidParameterException", 400), "invalid"),
+        (client_error("LimitExceededException", 400), "quota"),
         (EndpointConnectionError(endpoint_url="http://x"), "network"),
         (ReadTimeoutError(endpoint_url="http://x"), "network"),
         (NoCredentialsError(), "auth"),
