@@ -1,29 +1,37 @@
-"""The log driver's state: which containers are logging, their journals, and their streams.
+"""The log driver: which containers are logging, their journals, and their streams.
 
 The HTTP layer calls ``start``/``stop``; they only touch local things (the FIFO, the journal,
 small files), never the network. Data flows one way: the reader moves FIFO bytes into journals,
-sources decode them and resolve the member, streams batch and ship. Several containers of one
-member on this host feed one stream.
+containers decode them and find their member, streams batch and ship. Several containers of one
+member on this host feed one stream. A container's life is container.py's; this module makes
+containers, gives them streams, and serves what the daemon and the hand-over ask.
+
+Everything the driver depends on can be given to it: the CloudWatch API (``apis``), the file
+layer (``files``), the clock, the put executor, and ``workers=0`` for no threads at all, in
+which case the caller runs ``reader.poll_once`` and ``scheduler.run_due`` itself. In-process
+tests drive the real driver that way, with faults injected at each of those seams.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import hashlib
 import logging
 import os
 import stat
 import threading
-import time
 from collections import OrderedDict
 
 from . import options, state
 from .aws import AwsError
+from .clock import SYSTEM, Clock
 from .cloudwatch import Apis
+from .container import Container, Registry, State
 from .files import REAL, Files
 from .formats import JsonFormatter, json_fields
 from .handover import SOCKET_NAME, HandoverServer
-from .journal import JournalVersionError
+from .journal import Journal, JournalVersionError
 from .limits import (
     GROUPS_SEEN_MAX,
     JOURNAL_ORPHAN_GRACE_S,
@@ -41,7 +49,6 @@ from .readlogs import LogReader
 from .scheduler import Scheduler, Task, start_thread
 from .selflog import event
 from .settings import Settings
-from .source import Source
 from .spool import Spool
 from .stream import Destination, Shipping, Stream
 
@@ -71,25 +78,20 @@ class _Housekeeping(Task):
         self.gone: dict[Destination, float] = {}  # a stream without containers, since
 
     def run(self) -> float | None:
-        now = time.monotonic()
         d = self.driver
+        now = d.clock.monotonic()
+        for c in d.containers.all():
+            if c.orphan_expired(now):
+                log.warning("%s: no FIFO was handed over; it counts as stopped", c.name)
         with d._lock:
-            orphans = [(f, s) for f, s in d._running.items() if s.orphan_until is not None]
-            expired = [(f, s) for f, s in orphans if s.orphan_until <= now]
-            for fifo, _ in expired:
-                del d._running[fifo]
-            for dest in [k for k, t in self.gone.items() if k in d._streams]:
+            for dest in [k for k in self.gone if k in d._streams]:
                 del self.gone[dest]  # back in use
             old = [k for k, t in self.gone.items() if t + STREAM_METRICS_KEEP_S <= now]
             for dest in old:
                 del self.gone[dest]
         for dest in old:
             METRICS.remove_stream(dest.group, dest.stream)
-        for _, source in expired:
-            source.orphan_until = None
-            log.warning("%s: no FIFO was handed over; it counts as stopped", source.name)
-            d._stopped(source)
-        left = [s.orphan_until for f, s in orphans if (f, s) not in expired]
+        left = [c.orphan_until for c in d.containers.all() if c.orphan_until is not None]
         left += [t + STREAM_METRICS_KEEP_S for t in self.gone.values()]
         return min(left) if left else None
 
@@ -100,14 +102,15 @@ class _Syncer(Task):
 
     name = "fsync"
 
-    def __init__(self, spool: Spool, interval: float) -> None:
+    def __init__(self, spool: Spool, interval: float, clock: Clock) -> None:
         super().__init__()
         self.spool = spool
+        self.clock = clock
         self.every = min(interval, LEDGER_RETRY_S) if interval > 0 else LEDGER_RETRY_S
 
     def run(self) -> float | None:
         self.spool.sync()
-        return time.monotonic() + self.every
+        return self.clock.monotonic() + self.every
 
 
 class Driver:
@@ -119,42 +122,82 @@ class Driver:
         settings: Settings | None = None,
         apis: Apis | None = None,
         files: Files | None = None,
+        clock: Clock = SYSTEM,
+        workers: int = SHIP_WORKERS,
+        puts: concurrent.futures.Executor | None = None,
     ) -> None:
         settings = settings or Settings()
         self.state_dir = state_dir
         self.host = settings.host_name
+        self.clock = clock
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         self.spool = Spool(
             os.path.join(state_dir, "journal"), settings.spool_max_bytes, settings.spool_full,
             settings.keep_max_bytes, files=files or REAL, sync_interval=settings.fsync_interval,
         )  # fmt: skip
-        self.reader = Reader(self.spool)
-        self.logs = LogReader(self.spool)
-        self.scheduler = Scheduler(SHIP_WORKERS)
+        self.containers = Registry()
+        self.reader = Reader(self.spool, clock)
+        self.logs = LogReader(self.containers)
+        self.scheduler = Scheduler(workers, clock)
         self.shipping = Shipping(
             apis=apis or Apis(), wake=self.scheduler.wake, on_commit=self.spool.shipped,
-            on_drained=self._drained,
+            clock=clock, puts=puts,
         )  # fmt: skip
         # create-group=false: groups seen to exist (bounded: checked again once forgotten)
         self._groups_seen: OrderedDict[tuple[str | None, str | None, str], None] = OrderedDict()
-        self._running: dict[str, Source] = {}  # FIFO path -> its container, while it runs
         self._streams: dict[Destination, Stream] = {}
-        self._lock = threading.Lock()  # guards _running, _streams and each stream's sources
-        self._reader_thread = None
+        self._lock = threading.Lock()  # guards _streams and each stream's containers
         self._chores = _Housekeeping(self)
-        self._syncer = _Syncer(self.spool, settings.fsync_interval)
+        self._syncer = _Syncer(self.spool, settings.fsync_interval, clock)
+        self.scheduler.wake(self._syncer)
 
     def serve(self) -> None:
         """Start reading FIFOs (after ``resume`` has registered the known ones), and take the
         FIFOs a plugin upgrade hands over."""
-        self._reader_thread = start_thread("reader", self.reader.run)
-        self.scheduler.wake(self._syncer)
+        start_thread("reader", self.reader.run)
         try:
             HandoverServer(self.state_dir, self._handed_over)
         except OSError as e:
             log.error("cannot serve %s for plugin upgrades: %s", SOCKET_NAME, e)
 
-    # --- HTTP: StartLogging / StopLogging ------------------------------------------------------
+    # --- Host: what containers ask of the driver ------------------------------------------------
+    def wake(self, task: Task, at: float | None = None) -> None:
+        self.scheduler.wake(task, at)
+
+    def member_found(self, c: Container, member: str | None, method: str) -> None:
+        METRICS.member_resolved(method)
+        self._attach(c, member)
+
+    def stopped(self, c: Container) -> None:
+        """No more lines will come: the resume record goes, what is journaled ships now."""
+        state.drop_fifo(c.journal.path)
+        stream = c.stream
+        if stream is not None:
+            stream.request_flush()
+        else:
+            self.scheduler.wake(c)
+
+    def drained(self, c: Container) -> None:
+        """A stopped container's journal has shipped: it stays for `docker logs` only (or goes,
+        if it keeps nothing); an empty stream goes."""
+        stream = c.stream
+        gone = False
+        if stream is not None:
+            with self._lock:
+                if c in stream.containers:
+                    stream.containers.remove(c)
+                gone = not stream.containers and self._streams.get(stream.dest) is stream
+                if gone:
+                    del self._streams[stream.dest]
+                    self._chores.gone[stream.dest] = self.clock.monotonic()
+        if gone and stream is not None:
+            stream.close()
+            self.scheduler.wake(self._chores, self.clock.monotonic() + STREAM_METRICS_KEEP_S)
+        self.spool.retire(c.journal)
+        if c.journal.removed:
+            self.containers.forget(c)
+
+    # --- HTTP: StartLogging / StopLogging -------------------------------------------------------
     def start(self, fifo: str, info: dict) -> None:
         """StartLogging: check the options, journal the FIFO from now on."""
         try:
@@ -182,19 +225,17 @@ class Driver:
             raise DriverError(f"memberlog: cannot open log FIFO {fifo}: {e.strerror}") from None
         if not stat.S_ISFIFO(mode):
             raise DriverError(f"memberlog: {fifo} is not a FIFO")
-        with self._lock:
-            if fifo in self._running:
-                raise DriverError(f"memberlog: already logging {fifo}")
+        known = self.containers.get(fifo)
+        if known is not None and not known.stopped:
+            raise DriverError(f"memberlog: already logging {fifo}")
         rec = state.record_of(info)
         rec.stream = member
         rec.fields = fields
-        rec.started = time.time()
+        rec.started = self.clock.time()
         journal = None
         for attempt in (1, 2):
             try:
-                journal = self.spool.open(
-                    journal_key(fifo), rec.container_id, cfg.keep_bytes, rec.started
-                )
+                journal = self.spool.open(journal_key(fifo), cfg.keep_bytes)
                 state.save(journal.path, rec)
                 state.save_fifo(journal.path, fifo)
                 fd = open_fifo(fifo)
@@ -209,14 +250,12 @@ class Driver:
                 raise DriverError(
                     f"memberlog: cannot journal {fifo} in {self.state_dir}: {e}"
                 ) from None
-        source = self._source(journal, rec, cfg)
-        journal.live = True
-        with self._lock:
-            self._running[fifo] = source
+        c = self._container(fifo, journal, rec, cfg)
         if member is not None:
             METRICS.member_resolved("opt" if cfg.member else "env")
-        self._place(source, cfg)
-        self.reader.add(source, fd)
+        self._place(c)
+        self.reader.add(c, fd)
+        c.opened()
 
     def _group_exists(self, cfg: DriverConfig) -> bool:
         """False only when CloudWatch says the group is not there. Bounded (a few seconds): an
@@ -241,104 +280,72 @@ class Driver:
         return found
 
     def stop(self, fifo: str) -> None:
-        """StopLogging: journal what the pipe still holds; shipping follows on its own."""
-        with self._lock:
-            source = self._running.get(fifo)
-            if source is not None and source.orphan_until is not None:
-                # After an upgrade, before the handover: its FIFO may still hold lines. The
-                # handover brings it; it is read to its end then.
-                source.stop_pending = True
-                return
-            self._running.pop(fifo, None)
-        if source is None:
-            return  # unknown or already stopped: the daemon only wants it gone
-        self.reader.remove(source)
-        self._stopped(source)
+        """StopLogging: journal what the pipe still holds; shipping follows on its own. While
+        the container waits for a hand-over its FIFO may still hold lines: the hand-over brings
+        it, and it is read to its end then."""
+        c = self.containers.get(fifo)
+        if c is None or not c.stop_requested():
+            return  # unknown, stopped already, or waiting for a hand-over
+        if self.reader.remove(c):
+            c.stop()
+        # else its last bytes wait in the FIFO for the disk: the reader's end of file stops it
 
     def _handed_over(self, name: str, fd: int) -> bool:
-        """A FIFO from plugin/upgrade.sh (handover.py): resume the journal whose FIFO has that
-        name. False if none has."""
-        with self._lock:
-            found = [(f, s) for f, s in self._running.items() if os.path.basename(f) == name]
-        if not found:
+        """A FIFO from plugin/upgrade.sh (handover.py): resume the container whose FIFO has
+        that name. False if none has."""
+        c = self.containers.by_fifo_name(name)
+        if c is None:
             return False
-        fifo, source = found[0]
-        if source.orphan_until is None:
-            os.close(fd)  # it was reopened by path: this is a second read end
+        if not c.hand_over():
+            os.close(fd)  # reopened by path (a second read end), or its grace is over
             return True
-        source.orphan_until = None
         widen_pipe(fd)
-        self.reader.add(source, fd)
-        log.info("%s: its FIFO was handed over; logging resumes", source.name)
-        if source.stop_pending:  # StopLogging came meanwhile: read it to the end
-            with self._lock:
-                self._running.pop(fifo, None)
-            self.reader.remove(source)
-            self._stopped(source)
+        self.reader.add(c, fd)
+        log.info("%s: its FIFO was handed over; logging resumes", c.name)
+        if c.stop_pending and self.reader.remove(c):  # StopLogging came meanwhile
+            c.stop()
         return True
 
-    def _stopped(self, source: Source) -> None:
-        """No more lines will come: the resume record goes, what is journaled ships now."""
-        state.drop_fifo(source.journal.path)
-        source.stopped = True
-        source.journal.live = False
-        stream = source.stream
-        if stream is not None:
-            stream.request_flush()
-        else:
-            self.scheduler.wake(source)
+    # --- containers and streams -----------------------------------------------------------------
+    def _container(
+        self, fifo: str, journal: Journal, rec: state.Record, cfg: DriverConfig
+    ) -> Container:
+        c = Container(fifo, journal, rec, cfg, self.state_dir, self, self.clock)
+        try:
+            self.containers.add(c)
+        except KeyError:
+            raise DriverError(f"memberlog: already logging {fifo}") from None
+        return c
 
-    def _on_eof(self, source: Source) -> None:
-        """The daemon closed the FIFO without StopLogging (it restarted, say)."""
-        with self._lock:
-            for fifo, s in list(self._running.items()):
-                if s is source:
-                    del self._running[fifo]
-        self._stopped(source)
-
-    # --- sources and streams -----------------------------------------------------------------
-    def _source(self, journal: object, rec: state.Record, cfg: DriverConfig) -> Source:
-        return Source(
-            journal,
-            rec,
-            cfg,
-            self.state_dir,
-            self._attach,
-            self.scheduler.wake,
-            self._on_eof,
-            lambda source: self.spool.retire(source.journal),
-        )  # type: ignore[arg-type]
-
-    def _place(self, source: Source, cfg: DriverConfig) -> None:
+    def _place(self, c: Container) -> None:
         """Attach to the known member's stream, or start looking for the member."""
-        member = source.record.stream
+        member = c.record.stream
         if member is None:
-            member = source.member_from_file()
+            member = c.member_from_file()
             if member is not None:
                 METRICS.member_resolved("file")
         if member is not None:
-            self._attach(source, member, None)
+            self._attach(c, member)
         else:
-            self.scheduler.wake(source)
+            self.scheduler.wake(c)
 
-    def _attach(self, source: Source, member: str | None, method: str | None = None) -> None:
-        """The member is known (None: never named): feed that stream from now on. ``method``:
-        how it was found, when it was found just now (the metrics count it)."""
-        cfg = source.cfg
-        if method is not None:
-            METRICS.member_resolved(method)
+    def _attach(self, c: Container, member: str | None) -> None:
+        """The member is known (None: never named): feed that stream from now on."""
+        cfg = c.cfg
         if member is None:
-            member = unresolved_stream(source.container_id, self.host)
+            member = unresolved_stream(c.container_id, self.host)
             event(log, logging.WARNING,
                   f"no service member named within {cfg.member_wait:g}s: the container's log "
                   "goes to an unresolved stream", group=cfg.group, stream=member,
-                  container=source.container_id[:12])  # fmt: skip
-        if source.record.stream != member:
-            source.record.stream = member
+                  container=c.container_id[:12])  # fmt: skip
+        if c.record.stream != member:
+            c.record.stream = member
             try:
-                state.save(source.journal.path, source.record)
+                state.save(c.journal.path, c.record)
             except OSError as e:  # a restart would look for the member again: not fatal
-                log.error("%s: recording its member: %s", source.name, e)
+                log.error("%s: recording its member: %s", c.name, e)
+        if cfg.format == "json":
+            c.formatter = self._formatter(c, member)
         dest = Destination(cfg.group, member, cfg.region, cfg.endpoint)
         with self._lock:
             stream = self._streams.get(dest)
@@ -349,39 +356,22 @@ class Driver:
                 )  # fmt: skip
                 self._streams[dest] = stream
             stream.flush_interval = min(stream.flush_interval, cfg.flush_interval)
-            stream.sources.append(source)
-            source.stream = stream
-        if cfg.format == "json":
-            source.formatter = self._formatter(source, member)
-        if source.stopped:
+            stream.containers.append(c)
+            c.stream = stream
+        if c.stopped:
             stream.request_flush()
-        elif source.journal.backlog or source.journal.gap:
+        elif c.journal.backlog or c.journal.gap:
             stream.notify()
 
-    def _formatter(self, source: Source, member: str) -> JsonFormatter | None:
-        fields = source.record.fields or json_fields(source.record.info, source.cfg, self.host)
+    def _formatter(self, c: Container, member: str) -> JsonFormatter | None:
+        fields = c.record.fields or json_fields(c.record.info, c.cfg, self.host)
         try:
-            return JsonFormatter(fields, member, source.cfg.max_event_size)
+            return JsonFormatter(fields, member, c.cfg.max_event_size)
         except options.OptionError as e:  # the member's name made the fixed fields too long
-            log.error("%s: %s; its lines ship as they are", source.name, e)
+            log.error("%s: %s; its lines ship as they are", c.name, e)
             return None
 
-    def _drained(self, stream: Stream, source: object) -> None:
-        """A stopped container's journal has shipped: it stays for `docker logs` only (or
-        goes, if it keeps nothing); an empty stream goes."""
-        with self._lock:
-            if source in stream.sources:
-                stream.sources.remove(source)
-            gone = not stream.sources and self._streams.get(stream.dest) is stream
-            if gone:
-                del self._streams[stream.dest]
-                self._chores.gone[stream.dest] = time.monotonic()
-        if gone:
-            stream.close()
-            self.scheduler.wake(self._chores, time.monotonic() + STREAM_METRICS_KEEP_S)
-        self.spool.retire(source.journal)  # type: ignore[attr-defined]
-
-    # --- restart -------------------------------------------------------------------------------
+    # --- restart --------------------------------------------------------------------------------
     def resume(self) -> int:
         """After a restart: reopen the FIFOs the daemon still has, and ship every journal left,
         also of containers that have stopped meanwhile. One journal's trouble is that
@@ -429,7 +419,7 @@ class Driver:
             log.error("journal %s left as it is: its log-opts are not this driver's: %s", key, e)
             return 0
         try:
-            journal = self.spool.open(key, rec.container_id, cfg.keep_bytes, rec.started)
+            journal = self.spool.open(key, cfg.keep_bytes)
         except JournalVersionError as e:
             log.error("journal %s left as it is: %s", key, e)
             return 0
@@ -441,44 +431,39 @@ class Driver:
                   f"journal {key} was damaged: " + "; ".join(journal.recovery.problems),
                   container=rec.container_id[:12], group=cfg.group)  # fmt: skip
         fifo = state.load_fifo(path)
-        if fifo is None and not journal.backlog and journal.gap is None:
-            journal.trim(journal.keep)
-            self.spool.retire(journal)  # shipped before the restart: for `docker logs`
+        c = self._container(fifo or path, journal, rec, cfg)
+        if fifo is None:
+            c.stop()
+            if not journal.backlog and journal.gap is None:
+                journal.trim(journal.keep)
+                c.drain_done()  # shipped before the restart: kept for `docker logs`
+            else:
+                self._place(c)
             return 0
-        source = self._source(journal, rec, cfg)
-        journal.live = fifo is not None
         fd = None
-        if fifo is not None:
-            try:
-                if stat.S_ISFIFO(os.stat(fifo).st_mode):
-                    fd = open_fifo(fifo)
-            except OSError as e:
-                event(log, logging.WARNING,
-                      f"cannot reopen its FIFO {fifo} ({e.strerror}): shipping what is "
-                      f"journaled; a plugin upgrade may hand it over within "
-                      f"{JOURNAL_ORPHAN_GRACE_S:g}s", container=source.container_id[:12],
-                      group=cfg.group, stream=rec.stream)  # fmt: skip
-        self._place(source, cfg)
+        try:
+            if stat.S_ISFIFO(os.stat(fifo).st_mode):
+                fd = open_fifo(fifo)
+        except OSError as e:
+            event(log, logging.WARNING,
+                  f"cannot reopen its FIFO {fifo} ({e.strerror}): shipping what is journaled; "
+                  f"a plugin upgrade may hand it over within {JOURNAL_ORPHAN_GRACE_S:g}s",
+                  container=c.container_id[:12], group=cfg.group, stream=rec.stream)  # fmt: skip
+        self._place(c)
         if fd is not None:
-            with self._lock:
-                self._running[fifo] = source
-            self.reader.add(source, fd)
+            self.reader.add(c, fd)
+            c.opened()
             return 1
-        if fifo is not None:  # orphaned: wait for a handover, for a while
-            source.orphan_until = time.monotonic() + JOURNAL_ORPHAN_GRACE_S
-            with self._lock:
-                self._running[fifo] = source
-            self.scheduler.wake(self._chores, source.orphan_until)
-        else:
-            self._stopped(source)
+        self.scheduler.wake(self._chores, c.orphaned(JOURNAL_ORPHAN_GRACE_S))
         return 0
 
-    # --- shutdown ------------------------------------------------------------------------------
+    # --- shutdown -------------------------------------------------------------------------------
     def close(self, grace: float = SHUTDOWN_GRACE_S) -> None:
         """SIGTERM: everything read is journaled already. Stop reading, let puts in flight
         finish and commit (bounded), and leave the rest to the next start."""
-        t0 = time.monotonic()
+        t0 = self.clock.monotonic()
         self.reader.stop()
         self.scheduler.stop(grace)
         log.info("stopped in %.2fs; %d containers resume at the next start",
-                 time.monotonic() - t0, len(self._running))  # fmt: skip
+                 self.clock.monotonic() - t0,
+                 self.containers.count(State.RUNNING, State.ORPHANED))  # fmt: skip

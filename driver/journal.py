@@ -177,10 +177,7 @@ class Journal:
         self._check_commit()
         # segment base -> the last commit before it: a frame boundary to walk on from
         self._marks: dict[int, int] = {}
-        self.owner = ""  # the container, for `docker logs`
-        self.started = 0.0  # when its container started (time.time())
-        self.live = False  # its container is running: `docker logs -f` waits for more
-        self.retired = False  # stopped and shipped: kept only for `docker logs`
+        self.removed = False  # deleted (`remove`): nothing to read any more
         self.sync_interval = 0.0  # FSYNC_INTERVAL: 0, segment data is left to the kernel
         self._unsynced: set[int] = set()  # segments written since the last sync
         self._new_file = False  # a segment file was created since the last sync
@@ -653,6 +650,7 @@ class Journal:
             for base in self.segments:
                 self.fds.discard(self._seg(base))
             self.segments = []
+            self.removed = True
         gone = os.path.join(os.path.dirname(self.path), f".{self.key}.removing")
         try:
             self.files.rename(self.path, gone)

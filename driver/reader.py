@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Protocol
 
+from .clock import SYSTEM, Clock
 from .journal import Journal
 from .limits import (
     COALESCE_BYTES,
@@ -26,6 +27,7 @@ from .limits import (
     SPLICE_BYTES,
 )
 from .metrics import METRICS
+from .retry import EveryMinute
 from .spool import Spool
 
 log = logging.getLogger(__name__)
@@ -63,8 +65,10 @@ def widen_pipe(fd: int) -> None:
 class Reader:
     """The loop; ``add`` and ``remove`` may be called from any thread."""
 
-    def __init__(self, spool: Spool) -> None:
+    def __init__(self, spool: Spool, clock: Clock = SYSTEM) -> None:
         self.spool = spool
+        self.clock = clock
+        self._every_minute = EveryMinute(clock)
         self._ep = select.epoll()
         self._feeds: dict[int, Feed] = {}
         self._paused: dict[int, float] = {}  # fd -> when to try again
@@ -84,44 +88,47 @@ class Reader:
         with self._lock:
             return len(self._feeds)
 
-    def remove(self, feed: Feed) -> int:
+    def remove(self, feed: Feed) -> bool:
         """StopLogging: move what the pipe still holds into the journal, then close the FIFO.
         The daemon wrote everything before it called StopLogging, so "empty" is the end.
-        Returns the bytes that could not be journaled (disk full: lost with the FIFO)."""
+
+        Returns False when the journal cannot take the bytes now (disk full with nothing to
+        drop, read-only, EIO): the FIFO then stays open and paused, its bytes in the pipe
+        (the daemon's end is closed, ours keeps them), and the reader drains it once writes
+        work again; its end of file then calls ``on_eof``. StopLogging is answered at once
+        either way, and nothing of what the container wrote is dropped."""
         moved = 0
-        lost = 0
+        drained = False
         while True:
             with feed.journal.lock:
                 fd = feed.fifo_fd
                 if fd is None:
+                    drained = True
                     break
                 try:
                     n = feed.journal.splice_from(fd, SPLICE_BYTES)
+                    err = None
                 except OSError as e:
-                    if e.errno != errno.ENOSPC:
-                        log.error("reading %s at StopLogging: %s", feed.journal.label, e)
-                        n = 0
-                    else:
-                        n = None
+                    n, err = None, e
                 if n is not None and n <= 0:
                     self._close(feed, fd)
+                    drained = True
                     break
-            if n is None:  # no space: make some (outside the lock), or give up
-                if not self.spool.disk_full(feed.journal, OSError(errno.ENOSPC, "No space")):
-                    lost = _pipe_bytes(fd)
-                    log.error(
-                        "%s: %d bytes could not be journaled at StopLogging (disk full); "
-                        "they are lost with the FIFO", feed.journal.label, lost,
-                    )  # fmt: skip
-                    with feed.journal.lock:
-                        self._close(feed, fd)
-                    break
-                continue
-            moved += n
-            self.spool.wrote(n)
+            if err is not None:
+                if err.errno == errno.ENOSPC and self.spool.disk_full(feed.journal, err):
+                    continue
+                log.error(
+                    "%s: its last %d bytes cannot be journaled at StopLogging (%s); they wait "
+                    "in its FIFO and are read once the state dir takes writes again",
+                    feed.journal.label, _pipe_bytes(fd), err.strerror or err,
+                )  # fmt: skip
+                self._pause(fd)
+                break
+            moved += n or 0
+            self.spool.wrote(n or 0)
         if moved:
             feed.on_data()
-        return lost
+        return drained
 
     def _close(self, feed: Feed, fd: int) -> None:
         """Unregister and close (the feed's journal lock held)."""
@@ -148,22 +155,28 @@ class Reader:
         for a few milliseconds, far from blocking the container, and one splice takes it all.
         """
         while not self._stopping:
-            self.loops += 1
-            timeout = self._resume_paused()
-            moved = 0
-            for fd, _ in self._ep.poll(timeout):
-                with self._lock:
-                    feed = self._feeds.get(fd)
-                if feed is not None:
-                    moved += self._pump(feed, fd)
+            moved = self.poll_once()
             if 0 < moved < COALESCE_BYTES:
                 time.sleep(COALESCE_S)
+
+    def poll_once(self, timeout: float | None = None) -> int:
+        """One round: every readable FIFO pumped; returns the bytes moved. ``timeout``: how
+        long to wait for one (default: until a paused FIFO is due, at most 1 s)."""
+        self.loops += 1
+        wait = self._resume_paused()
+        moved = 0
+        for fd, _ in self._ep.poll(wait if timeout is None else timeout):
+            with self._lock:
+                feed = self._feeds.get(fd)
+            if feed is not None:
+                moved += self._pump(feed, fd)
+        return moved
 
     def _resume_paused(self) -> float:
         """Re-arm paused FIFOs whose time has come; returns the poll timeout."""
         if not self._paused:
             return 1.0
-        now = time.monotonic()
+        now = self.clock.monotonic()
         with self._lock:
             due = [fd for fd, at in self._paused.items() if at <= now]
             for fd in due:
@@ -180,7 +193,7 @@ class Reader:
         with self._lock:
             if fd not in self._feeds:
                 return
-            self._paused[fd] = time.monotonic() + DISK_FULL_RETRY_S
+            self._paused[fd] = self.clock.monotonic() + DISK_FULL_RETRY_S
         try:
             self._ep.modify(fd, 0)
         except (OSError, ValueError):
@@ -207,8 +220,9 @@ class Reader:
             if n is None:
                 if err.errno == errno.ENOSPC and self.spool.disk_full(journal, err):
                     continue
-                if err.errno != errno.ENOSPC:
-                    log.error("%s: moving FIFO bytes to the journal: %s", journal.label, err)
+                if err.errno != errno.ENOSPC and self._every_minute((journal.key, err.errno)):
+                    log.error("%s: moving FIFO bytes to the journal: %s; its FIFO is tried again "
+                              "every %gs", journal.label, err, DISK_FULL_RETRY_S)  # fmt: skip
                 self._pause(fd)
                 break
             if n == 0:

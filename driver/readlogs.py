@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .framing import (
     _SYNC_WINDOW,
@@ -29,17 +30,19 @@ from .framing import (
     _skip,
     _varint,
     encode_entry,
+    frame_ends,
 )
 from .journal import Journal
 from .limits import (
     DECODE_CHUNK_BYTES,
     FOLLOW_POLL_S,
     FRAME_HEADER_BYTES,
-    MAX_FRAME_BYTES,
     MAX_LOG_READERS,
     READ_OUT_BYTES,
 )
-from .spool import Spool
+
+if TYPE_CHECKING:
+    from .container import Registry
 
 # (journal offset of the frame, time in ns, source, line, the line ends with this frame)
 Entry = tuple[int, int, bytes, bytes, bool]
@@ -170,21 +173,23 @@ class Cursor:
                 self.pos, self.buf = self.pos + keep, buf[keep:]
                 return self.entries(limit) if keep else []
             i, self._resync = found, False
-        while n - i >= FRAME_HEADER_BYTES:
-            size = int.from_bytes(buf[i : i + FRAME_HEADER_BYTES], "big")
-            end = i + FRAME_HEADER_BYTES + size
-            try:
-                if size == 0 or size > MAX_FRAME_BYTES:
-                    raise CorruptFrame(f"frame of {size} bytes")
-                if end > n:
+        while True:
+            ends, damaged = frame_ends(buf[i:] if i else buf, i)
+            for e in ends:
+                try:
+                    t, src, line, whole = _entry(buf, i + FRAME_HEADER_BYTES, e)
+                except (CorruptFrame, IndexError):
+                    damaged = i
                     break
-                t, src, line, whole = _entry(buf, i + FRAME_HEADER_BYTES, end)
-            except (CorruptFrame, IndexError):
-                found = _frame_start(buf[i + 1 :])  # skip the damage to the next frame
-                i = i + 1 + found if found >= 0 else max(i + 1, n - _SYNC_WINDOW)
-                continue
-            out.append((self.pos + i, t, src, line, whole))
-            i = end
+                out.append((self.pos + i, t, src, line, whole))
+                i = e
+            if damaged < 0 or damaged != i:
+                break
+            found = _frame_start(buf[i + 1 :])  # skip the damage to the next frame
+            if found < 0:
+                i = max(i + 1, n - _SYNC_WINDOW)
+                break
+            i += 1 + found
         self.pos += i
         self.buf = buf[i:]
         return out
@@ -209,8 +214,8 @@ def tail_starts(journals: list[Journal], tail: int) -> tuple[int, int]:
 class LogReader:
     """Serves ReadLogs, at most MAX_LOG_READERS at once (each holds an HTTP thread)."""
 
-    def __init__(self, spool: Spool) -> None:
-        self.spool = spool
+    def __init__(self, containers: Registry) -> None:
+        self.containers = containers
         self._slots = threading.BoundedSemaphore(MAX_LOG_READERS)
 
     def acquire(self) -> bool:
@@ -224,9 +229,10 @@ class LogReader:
     ) -> Iterator[bytes]:
         """The frames `docker logs` asked for, in writes of about READ_OUT_BYTES; with
         ``follow``, new lines as they come until the container stops (or ``gone()``)."""
-        journals = self.spool.of_container(container_id)
-        if not journals:
+        runs = self.containers.runs(container_id)
+        if not runs:
             return
+        journals = [c.journal for c in runs]
         first, offset = (0, -1) if cfg.tail < 0 else tail_starts(journals, cfg.tail)
         out: list[bytes] = []
         size = 0
@@ -234,13 +240,13 @@ class LogReader:
             if k < first:
                 continue
             last = k == len(journals) - 1
-            follow = cfg.follow and last and j.live
+            follow = cfg.follow and last and runs[k].live
             with j.lock:
                 start = offset if k == first and offset >= 0 else j.head
                 limit = None if follow else j.end
             cursor = Cursor(j, start)
             while True:
-                live = j.live
+                live = runs[k].live
                 batch = cursor.entries(limit)
                 for _, t, src, line, whole in batch:
                     if cfg.since is not None and t < cfg.since:

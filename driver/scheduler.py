@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from .clock import SYSTEM, Clock
 from .limits import TASK_ERROR_RETRY_S
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,12 @@ def start_thread(name: str, target: Callable[[], None]) -> threading.Thread:
 
 
 class Scheduler:
-    """Runs tasks on ``workers`` threads, earliest due first."""
+    """Runs tasks on ``workers`` threads, earliest due first. With no workers nothing runs by
+    itself: ``run_due`` runs what is due in the caller's thread (tests, with a clock they
+    move)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, clock: Clock = SYSTEM) -> None:
+        self.clock = clock
         self._heap: list[tuple[float, int, Task]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -67,7 +71,7 @@ class Scheduler:
     def wake(self, task: Task, at: float | None = None) -> None:
         """Run ``task`` at ``at`` (default now), or earlier if it is due earlier already."""
         if at is None:
-            at = time.monotonic()
+            at = self.clock.monotonic()
         with self._cond:
             if task._running:
                 if task._rewake is None or at < task._rewake:
@@ -89,7 +93,7 @@ class Scheduler:
                 if task._due != due or task._running:
                     heapq.heappop(self._heap)  # superseded by an earlier wake
                     continue
-                wait = due - time.monotonic()
+                wait = due - self.clock.monotonic()
                 if wait > 0:
                     self._cond.wait(wait)
                     continue
@@ -105,20 +109,52 @@ class Scheduler:
             task = self._next()
             if task is None:
                 return
-            try:
-                nxt = task.run()
-            except Exception:
-                log.exception("%s failed; it runs again in %gs", task.name, TASK_ERROR_RETRY_S)
-                nxt = time.monotonic() + TASK_ERROR_RETRY_S
-            finally:
-                with self._cond:
-                    task._running = False
-                    self._busy -= 1
-                    rewake, task._rewake = task._rewake, None
-                    self._cond.notify_all()
-            nxt = rewake if nxt is None or (rewake is not None and rewake < nxt) else nxt
-            if nxt is not None:
-                self.wake(task, nxt)
+            self._run(task)
+
+    def _run(self, task: Task) -> None:
+        """Run a task taken from the heap; a task that raises is logged and runs again soon."""
+        try:
+            nxt = task.run()
+        except Exception:
+            log.exception("%s failed; it runs again in %gs", task.name, TASK_ERROR_RETRY_S)
+            nxt = self.clock.monotonic() + TASK_ERROR_RETRY_S
+        finally:
+            with self._cond:
+                task._running = False
+                self._busy -= 1
+                rewake, task._rewake = task._rewake, None
+                self._cond.notify_all()
+        nxt = rewake if nxt is None or (rewake is not None and rewake < nxt) else nxt
+        if nxt is not None:
+            self.wake(task, nxt)
+
+    def run_due(self, limit: int = 100_000) -> int:
+        """Run, in this thread, every task due by the clock now (and those they make due);
+        returns how many runs there were. For a scheduler without workers."""
+        runs = 0
+        while runs < limit:
+            with self._cond:
+                if not self._heap:
+                    return runs
+                due, _, task = self._heap[0]
+                if task._due != due or task._running:
+                    heapq.heappop(self._heap)
+                    continue
+                if due > self.clock.monotonic():
+                    return runs
+                heapq.heappop(self._heap)
+                task._due = None
+                task._running = True
+                self._busy += 1
+            self._run(task)
+            runs += 1
+        return runs
+
+    def next_due(self) -> float | None:
+        """When the earliest task is due (None: nothing is)."""
+        with self._cond:
+            live = [due for due, _, task in self._heap if task._due == due]
+            return min(live) if live else None
 
     def stop(self, grace: float) -> None:
         """Start nothing new; wait up to ``grace`` seconds for the tasks running now."""
@@ -126,5 +162,5 @@ class Scheduler:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-            while self._busy and time.monotonic() < deadline:
+            while self._busy and time.monotonic() < deadline and self._threads:
                 self._cond.wait(deadline - time.monotonic())

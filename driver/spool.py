@@ -58,7 +58,6 @@ class Spool:
         self.sync_interval = sync_interval
         self.fds = FdCache(files=files)
         self.journals: dict[str, Journal] = {}
-        self._owned: dict[str, list[Journal]] = {}  # container id -> its journals (`docker logs`)
         self._retired: OrderedDict[str, Journal] = OrderedDict()  # stopped, kept: oldest first
         self._kept_bound = 0  # kept bytes at the last count plus those shipped since: >= kept
         self.total = 0  # sum of the journals' backlogs
@@ -92,31 +91,21 @@ class Spool:
             pass
         return dest
 
-    def open(self, key: str, owner: str = "", keep: int = 0, started: float = 0.0) -> Journal:
-        """The journal called ``key`` of container ``owner``, created if new, keeping ``keep``
-        shipped bytes (raises OSError, JournalVersionError)."""
+    def open(self, key: str, keep: int = 0) -> Journal:
+        """The journal called ``key``, created if new, keeping ``keep`` shipped bytes (raises
+        OSError, JournalVersionError)."""
         journal = Journal(os.path.join(self.root, key), self.fds, self.files)
         journal.sync_interval = self.sync_interval
         journal.create_ledger()
-        journal.owner, journal.started = owner, started
         journal.keep = min(keep, self.keep_max_bytes)
         with self._lock:
             before = self.journals.get(key)  # a start that failed half-way, tried again
             if before is not None:
                 self.total -= before.backlog
-                self._owned.get(before.owner, []).remove(before)
             self.journals[key] = journal
             self.total += journal.backlog
             self._kept_bound += journal.kept
-            mine = self._owned.setdefault(owner, [])
-            mine.append(journal)
-            mine.sort(key=lambda j: j.started)
         return journal
-
-    def of_container(self, container_id: str) -> list[Journal]:
-        """The journals of a container, oldest start first."""
-        with self._lock:
-            return list(self._owned.get(container_id, ()))
 
     def forget(self, journal: Journal) -> None:
         """The journal is shipped, its container gone and nothing kept: delete it."""
@@ -124,17 +113,11 @@ class Spool:
             if self.journals.pop(journal.key, None) is not None:
                 self.total -= journal.backlog
             self._retired.pop(journal.key, None)
-            mine = self._owned.get(journal.owner, [])
-            if journal in mine:
-                mine.remove(journal)
-                if not mine:
-                    del self._owned[journal.owner]
         journal.remove()
 
     def retire(self, journal: Journal) -> None:
         """Stopped and shipped: kept for `docker logs` while it keeps anything, else deleted.
         Beyond KEEP_MAX_JOURNALS stopped ones, the oldest goes (each costs a directory)."""
-        journal.retired = True
         if journal.kept <= 0:
             self.forget(journal)
             return
@@ -191,7 +174,7 @@ class Spool:
                     log.error("giving up kept data of journal %s: %s", victim.path, e)
                 n = before - victim.kept
                 left = victim.kept
-                gone = victim.retired and left <= 0 and victim.backlog <= 0
+                gone = victim.key in self._retired and left <= 0 and victim.backlog <= 0
             total -= n
             freed += n
             if gone:

@@ -57,7 +57,7 @@ from .scheduler import Task
 from .selflog import EVENTS_LOGGER, event
 
 if TYPE_CHECKING:
-    from .source import Source
+    from .container import Container, Decoder
 
 log = logging.getLogger(__name__)
 events_log = logging.getLogger(EVENTS_LOGGER)  # what operators must see, also in SELF_LOG_GROUP
@@ -86,14 +86,13 @@ class MemoryFull(Exception):
 @dataclass
 class Shipping:
     """What every stream of a driver shares, by name: the CloudWatch API, the clock, the put
-    threads, the memory budget, the scheduler's ``wake``, and what to tell the driver (bytes
-    committed, a stopped container's journal drained). Tests build one with a fake API, a clock
-    they move and an executor that runs puts at once."""
+    threads, the memory budget, the scheduler's ``wake``, and where committed bytes are counted
+    (the spool's budget). Tests build one with a fake API, a clock they move and an executor
+    that runs puts at once."""
 
     apis: Apis
     wake: Callable[[Any, float | None], None]
     on_commit: Callable[[int], None]
-    on_drained: Callable[[Stream, Source], None]
     clock: Clock = SYSTEM
     budget: ShipMemory = field(default_factory=lambda: memory.SHIP)
     puts: concurrent.futures.Executor | None = None
@@ -146,7 +145,7 @@ def rejected_counts(info: dict, n: int) -> dict[str, int]:
     return {"too_old": too_old, "expired": expired, "too_new": too_new}
 
 
-def _full_batch_waiting(sources: list[Source]) -> bool:
+def _full_batch_waiting(sources: list[Decoder]) -> bool:
     """A full batch is journaled past what this turn has taken (the measure ``fill`` decodes
     up to, and the one notify wakes a stream at)."""
     waiting = 0
@@ -158,7 +157,7 @@ def _full_batch_waiting(sources: list[Source]) -> bool:
 
 
 class Stream(Task):
-    """One destination stream: its containers (sources), batching, puts, retries."""
+    """One destination stream: its containers, batching, puts, retries."""
 
     def __init__(
         self,
@@ -174,7 +173,7 @@ class Stream(Task):
         self.create_group = create_group
         self.retention_days = retention_days
         self.flush_interval = flush_interval
-        self.sources: list[Source] = []  # guarded by the driver's registry lock
+        self.containers: list[Container] = []  # guarded by the driver's lock
         self.ship = ship
         self._clock = ship.clock
         self._api: LogsApi | None = None  # made at the first turn: a bad region fails there
@@ -191,7 +190,7 @@ class Stream(Task):
 
     # --- wake-ups (reader thread, HTTP threads) ----------------------------------------------
     def backlog(self) -> int:
-        return sum(s.journal.backlog for s in self.sources)
+        return sum(s.journal.backlog for s in self.containers)
 
     def notify(self) -> None:
         """New lines are journaled: ship a full batch now, anything less within the interval."""
@@ -225,8 +224,9 @@ class Stream(Task):
         wait = self._health.gate(self, now)
         if wait is not None:
             return wait
+        containers = list(self.containers)
         try:
-            shipped, partial_left = self._ship_some(list(self.sources), now)
+            shipped, partial_left = self._ship_some(containers, now)
         except AwsError as f:
             return self._retry(f)
         except MemoryFull:
@@ -234,10 +234,11 @@ class Stream(Task):
         finally:
             self._health.release(self)
         self._failures = 0
-        for source in list(self.sources):
-            if source.drained():
-                self.ship.on_drained(self, source)
-        multiline = min((s.flush_at for s in self.sources if s.flush_at), default=None)
+        for c in containers:
+            c.drain_done()  # a stopped one with everything shipped leaves the stream
+        multiline = min(
+            (c.decoder.flush_at for c in containers if c.decoder.flush_at), default=None
+        )
         if shipped == TURN_BATCHES:
             return now  # more to do: the back of the queue, so others get their turn
         if shipped == 0:
@@ -255,17 +256,19 @@ class Stream(Task):
         self.metrics.backlog(backlog, self._oldest)
         return multiline
 
-    def _partial_due(self, sources: list[Source], now: float) -> bool:
+    def _partial_due(self, containers: list[Container], now: float) -> bool:
         """Partial batches ship now: a container stopped, the interval is over, or a pending
         multi-line event has waited long enough."""
         return (
             self.flush
-            or any(s.stopped for s in sources)
+            or any(c.stopped for c in containers)
             or (self.pending_since is not None and now >= self.pending_since + self.flush_interval)
-            or any(s.flush_at is not None and now >= s.flush_at for s in sources)
+            or any(
+                c.decoder.flush_at is not None and now >= c.decoder.flush_at for c in containers
+            )  # fmt: skip
         )
 
-    def _ship_some(self, sources: list[Source], now: float) -> tuple[int, bool]:
+    def _ship_some(self, containers: list[Container], now: float) -> tuple[int, bool]:
         """Up to TURN_BATCHES batches; returns (batches shipped, a partial batch left).
 
         Pipelined: while a batch's PutLogEvents is in flight (on the put pool), the next is
@@ -274,13 +277,14 @@ class Stream(Task):
         journal's position is committed in batch order, only after the put succeeded, so a
         failure loses nothing: the batches after it are dropped with the turn and decoded again
         from the commit. Raises MemoryFull when the budget has no room for this turn."""
-        due = self._partial_due(sources, now)
+        due = self._partial_due(containers, now)
         budget = self.ship.budget
         # Puts beside each other only once the container has stopped: while it runs, the CPU
         # (and the GIL) go to reading its FIFO first (two puts in flight during the run made
         # 1,000,000-line containers 1.2 -> 1.4 x local). Several containers' merged batches go
         # one by one.
-        beside = len(sources) == 1 and sources[0].stopped and now >= self._serial_until
+        beside = len(containers) == 1 and containers[0].stopped and now >= self._serial_until
+        sources = [c.decoder for c in containers]
         for s in sources:
             s.begin()
         inflight: deque[_InFlight] = deque()  # oldest first
@@ -348,7 +352,7 @@ class Stream(Task):
             for s in sources:
                 s.end()
 
-    def _committed(self, sources: list[Source], done: _InFlight) -> None:
+    def _committed(self, sources: list[Decoder], done: _InFlight) -> None:
         """Wait for a batch's put (raising its AwsError), then commit each journal's part;
         the batch's bytes go back to the budget either way."""
         try:
@@ -364,13 +368,13 @@ class Stream(Task):
                 s.marker = False
                 self.ship.on_commit(delta)
 
-    def _gap_reported(self, source: Source) -> None:
+    def _gap_reported(self, source: Decoder) -> None:
         gap = source.journal.gap
         if gap is not None:
             self.metrics.dropped(gap.lines)
             event(events_log, logging.WARNING, "dropped lines while CloudWatch was unreachable",
                   group=self.dest.group, stream=self.dest.stream, count=gap.lines,
-                  container=source.container_id[:12])  # fmt: skip
+                  container=source.container.container_id[:12])  # fmt: skip
 
     # --- puts (on the put pool) ----------------------------------------------------------------
     def _put_all(self, api: LogsApi, batch: list[Event]) -> None:
