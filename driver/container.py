@@ -302,11 +302,12 @@ class Decoder:
         """A decoder from the commit; if the commit's bytes are gone, from the next byte there
         is, with a marker for what is missing."""
         commit = self.journal.commit
+        label = self.container.container_id[:12]
         if self.journal.readable(commit) or commit >= self.journal.end:
-            return FrameDecoder(self.cfg.max_event_size, start=commit)
+            return FrameDecoder(self.cfg.max_event_size, start=commit, label=label)
         return FrameDecoder(
             self.cfg.max_event_size, start=self.journal.next_data(commit), resync=True,
-            damaged_from=commit, why=MISSING,
+            damaged_from=commit, why=MISSING, label=label,
         )  # fmt: skip
 
     def read(self, dec: FrameDecoder, pos: int, count: int = DECODE_CHUNK_BYTES) -> bytes | None:
@@ -338,7 +339,9 @@ class Decoder:
         self.pending = deque()
         self.marker = gap is not None
         if gap is not None:
-            text = markers.dropped(gap.lines, gap.first_ms, gap.last_ms)
+            text = markers.dropped(
+                gap.lines, gap.first_ms, gap.last_ms, self.container.container_id[:12]
+            )
             self.pending.append((gap.last_ms, text, self.taken, STDOUT))
 
     def fill(self) -> None:

@@ -189,7 +189,7 @@ class FrameDecoder:
     """
 
     __slots__ = ("_rest", "_open", "_high", "_resync", "_base", "clean", "_s", "_n",
-                 "max_line_bytes", "_damage", "_why", "last_ts", "markers")  # fmt: skip
+                 "max_line_bytes", "_damage", "_why", "last_ts", "markers", "label")  # fmt: skip
 
     def __init__(
         self,
@@ -198,10 +198,13 @@ class FrameDecoder:
         resync: bool = False,
         damaged_from: int = -1,
         why: str = "not Docker log frames",
+        label: str = "",
     ) -> None:
         """``start``: the journal offset of the first byte fed. ``resync``: the input may start
         inside a frame; skip to the first plausible frame start, and report the bytes skipped
-        from ``damaged_from`` (default ``start``) with a marker saying ``why``."""
+        from ``damaged_from`` (default ``start``) with a marker saying ``why``. ``label``: the
+        container, as markers name it."""
+        self.label = label
         self._resync = resync
         self._damage = (damaged_from if damaged_from >= 0 else start) if resync else -1
         self._why = why
@@ -244,7 +247,7 @@ class FrameDecoder:
 
     def _marker(self, at: int) -> Line:
         """The marker for the bytes skipped up to ``at`` (a frame start, or the end)."""
-        text = markers.unreadable(self._damage, at, self._why)
+        text = markers.unreadable(self._damage, at, self._why, self.label)
         self._damage = -1
         self.markers += 1
         return (self.last_ts, text, at << POSITION_BITS, DAMAGE)

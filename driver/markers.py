@@ -17,19 +17,19 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def dropped(lines: int, first_ms: int, last_ms: int) -> bytes:
+def dropped(lines: int, first_ms: int, last_ms: int, container: str) -> bytes:
     """Lines dropped, oldest first, to keep the journal within its budget or the disk."""
     return (
-        f"{PREFIX}dropped {lines} lines ({iso(first_ms)} .. {iso(last_ms)}) while CloudWatch "
-        "was unreachable"
+        f"{PREFIX}dropped {lines} lines of container {container} ({iso(first_ms)} .. "
+        f"{iso(last_ms)}) while CloudWatch was unreachable"
     ).encode()
 
 
-def unreadable(start: int, end: int, why: str) -> bytes:
+def unreadable(start: int, end: int, why: str, container: str) -> bytes:
     """Journal bytes that could not be read back (a damaged or missing part of a file)."""
     return (
-        f"{PREFIX}{end - start} bytes of this container's log could not be read back from the "
-        f"journal (offsets {start}..{end}: {why}); the lines in them are lost"
+        f"{PREFIX}{end - start} bytes of container {container}'s log could not be read back "
+        f"from the journal (offsets {start}..{end}: {why}); the lines in them are lost"
     ).encode()
 
 

@@ -605,8 +605,9 @@ def test_lines_before_a_corrupt_frame_are_kept_and_the_damage_is_marked(
     stop(driver, fifo)
     got = shipped(logs, group_of(service_uuid), "mypg-0", 4)
     assert got[:3] == ["good 0", "good 1", "good 2"]
+    cid = "c" * 12  # start_request's container id
     assert got[3] == (
-        f"memberlog: 4 bytes of this container's log could not be read back from the journal "
+        f"memberlog: 4 bytes of container {cid}'s log could not be read back from the journal "
         f"(offsets {len(good)}..{len(good) + 4}: a frame of 4294967295 bytes); the lines in "
         "them are lost"
     )
