@@ -200,5 +200,6 @@ class Apis:
                 self._apis.popitem(last=False)
             return api
 
-    def __len__(self) -> int:
+    def count(self) -> int:
+        """Clients kept now."""
         return len(self._apis)

@@ -339,10 +339,10 @@ class Decoder:
         self.pending = deque()
         self.marker = gap is not None
         if gap is not None:
-            text = markers.dropped(
-                gap.lines, gap.first_ms, gap.last_ms, self.container.container_id[:12]
-            )
-            self.pending.append((gap.last_ms, text, self.taken, STDOUT))
+            text = markers.dropped(gap.lines, gap.first_ms, gap.last_ms,
+                                   self.container.container_id[:12], gap.unreadable)  # fmt: skip
+            ts = gap.last_ms or int(self.container.clock.time() * 1000)
+            self.pending.append((ts, text, self.taken, STDOUT))
 
     def fill(self) -> None:
         """Decode until a full batch is pending or the journal has no more."""

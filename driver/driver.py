@@ -36,6 +36,7 @@ from .limits import (
     GROUPS_SEEN_MAX,
     JOURNAL_ORPHAN_GRACE_S,
     LEDGER_RETRY_S,
+    RESUME_RETRY_S,
     SEGMENT_BYTES,
     SHIP_WORKERS,
     SHUTDOWN_GRACE_S,
@@ -113,6 +114,20 @@ class _Syncer(Task):
         return self.clock.monotonic() + self.every
 
 
+class _Resumer(Task):
+    """``resume`` again, when the state dir could not be listed at start."""
+
+    name = "resume"
+
+    def __init__(self, driver: Driver) -> None:
+        super().__init__()
+        self.driver = driver
+
+    def run(self) -> float | None:
+        self.driver.resume()
+        return None
+
+
 class Driver:
     """Starts and stops containers' logs and owns the reader, the workers and the streams."""
 
@@ -140,8 +155,8 @@ class Driver:
         self.logs = LogReader(self.containers)
         self.scheduler = Scheduler(workers, clock)
         self.shipping = Shipping(
-            apis=apis or Apis(), wake=self.scheduler.wake, on_commit=self.spool.shipped,
-            clock=clock, puts=puts,
+            apis=apis or Apis(), wake=self.scheduler.wake,
+            on_commit=self.spool.shipped, clock=clock, puts=puts,
         )  # fmt: skip
         # create-group=false: groups seen to exist (bounded: checked again once forgotten)
         self._groups_seen: OrderedDict[tuple[str | None, str | None, str], None] = OrderedDict()
@@ -150,6 +165,9 @@ class Driver:
         self._chores = _Housekeeping(self)
         self._syncer = _Syncer(self.spool, settings.fsync_interval, clock)
         self.scheduler.wake(self._syncer)
+        self._resumer = _Resumer(self)
+        # FIFOs of journals not resumed yet, opened at StopLogging so their last lines wait
+        self._held: dict[str, int] = {}
 
     def serve(self) -> None:
         """Start reading FIFOs (after ``resume`` has registered the known ones), and take the
@@ -170,7 +188,7 @@ class Driver:
 
     def stopped(self, c: Container) -> None:
         """No more lines will come: the resume record goes, what is journaled ships now."""
-        state.drop_fifo(c.journal.path)
+        state.drop_fifo(c.journal.path, self.spool.files)
         stream = c.stream
         if stream is not None:
             stream.request_flush()
@@ -236,8 +254,8 @@ class Driver:
         for attempt in (1, 2):
             try:
                 journal = self.spool.open(journal_key(fifo), cfg.keep_bytes)
-                state.save(journal.path, rec)
-                state.save_fifo(journal.path, fifo)
+                state.save(journal.path, rec, self.spool.files)
+                state.save_fifo(journal.path, fifo, self.spool.files)
                 fd = open_fifo(fifo)
                 break
             except (OSError, JournalVersionError) as e:
@@ -284,11 +302,31 @@ class Driver:
         the container waits for a hand-over its FIFO may still hold lines: the hand-over brings
         it, and it is read to its end then."""
         c = self.containers.get(fifo)
+        if c is None:
+            c = self._resume_now(fifo)
         if c is None or not c.stop_requested():
             return  # unknown, stopped already, or waiting for a hand-over
         if self.reader.remove(c):
             c.stop()
         # else its last bytes wait in the FIFO for the disk: the reader's end of file stops it
+
+    def _resume_now(self, fifo: str) -> Container | None:
+        """StopLogging for a FIFO whose journal is here but not resumed yet (the state dir
+        could not be listed at start): resume it now, while the FIFO still holds its lines."""
+        key = journal_key(fifo)
+        if key in self.spool.journals or not os.path.isdir(os.path.join(self.spool.root, key)):
+            return None
+        try:
+            self._resume(key)
+        except Exception as e:
+            log.error("journal %s could not be resumed at StopLogging (%s): its FIFO is held "
+                      "open, its last lines in it, until it can be", key, e)  # fmt: skip
+            try:
+                self._held[fifo] = open_fifo(fifo)
+            except OSError:
+                pass
+            self.scheduler.wake(self._resumer, self.clock.monotonic() + RESUME_RETRY_S)
+        return self.containers.get(fifo)
 
     def _handed_over(self, name: str, fd: int) -> bool:
         """A FIFO from plugin/upgrade.sh (handover.py): resume the container whose FIFO has
@@ -341,7 +379,7 @@ class Driver:
         if c.record.stream != member:
             c.record.stream = member
             try:
-                state.save(c.journal.path, c.record)
+                state.save(c.journal.path, c.record, self.spool.files)
             except OSError as e:  # a restart would look for the member again: not fatal
                 log.error("%s: recording its member: %s", c.name, e)
         if cfg.format == "json":
@@ -378,12 +416,28 @@ class Driver:
         journal's: it is logged, and quarantined if it cannot be read at all, and the others
         carry on. Returns how many FIFOs were reopened."""
         reopened = 0
-        for key in self.spool.keys():
+        try:
+            keys = self.spool.keys()
+        except OSError as e:  # the state dir cannot be listed: try again, serve meanwhile
+            log.error("cannot list the journals in %s (%s): trying again in %gs",
+                      self.spool.root, e, RESUME_RETRY_S)  # fmt: skip
+            self.scheduler.wake(self._resumer, self.clock.monotonic() + RESUME_RETRY_S)
+            return 0
+        again = False
+        for key in keys:
+            if key in self.spool.journals:
+                continue  # resumed already
             try:
                 reopened += self._resume(key)
-            except Exception as e:  # never let one journal stop the driver from starting
-                log.exception("journal %s could not be resumed", key)
-                self._quarantine(key, f"resuming it failed: {type(e).__name__}: {e}")
+            except OSError as e:  # the disk, now: tried again soon, said once a minute
+                again = True
+                if self.shipping.every_minute(("resume", key)):
+                    log.error("cannot resume journal %s (%s); trying again every %gs", key, e,
+                              RESUME_RETRY_S)  # fmt: skip
+            except Exception:  # never let one journal stop the driver from starting
+                log.exception("journal %s could not be resumed; left as it is", key)
+        if again:
+            self.scheduler.wake(self._resumer, self.clock.monotonic() + RESUME_RETRY_S)
         return reopened
 
     def _quarantine(self, key: str, reason: str) -> None:
@@ -397,10 +451,11 @@ class Driver:
               "driver picks it up: look at it, then delete it", code="QUARANTINED")  # fmt: skip
 
     def _resume(self, key: str) -> int:
-        """Resume one journal; returns 1 if its FIFO was reopened."""
+        """Resume one journal; returns 1 if its FIFO was reopened. Raises OSError when the
+        disk fails now (``resume`` tries again)."""
         path = os.path.join(self.spool.root, key)
         try:
-            rec = state.load(path)
+            rec = state.load(path, self.spool.files)
         except FileNotFoundError:
             if not any(n.endswith(".seg") for n in os.listdir(path)):
                 self.spool.files.rmtree(path)  # a start that failed before anything came
@@ -423,14 +478,11 @@ class Driver:
         except JournalVersionError as e:
             log.error("journal %s left as it is: %s", key, e)
             return 0
-        except OSError as e:  # the disk: tried again at the next start
-            log.error("cannot resume journal %s: %s", path, e)
-            return 0
         if journal.recovery:
             event(log, logging.ERROR,
                   f"journal {key} was damaged: " + "; ".join(journal.recovery.problems),
                   container=rec.container_id[:12], group=cfg.group)  # fmt: skip
-        fifo = state.load_fifo(path)
+        fifo = state.load_fifo(path, self.spool.files)
         c = self._container(fifo or path, journal, rec, cfg)
         if fifo is None:
             c.stop()
@@ -440,6 +492,14 @@ class Driver:
             else:
                 self._place(c)
             return 0
+        held = self._held.pop(fifo, None)
+        if held is not None:  # StopLogging came before it could be resumed: drain it now
+            self._place(c)
+            self.reader.add(c, held)
+            c.opened()
+            if c.stop_requested() and self.reader.remove(c):
+                c.stop()
+            return 1
         fd = None
         try:
             if stat.S_ISFIFO(os.stat(fifo).st_mode):

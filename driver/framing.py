@@ -189,7 +189,8 @@ class FrameDecoder:
     """
 
     __slots__ = ("_rest", "_open", "_high", "_resync", "_base", "clean", "_s", "_n",
-                 "max_line_bytes", "_damage", "_why", "last_ts", "markers", "label")  # fmt: skip
+                 "max_line_bytes", "_damage", "_why", "last_ts", "markers", "label",
+                 "skipped")  # fmt: skip
 
     def __init__(
         self,
@@ -210,6 +211,7 @@ class FrameDecoder:
         self._why = why
         self.last_ts = 0  # the latest line's timestamp: a marker's when it has no line of its own
         self.markers = 0  # marker lines emitted so far (a cheap "is there one in this chunk")
+        self.skipped = 0  # bytes the markers so far say were lost
         self._rest = b""
         self._base = start  # journal offset of _rest[0]
         self.clean = start  # the latest clean point
@@ -248,6 +250,7 @@ class FrameDecoder:
     def _marker(self, at: int) -> Line:
         """The marker for the bytes skipped up to ``at`` (a frame start, or the end)."""
         text = markers.unreadable(self._damage, at, self._why, self.label)
+        self.skipped += at - self._damage
         self._damage = -1
         self.markers += 1
         return (self.last_ts, text, at << POSITION_BITS, DAMAGE)

@@ -13,8 +13,9 @@ decoded on the way in; the journal keeps Docker's own framing, and shipping deco
   a CRC: the commit (a clean offset and how many events decoded from it have shipped) and a gap
   still to be reported. Written in place, a commit needs no new disk block, so shipping (and
   freeing space) goes on when the disk is full; the older slot survives a torn write.
-- ``head``: the frame boundary `docker logs` reads from (offset and CRC, written in place).
-  Shipped bytes stay on disk, from the head on, up to the container's ``keep`` bytes.
+- ``head``: the frame boundary `docker logs` reads from (offset and CRC, written in place), and
+  a copy of the commit (with its own CRC) for when both ledger slots are damaged. Shipped bytes
+  stay on disk, from the head on, up to the container's ``keep`` bytes.
 
 An offset is a position in the container's whole byte stream, whatever file holds it. Commit
 offsets are always "clean" frame boundaries (no partial line open; see framing.FrameDecoder).
@@ -61,10 +62,16 @@ SEGMENT_SUFFIX = ".seg"
 LEDGER_NAME = "ledger"
 HEAD_NAME = "head"
 _HEAD = struct.Struct(">QI")  # head offset, CRC of it
+# After it (a driver that does not know it reads the head only): a copy of the commit, written
+# with every commit and never synced, for when both ledger slots are lost.
+_COPY = struct.Struct(">QII")  # commit offset, events shipped after it, CRC of both
 _MAGIC = b"MLJL"
 # magic, version, sequence, commit offset, events shipped after it, gap lines, gap first ms,
 # gap last ms, CRC of the rest
 _SLOT = struct.Struct(">4sIQQIQqqI")
+# After it, in the slot's last 8 bytes (a driver that does not know them stops before): the gap's
+# unreadable bytes, and a CRC of the whole slot up to here.
+_SLOT_MORE = struct.Struct(">II")
 _SLOT_BYTES = 64
 
 
@@ -74,11 +81,13 @@ class JournalVersionError(RuntimeError):
 
 @dataclass
 class Gap:
-    """Lines dropped (oldest first, while CloudWatch was away) and not yet reported."""
+    """Lines dropped (oldest first, while CloudWatch was away) and not yet reported, and bytes
+    among them that were not lines (damage)."""
 
     lines: int
     first_ms: int
     last_ms: int
+    unreadable: int = 0
 
 
 @dataclass
@@ -169,11 +178,20 @@ class Journal:
         self.keep = 0  # shipped bytes kept for `docker logs` (the container's cache-* options)
         self.head = self._load_head()  # `docker logs` reads from here: a frame boundary
         if ledger == "lost":
-            self.commit, self.skip = self._first_boundary(), 0
-            self.recovery.problems.append(
-                f"its ledger could not be read: shipping starts again at offset {self.commit} "
-                "(lines from there on that had shipped ship again)"
-            )
+            copy = self._load_copy()
+            if copy is not None:
+                self.commit, self.skip = copy
+                self.recovery.problems.append(
+                    f"its ledger could not be read: shipping goes on from the copy of its last "
+                    f"commit (offset {self.commit})"
+                )
+            else:
+                self.commit, self.skip = self._first_boundary(), 0
+                self.recovery.problems.append(
+                    f"its ledger and the copy of its commit could not be read: shipping starts "
+                    f"again at offset {self.commit} (lines from there on that had shipped ship "
+                    "again)"
+                )
         self._check_commit()
         # segment base -> the last commit before it: a frame boundary to walk on from
         self._marks: dict[int, int] = {}
@@ -194,8 +212,10 @@ class Journal:
 
     @property
     def backlog(self) -> int:
-        """Bytes journaled and not yet shipped (or dropped)."""
-        return self.end - self.commit
+        """Bytes journaled and not yet shipped (or dropped): from the commit, or from the first
+        byte on disk if the commit's own bytes are gone."""
+        first = self.segments[0] if self.segments else self.end
+        return self.end - max(self.commit, min(first, self.end))
 
     @property
     def kept(self) -> int:
@@ -325,6 +345,18 @@ class Journal:
             pass
         return -1
 
+    def _load_copy(self) -> tuple[int, int] | None:
+        """The copy of the commit in the head file, if whole and within the files."""
+        try:
+            raw = self.files.read_all(os.path.join(self.path, HEAD_NAME), 64)
+            commit, skip, crc = _COPY.unpack(raw[_HEAD.size : _HEAD.size + _COPY.size])
+        except (OSError, struct.error):
+            return None
+        if zlib.crc32(raw[_HEAD.size : _HEAD.size + 12]) != crc:
+            return None
+        first = self.segments[0] if self.segments else self.end
+        return (commit, skip) if first <= commit <= self.end else None
+
     def _set_head(self, head: int) -> None:
         """Move the head (never back) and save it in place; the files before it go."""
         if head <= self.head:
@@ -338,7 +370,11 @@ class Journal:
 
     def _save_head(self) -> None:
         body = _HEAD.pack(self.head, zlib.crc32(self.head.to_bytes(8, "big")))
-        self.files.pwrite(os.path.join(self.path, HEAD_NAME), body, 0)
+        self.files.pwrite(os.path.join(self.path, HEAD_NAME), body + self._copy(), 0)
+
+    def _copy(self) -> bytes:
+        part = struct.pack(">QI", self.commit, self.skip)
+        return part + struct.pack(">I", zlib.crc32(part))
 
     def _boundary_from(self, base: int) -> int:
         """The first frame boundary at or after ``base`` (<= the commit), walked to from the
@@ -419,8 +455,14 @@ class Journal:
                     f"journal {self.path} has format v{version}; this driver reads up to "
                     f"v{JOURNAL_VERSION} (upgrade the plugin; the journal is left as it is)"
                 )
+            more = data[i * _SLOT_BYTES : i * _SLOT_BYTES + _SLOT.size + _SLOT_MORE.size]
+            unreadable = 0
+            if len(more) == _SLOT.size + _SLOT_MORE.size:
+                value, crc2 = _SLOT_MORE.unpack(more[_SLOT.size :])
+                unreadable = value if zlib.crc32(more[:-4]) == crc2 else 0
+            gap = Gap(lines, first, last, unreadable) if lines or unreadable else None
             if best is None or seq > best[0]:
-                best = (seq, commit, skip, Gap(lines, first, last) if lines else None, version)
+                best = (seq, commit, skip, gap, version)
         if best is None:
             return "new" if not self.segments and not any(data) else "lost"
         self._seq, self.commit, self.skip, self.gap, self.version = best
@@ -436,7 +478,8 @@ class Journal:
         body = _SLOT.pack(_MAGIC, self.version, seq, commit, skip, g.lines, g.first_ms,
                           g.last_ms, 0)  # fmt: skip
         body = body[:-4] + struct.pack(">I", zlib.crc32(body[:-4]))
-        return body.ljust(_SLOT_BYTES, b"\0")
+        body += struct.pack(">I", min(g.unreadable, 0xFFFFFFFF))
+        return body + struct.pack(">I", zlib.crc32(body))
 
     def _write_ledger(self, commit: int, skip: int, gap: Gap | None, sync: bool = True) -> None:
         """Record the commit and ``gap`` in the older slot, fdatasynced. The commit moves in
@@ -459,6 +502,10 @@ class Journal:
         if self._ledger_dirty:
             log.info("%s: its ledger is written again", self.label)
         self._ledger_dirty = False
+        try:  # the copy: a fallback only, never synced
+            self.files.pwrite(os.path.join(self.path, HEAD_NAME), self._copy(), _HEAD.size)
+        except OSError:
+            pass
 
     @property
     def ledger_dirty(self) -> bool:
@@ -542,11 +589,11 @@ class Journal:
             if pos < before or (pos == before and not (gap_reported and self.gap)):
                 return 0
             commit, skip = pos >> POSITION_BITS, pos & ((1 << POSITION_BITS) - 1)
-            moved = commit - self.commit
+            backlog = self.backlog
             self._mark(commit)
             self._write_ledger(commit, skip, None if gap_reported else self.gap)
             self.trim(self.keep)
-            return moved
+            return backlog - self.backlog
 
     def _mark(self, commit: int) -> None:
         """Remember the last commit before each file's start: a boundary near it."""
@@ -586,14 +633,16 @@ class Journal:
         pos = start
         while stop < target:
             chunk = self._read_locked(pos)
-            if not chunk:
-                if pos < self.end:  # a hole: nothing there to count; drop past it
-                    stop = self._next_data_locked(pos)
-                    pos, dec = stop, FrameDecoder(max_line_bytes, start=stop, resync=True)
-                    continue
+            out = []
+            if chunk:
+                pos += len(chunk)
+                out = dec.feed(chunk)
+            elif pos < self.end:  # a hole: counted as unreadable, decoding goes on after it
+                pos = self._next_data_locked(pos)
+                out = dec.skip_to(pos, "missing from the journal")
+            else:
                 break
-            pos += len(chunk)
-            for line in dec.feed(chunk):
+            for line in out:
                 if line[3] != DAMAGE:  # a marker is not a line
                     lines += 1
                     first = line[0] if first is None else first
@@ -603,19 +652,22 @@ class Journal:
         if stop <= start:
             return 0, 0
         lines = max(0, lines - self.skip // LINE_STEP)  # decoded again, shipped already
+        unreadable = dec.skipped
         gap = self.gap
-        if lines:
+        if lines or unreadable:
             if gap is None:
-                gap = Gap(lines, first or 0, last or 0)
+                gap = Gap(lines, first or 0, last or 0, unreadable)
             else:
-                gap = Gap(gap.lines + lines, gap.first_ms, last or gap.last_ms)
+                gap = Gap(gap.lines + lines, gap.first_ms or first or 0,
+                          last or gap.last_ms, gap.unreadable + unreadable)  # fmt: skip
         dirty = self._ledger_dirty
+        backlog = self.backlog
         self._write_ledger(stop, 0, gap)
         if not dirty and self._ledger_dirty:
-            return lines, stop - start  # recorded in memory only: files stay (see trim)
+            return lines, backlog - self.backlog  # in memory only: files stay (see trim)
         self._set_head(stop)  # dropped to free space: not kept for `docker logs` either
         self._punch(stop)
-        return lines, stop - start
+        return lines, backlog - self.backlog
 
     def _read_locked(self, pos: int, count: int = DECODE_CHUNK_BYTES) -> bytes:
         base = self._base_of(pos)

@@ -17,11 +17,14 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def dropped(lines: int, first_ms: int, last_ms: int, container: str) -> bytes:
-    """Lines dropped, oldest first, to keep the journal within its budget or the disk."""
+def dropped(lines: int, first_ms: int, last_ms: int, container: str, unreadable: int = 0) -> bytes:
+    """Lines dropped, oldest first, to keep the journal within its budget or the disk (and
+    bytes among them that could not be read as lines)."""
+    when = f" ({iso(first_ms)} .. {iso(last_ms)})" if lines else ""
+    damaged = f", and {unreadable} bytes among them that could not be read" if unreadable else ""
     return (
-        f"{PREFIX}dropped {lines} lines of container {container} ({iso(first_ms)} .. "
-        f"{iso(last_ms)}) while CloudWatch was unreachable"
+        f"{PREFIX}dropped {lines} lines of container {container}{when} while CloudWatch was "
+        f"unreachable{damaged}"
     ).encode()
 
 

@@ -115,8 +115,16 @@ class Reader:
                     drained = True
                     break
             if err is not None:
-                if err.errno == errno.ENOSPC and self.spool.disk_full(feed.journal, err):
+                if err.errno in (errno.ENOSPC, errno.EDQUOT) and self.spool.disk_full(
+                    feed.journal, err
+                ):
                     continue
+                if not _pipe_bytes(fd):  # nothing left to journal: the FIFO can go
+                    with feed.journal.lock:
+                        if feed.fifo_fd == fd:
+                            self._close(feed, fd)
+                    drained = True
+                    break
                 log.error(
                     "%s: its last %d bytes cannot be journaled at StopLogging (%s); they wait "
                     "in its FIFO and are read once the state dir takes writes again",
@@ -218,9 +226,10 @@ class Reader:
                     n = None
                     err = e
             if n is None:
-                if err.errno == errno.ENOSPC and self.spool.disk_full(journal, err):
+                full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+                if full and self.spool.disk_full(journal, err):
                     continue
-                if err.errno != errno.ENOSPC and self._every_minute((journal.key, err.errno)):
+                if not full and self._every_minute((journal.key, err.errno)):
                     log.error("%s: moving FIFO bytes to the journal: %s; its FIFO is tried again "
                               "every %gs", journal.label, err, DISK_FULL_RETRY_S)  # fmt: skip
                 self._pause(fd)

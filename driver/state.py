@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from .files import REAL
+from .files import REAL, Files
 from .journal import JournalVersionError
 from .limits import JOURNAL_VERSION
 
@@ -50,10 +50,9 @@ class Record:
     info: dict[str, str] = field(default_factory=dict)
     fields: dict = field(default_factory=dict)  # format=json's fixed fields (formats.py)
     started: float = 0.0  # time.time() at StartLogging: orders a container's runs for `docker logs`
-
-
-def _write(path: str, data: bytes, sync: bool = False) -> None:
-    REAL.replace(path, data, sync=sync)
+    # The format it was written in, kept when a newer driver rewrites it: a rollback to the
+    # driver that wrote it must still read it.
+    version: int = JOURNAL_VERSION
 
 
 def record_of(info: dict) -> Record:
@@ -66,19 +65,18 @@ def record_of(info: dict) -> Record:
     )
 
 
-def save(directory: str, rec: Record) -> None:
+def save(directory: str, rec: Record, files: Files = REAL) -> None:
     """Write ``meta`` (raises OSError)."""
-    body = {"v": JOURNAL_VERSION, "container_id": rec.container_id, "opts": rec.opts,
+    body = {"v": rec.version, "container_id": rec.container_id, "opts": rec.opts,
             "stream": rec.stream, "info": rec.info, "fields": rec.fields,
             "started": rec.started}  # fmt: skip
     # On the disk before it counts: a journal whose record a power cut lost cannot be shipped.
-    _write(os.path.join(directory, META), msgpack.packb(body), sync=True)
+    files.replace(os.path.join(directory, META), msgpack.packb(body), sync=True)
 
 
-def load(directory: str) -> Record:
+def load(directory: str, files: Files = REAL) -> Record:
     """Read ``meta`` (raises OSError, RecordError, JournalVersionError)."""
-    with open(os.path.join(directory, META), "rb") as f:
-        raw = f.read()
+    raw = files.read_all(os.path.join(directory, META))
     try:
         body = msgpack.unpackb(raw)
         version = body["v"]
@@ -89,21 +87,20 @@ def load(directory: str) -> Record:
             )
         return Record(body["container_id"], dict(body["opts"]), body.get("stream"),
                       dict(body.get("info") or {}), dict(body.get("fields") or {}),
-                      float(body.get("started") or 0.0))  # fmt: skip
+                      float(body.get("started") or 0.0), int(version))  # fmt: skip
     except (ValueError, KeyError, TypeError, msgpack.UnpackException) as e:
         raise RecordError(f"unreadable {directory}/{META}: {e!r}") from None
 
 
-def save_fifo(directory: str, fifo: str) -> None:
-    _write(os.path.join(directory, FIFO), fifo.encode())
+def save_fifo(directory: str, fifo: str, files: Files = REAL) -> None:
+    files.replace(os.path.join(directory, FIFO), fifo.encode())
 
 
-def load_fifo(directory: str) -> str | None:
+def load_fifo(directory: str, files: Files = REAL) -> str | None:
     """The FIFO's path, or None when there is none to reopen (also when the record holds
     something that is no path: the container's journal then ships as a stopped one's)."""
     try:
-        with open(os.path.join(directory, FIFO), "rb") as f:
-            raw = f.read(4096)
+        raw = files.read_all(os.path.join(directory, FIFO), 4096)
     except FileNotFoundError:
         return None
     try:
@@ -118,9 +115,11 @@ def load_fifo(directory: str) -> str | None:
     return path
 
 
-def drop_fifo(directory: str) -> None:
+def drop_fifo(directory: str, files: Files = REAL) -> None:
     """StopLogging: the container will not be resumed."""
     try:
-        os.unlink(os.path.join(directory, FIFO))
+        files.unlink(os.path.join(directory, FIFO))
     except FileNotFoundError:
         pass
+    except OSError as e:  # read-only, say: its FIFO is gone anyway, a restart finds none
+        log.warning("%s/%s: %s", directory, FIFO, e)
