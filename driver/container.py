@@ -44,6 +44,7 @@ from .limits import (
     MAX_BATCH_EVENTS,
     MAX_HELD_BYTES,
     MULTILINE_MAX_WAIT_INTERVALS,
+    TASK_ERROR_RETRY_S,
 )
 from .member import MemberResolver
 from .metrics import METRICS, StreamMetrics
@@ -253,6 +254,11 @@ class Container(Task):
                     self.drain_done()
                     return None
                 decided, member = self._resolver.decide(now, final=True)
+        except OSError as e:  # the journal could not be read: look again from the start soon
+            self._scan = None
+            self._resolver = MemberResolver(self.cfg, self._state_dir)
+            log.warning("%s: reading its journal for its member: %s", self.name, e)
+            return now + TASK_ERROR_RETRY_S
         except BaseException:
             self._scan = None  # look again from the start next time
             self._resolver = MemberResolver(self.cfg, self._state_dir)

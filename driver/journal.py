@@ -52,6 +52,7 @@ from .framing import DAMAGE, LINE_STEP, POSITION_BITS, FrameDecoder, frame_ends,
 from .limits import (
     DECODE_CHUNK_BYTES,
     JOURNAL_VERSION,
+    READ_ATTEMPTS,
     SEGMENT_BYTES,
     WRITE_FDS,
 )
@@ -200,6 +201,7 @@ class Journal:
         self._unsynced: set[int] = set()  # segments written since the last sync
         self._new_file = False  # a segment file was created since the last sync
         self._ledger_dirty = False  # the commit in memory is not on the disk yet
+        self._read_failures: dict[int, int] = {}  # the offset reads failed at, and how often
         self._drop_shipped()
 
     # --- paths ---------------------------------------------------------------------------------
@@ -313,9 +315,12 @@ class Journal:
 
     def read(self, pos: int, count: int = DECODE_CHUNK_BYTES) -> bytes:
         """Bytes from ``pos`` on, up to ``count`` and the end of the segment file holding them;
-        b"" at the end, or where no file holds ``pos`` (``readable`` tells which). A file that
-        cannot be read (gone, EIO) becomes a hole from ``pos`` to its end: reported, not
-        retried forever."""
+        b"" at the end, or where no file holds ``pos`` (``readable`` tells which).
+
+        A file that is gone becomes a hole (reported by the decoder's marker). A read that
+        fails (EIO) raises OSError: the turn is tried again; only after READ_ATTEMPTS failures
+        in a row at the same place is the rest of that file given up as a hole, so a bad block
+        never holds the stream for good and a passing error loses nothing."""
         with self.lock:
             end = self.end
             base = self._base_of(pos)
@@ -323,14 +328,30 @@ class Journal:
                 return b""
             stop = min(end, base + self._sizes.get(base, end - base))
         try:
-            return self.files.pread(self._seg(base), pos - base, min(count, stop - pos))
+            data = self.files.pread(self._seg(base), pos - base, min(count, stop - pos))
+        except FileNotFoundError:
+            self._give_up(base, pos, "its file is gone")
+            return b""
         except OSError as e:
             with self.lock:
-                if self.segments and base in self.segments:
-                    self._sizes[base] = pos - base  # the rest of this file cannot be had
-            log.error("%s: cannot read %s at %d: %s; the rest of that file is reported lost",
-                      self.label, _segment_name(base), pos - base, e)  # fmt: skip
+                failures = self._read_failures.get(pos, 0) + 1
+                self._read_failures = {pos: failures}
+            if failures < READ_ATTEMPTS:
+                raise
+            self._give_up(base, pos, f"{failures} reads failed: {e.strerror or e}")
             return b""
+        if self._read_failures:
+            with self.lock:
+                self._read_failures = {}
+        return data
+
+    def _give_up(self, base: int, pos: int, why: str) -> None:
+        """The rest of the file at ``base`` from ``pos`` on cannot be had: a hole."""
+        with self.lock:
+            if base in self.segments:
+                self._sizes[base] = pos - base
+        log.error("%s: %s at offset %d of %s; the rest of that file is reported lost",
+                  self.label, why, pos - base, _segment_name(base))  # fmt: skip
 
     # --- head ----------------------------------------------------------------------------------
     def _load_head(self) -> int:
@@ -408,7 +429,11 @@ class Journal:
             self._set_head(self.commit)
         segs = self.segments
         while len(segs) > 1 and segs[1] <= self.commit and self.commit - segs[1] >= keep:
-            head = self._boundary_from(segs[1])
+            try:
+                head = self._boundary_from(segs[1])
+            except OSError as e:  # kept a while longer: trimmed at a later commit
+                log.debug("%s: trimming: %s", self.label, e)
+                break
             if head <= self.head:
                 break
             self._set_head(head)
@@ -420,7 +445,10 @@ class Journal:
         if self._ledger_dirty:
             return 0
         if len(self.segments) > 1 and self.segments[1] <= self.commit:
-            self._set_head(self._boundary_from(self.segments[1]))
+            try:
+                self._set_head(self._boundary_from(self.segments[1]))
+            except OSError:
+                self._set_head(self.commit)
         else:
             self._set_head(self.commit)
             self._punch(self.commit)
@@ -670,14 +698,12 @@ class Journal:
         return lines, backlog - self.backlog
 
     def _read_locked(self, pos: int, count: int = DECODE_CHUNK_BYTES) -> bytes:
+        """``read`` for callers holding the lock; raises OSError (a file gone included)."""
         base = self._base_of(pos)
         if base is None:
             return b""
         stop = min(self.end, base + self._sizes.get(base, self.end - base))
-        try:
-            return self.files.pread(self._seg(base), pos - base, min(count, stop - pos))
-        except OSError:
-            return b""
+        return self.files.pread(self._seg(base), pos - base, min(count, stop - pos))
 
     def _next_data_locked(self, pos: int) -> int:
         later = [b for b in self.segments if b > pos]

@@ -45,6 +45,7 @@ DISK_FULL_RETRY_S = 1.0  # a FIFO paused on a full disk (or budget) is tried aga
 # (the ledger is synced at every commit whatever it says).
 DEFAULT_FSYNC_INTERVAL_S = 1.0
 LEDGER_RETRY_S = 1.0  # a ledger that could not be written is tried again this often
+READ_ATTEMPTS = 5  # journal reads failing at one place before the rest of its file is given up
 RESUME_RETRY_S = 5.0  # a state dir that could not be listed at start is listed again after this
 JOURNAL_ORPHAN_GRACE_S = 600.0  # a journal whose FIFO is gone waits this long for a handover
 HANDOVER_MAX_FDS = 253  # descriptors in one handover message (the kernel's SCM_MAX_FD)

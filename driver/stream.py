@@ -48,6 +48,7 @@ from .limits import (
     SHIP_MEMORY_WAIT_S,
     SHIP_WORKERS,
     SLOW_RETRY_S,
+    TASK_ERROR_RETRY_S,
     TURN_BATCHES,
 )
 from .memory import ShipMemory
@@ -231,6 +232,10 @@ class Stream(Task):
             return self._retry(f)
         except MemoryFull:
             return now + SHIP_MEMORY_WAIT_S  # or sooner: woken when memory is freed
+        except OSError as e:  # a journal could not be read: again soon (journal.read)
+            if self.ship.every_minute(("read", self.dest)):
+                log.error("%s: reading a journal: %s; trying again", self.name, e)
+            return now + TASK_ERROR_RETRY_S
         finally:
             self._health.release(self)
         self._failures = 0

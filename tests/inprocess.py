@@ -326,6 +326,7 @@ class Run:
     fd: int | None = None  # the daemon's end
     written: int = 0  # lines written (numbered from 1)
     queued: list[bytes] = field(default_factory=list)  # frames waiting for room in the pipe
+    queued_bytes: int = 0
     offsets: list[tuple[int, int]] = field(default_factory=list)  # line n -> frame [start, end)
     at: int = 0  # bytes written into the FIFO
     stopped: bool = False
@@ -402,8 +403,9 @@ class Host:
             text = f"{name} {run.written} {word}".encode().ljust(size, b"x")
             ts = int(self.clock.time() * 1e9) + run.written
             frame = encode_entry(text, ts)
-            run.offsets.append((run.at + sum(map(len, run.queued)), 0))
+            run.offsets.append((run.at + run.queued_bytes, 0))
             run.queued.append(frame)
+            run.queued_bytes += len(frame)
         self.flush(run)
 
     def flush(self, run: Run) -> None:
@@ -414,12 +416,12 @@ class Host:
                 n = os.write(run.fd, frame)
             except BlockingIOError:
                 return
+            run.at += n
+            run.queued_bytes -= n
             if n < len(frame):  # a part: the rest follows (frames may exceed PIPE_BUF)
                 run.queued[0] = frame[n:]
-                run.at += n
                 return
             run.queued.pop(0)
-            run.at += n
 
     def stop(self, name: str) -> None:
         """The container exits: the daemon writes what it has, calls StopLogging, closes."""
@@ -431,6 +433,11 @@ class Host:
             if not run.queued:
                 break
             self.pump()
+        if run.queued:  # the driver does not read (not resumed yet): dockerd gives up on them
+            first = len(run.offsets) - len(run.queued) + 1
+            run.allowed_loss |= set(range(first, run.written + 1))
+            run.queued.clear()
+            run.queued_bytes = 0
         run.stopped = True
         self.driver.stop(run.fifo)
         os.close(run.fd)
@@ -529,7 +536,7 @@ class Host:
         """Where line ``n``'s frame ends in the container's stream."""
         if n < len(run.offsets):
             return run.offsets[n][0]
-        return run.at + sum(map(len, run.queued))
+        return run.at + run.queued_bytes
 
     def durable_end(self, run: Run) -> int:
         """The journal offset up to which the disk has every byte of the container's journal,
@@ -566,7 +573,8 @@ def info(run: Run, opts: dict[str, str]) -> dict:
 
 # --- what arrived ---------------------------------------------------------------------------
 _DROPPED = re.compile(
-    r"memberlog: dropped (\d+) lines of container (\w+) .*?(?:, and (\d+) bytes among them)?$"
+    r"memberlog: dropped (\d+) lines of container (\w+) .*?"
+    r"(?:, and (\d+) bytes among them that could not be read)?$"
 )
 _UNREADABLE = re.compile(
     r"memberlog: \d+ bytes of container (\w+)'s log .* \(offsets (\d+)\.\.(\d+)"
@@ -592,8 +600,9 @@ class Account:
         return sum(c - 1 for c in self.counts.values() if c > 1)
 
 
-def account(host: Host) -> dict[str, Account]:
-    """Every run's lines: shipped (how often), covered by a marker, or missing."""
+def account(host: Host, refused: dict[str, set[int]] | None = None) -> dict[str, Account]:
+    """Every run's lines: shipped (how often), covered by a marker, or missing. ``refused``:
+    lines CloudWatch refused (a marker of their own stands for each), left out."""
     out = {name: Account(name, run.written) for name, run in host.runs.items()}
     by_cid = {run.container_id[:12]: name for name, run in host.runs.items()}
     for (_, _), events in host.cw.streams.items():
@@ -613,7 +622,10 @@ def account(host: Host) -> dict[str, Account]:
                 out[line.group(1)].counts[int(line.group(2))] += 1
     for name, acc in out.items():
         run = host.runs[name]
-        unshipped = [n for n in range(1, run.written + 1) if not acc.counts.get(n)]
+        gone = (refused or {}).get(name, set())
+        unshipped = [
+            n for n in range(1, run.written + 1) if not acc.counts.get(n) and n not in gone
+        ]
         uncounted = acc.dropped  # dropped markers count lines; the oldest unshipped went
         for n in unshipped:
             start, end = run.offsets[n - 1][0], host.frame_end(run, n)
