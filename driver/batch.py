@@ -14,7 +14,7 @@ from itertools import accumulate, islice
 from operator import itemgetter
 
 from .formats import JsonFormatter
-from .framing import DAMAGE, LINE_STEP, POSITION_BITS, STDERR, Line, utf8_cut
+from .framing import DAMAGE, LINE_STEP, POS, STDERR, TEXT, TS, Line, utf8_cut
 from .limits import EVENT_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS
 
 # (timestamp ms, message as valid UTF-8, position, source): a line's own shape, so a chunk of
@@ -22,18 +22,6 @@ from .limits import EVENT_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX
 # (see framing.FrameDecoder); positions only grow, so a batch's largest is its commit. The
 # message's size against the API's limits is len(message).
 Event = tuple[int, bytes, int, int]
-
-
-def position(offset: int, lines: int = 0, pieces: int = 0) -> int:
-    """Decoding from the clean ``offset``, ``lines`` lines and then ``pieces`` pieces of the
-    next one have shipped."""
-    return offset << POSITION_BITS | lines * LINE_STEP | pieces
-
-
-def split_position(pos: int) -> tuple[int, int, int]:
-    """(clean offset, lines, pieces) of a position."""
-    low = pos & ((1 << POSITION_BITS) - 1)
-    return pos >> POSITION_BITS, low // LINE_STEP, low % LINE_STEP
 
 
 # CloudWatch rejects empty messages. An empty line still says something (a blank line in a
@@ -62,11 +50,11 @@ def to_events(
     if formatter is not None:
         return _json_events(lines, max_message_bytes, formatter)
     if lines:
-        sizes = list(map(len, map(itemgetter(1), lines)))
+        sizes = list(map(len, map(itemgetter(TEXT), lines)))
         if (
             min(sizes) > 0
             and max(sizes) <= max_message_bytes
-            and b"".join(map(itemgetter(1), lines)).isascii()
+            and b"".join(map(itemgetter(TEXT), lines)).isascii()
         ):
             return lines
     events: list[Event] = []
@@ -121,22 +109,22 @@ def take_batch(pending: deque[Event], cut_ties: bool = False) -> list[Event]:
     if not head:
         return []
     after = head.pop() if len(head) > MAX_BATCH_EVENTS else None
-    cum = list(accumulate(map(len, map(itemgetter(1), head))))
+    cum = list(accumulate(map(len, map(itemgetter(TEXT), head))))
     # the most events whose bytes, with 26 each, fit one batch
     k = bisect_right(range(len(head)), MAX_BATCH_BYTES,
                      key=lambda i: cum[i] + EVENT_OVERHEAD_BYTES * (i + 1))  # fmt: skip
     if cut_ties and k:
         nxt = head[k][0] if k < len(head) else None if after is None else after[0]
         if nxt is not None:  # one container's events come in time order: bisect finds the cut
-            j = bisect_left(head, nxt, k // 2, k, key=itemgetter(0))
+            j = bisect_left(head, nxt, k // 2, k, key=itemgetter(TS))
             if j > k // 2:
                 k = j
-    stamps = list(map(itemgetter(0), head[: max(k, 1)]))
+    stamps = list(map(itemgetter(TS), head[: max(k, 1)]))
     if k and max(stamps) - min(stamps) <= MAX_BATCH_SPAN_MS:
         batch = head[:k]
         for _ in range(k):
             pending.popleft()
-        batch.sort(key=itemgetter(0))
+        batch.sort(key=itemgetter(TS))
         return batch
     return _take_batch_slowly(pending)
 
@@ -148,10 +136,10 @@ def _take_batch_slowly(pending: deque[Event]) -> list[Event]:
     lo = hi = None
     while pending and len(batch) < MAX_BATCH_EVENTS:
         ev = pending[0]
-        ev_size = len(ev[1]) + EVENT_OVERHEAD_BYTES
+        ev_size = len(ev[TEXT]) + EVENT_OVERHEAD_BYTES
         if size + ev_size > MAX_BATCH_BYTES:
             break
-        ts = ev[0]
+        ts = ev[TS]
         if lo is None:
             lo = hi = ts
         elif ts < lo:
@@ -164,7 +152,7 @@ def _take_batch_slowly(pending: deque[Event]) -> list[Event]:
             hi = ts
         batch.append(pending.popleft())
         size += ev_size
-    batch.sort(key=itemgetter(0))
+    batch.sort(key=itemgetter(TS))
     return batch
 
 
@@ -172,7 +160,7 @@ def take_merged(pendings: list[deque[Event]]) -> tuple[list[Event], list[int | N
     """One valid batch from several containers' events, earliest first (each container's own
     order kept), sorted by time. Returns the batch and, per deque, the commit offset of the
     last event it gave (None if it gave none)."""
-    heads = [(p[0][0], i) for i, p in enumerate(pendings) if p]
+    heads = [(p[0][TS], i) for i, p in enumerate(pendings) if p]
     heapq.heapify(heads)
     taken: list[int | None] = [None] * len(pendings)
     batch: list[Event] = []
@@ -181,7 +169,7 @@ def take_merged(pendings: list[deque[Event]]) -> tuple[list[Event], list[int | N
     while heads and len(batch) < MAX_BATCH_EVENTS:
         ts, i = heads[0]
         ev = pendings[i][0]
-        ev_size = len(ev[1]) + EVENT_OVERHEAD_BYTES
+        ev_size = len(ev[TEXT]) + EVENT_OVERHEAD_BYTES
         if size + ev_size > MAX_BATCH_BYTES:
             break
         if lo is None:
@@ -191,10 +179,10 @@ def take_merged(pendings: list[deque[Event]]) -> tuple[list[Event], list[int | N
         lo, hi = min(lo, ts), max(hi, ts)
         batch.append(pendings[i].popleft())
         size += ev_size
-        taken[i] = ev[2]
+        taken[i] = ev[POS]
         if pendings[i]:
-            heapq.heapreplace(heads, (pendings[i][0][0], i))
+            heapq.heapreplace(heads, (pendings[i][0][TS], i))
         else:
             heapq.heappop(heads)
-    batch.sort(key=itemgetter(0))
+    batch.sort(key=itemgetter(TS))
     return batch, taken

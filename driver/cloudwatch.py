@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 from . import aws
 from .aws import AwsError, classify
 from .batch import Event
+from .framing import TEXT, TS
 from .jsontext import needs_json_escape
 from .limits import (
     CHECK_TIMEOUT_S,
@@ -78,17 +79,17 @@ def request_body(group: str, stream: str, batch: Sequence[Event]) -> bytes:
     the events are one C-level format of the batch; otherwise messages are escaped one by one
     by the json module's C escaper. Its own function so that the intermediate copies (the
     joined messages, the events' text) are freed before the request is sent."""
-    messages = list(map(itemgetter(1), batch))
+    messages = list(map(itemgetter(TEXT), batch))
     joined = b"".join(messages)
     plain = not needs_json_escape(joined)
     del joined
     if plain:
-        args = tuple(chain.from_iterable(zip(map(itemgetter(0), batch), messages, strict=True)))
+        args = tuple(chain.from_iterable(zip(map(itemgetter(TS), batch), messages, strict=True)))
         events = (_EVENT * len(batch))[:-1] % args
     else:
         events = b",".join([
             b'{"timestamp":%d,"message":%b}' % (ts, _escape(m.decode()).encode())
-            for ts, m in zip(map(itemgetter(0), batch), messages, strict=True)
+            for ts, m in zip(map(itemgetter(TS), batch), messages, strict=True)
         ])  # fmt: skip
     head = f'{{"logGroupName":{_escape(group)},"logStreamName":{_escape(stream)},"logEvents":['
     return b"".join((head.encode(), events, b"]}"))

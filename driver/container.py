@@ -32,10 +32,10 @@ from enum import Enum
 from typing import Protocol
 
 from . import markers
-from .batch import Event, position, to_events
+from .batch import Event, to_events
 from .clock import SYSTEM, Clock
 from .formats import JsonFormatter
-from .framing import DAMAGE, POSITION_BITS, STDOUT, FrameDecoder, Line
+from .framing import DAMAGE, POS, SRC, STDOUT, TEXT, TS, FrameDecoder, Line, offset_of, position
 from .journal import Journal
 from .limits import (
     BATCH_TRIGGER_BYTES,
@@ -359,7 +359,7 @@ class Decoder:
             # batch is dropped (1 MiB reads left a fifth of a batch behind each turn in a
             # fan-in). Past that only while nothing is pending: a line (or multi-line event)
             # longer than that comes out in pieces, and its next piece is further on.
-            ahead = dec.pos - (self.taken >> POSITION_BITS)
+            ahead = dec.pos - offset_of(self.taken)
             if ahead >= BATCH_TRIGGER_BYTES and self.pending:
                 break
             data = self.read(dec, dec.pos, max(BATCH_TRIGGER_BYTES - ahead, DECODE_MIN_BYTES))
@@ -386,9 +386,9 @@ class Decoder:
         if self._dec is not None and self._dec.markers != self._marks_seen:  # rare
             self._marks_seen = self._dec.markers
             lines, marks = self._markers(lines, seen)
-        if lines[-1][2] > seen:  # first time decoded: received (counted per chunk)
-            fresh = len(lines) if lines[0][2] > seen else sum(1 for ln in lines if ln[2] > seen)
-            self._seen = lines[-1][2]
+        if lines[-1][POS] > seen:  # first time decoded: received (counted per chunk)
+            fresh = len(lines) if lines[0][POS] > seen else sum(1 for ln in lines if ln[POS] > seen)
+            self._seen = lines[-1][POS]
             stream = self.container.stream
             if stream is not None:
                 stream.metrics.received(fresh - marks)
@@ -399,8 +399,8 @@ class Decoder:
     def _emit(self, lines: list[Line]) -> None:
         if lines:
             events = to_events(lines, self.cfg.max_event_size, self.container.formatter)
-            if events[0][2] <= self.taken:  # decoded again from the commit: shipped already
-                events = [ev for ev in events if ev[2] > self.taken]
+            if events[0][POS] <= self.taken:  # decoded again from the commit: shipped already
+                events = [ev for ev in events if ev[POS] > self.taken]
             self.pending.extend(events)
 
     def _markers(self, lines: list[Line], seen: int) -> tuple[list[Line], int]:
@@ -410,16 +410,16 @@ class Decoder:
         out = list(lines)
         new = 0
         for i, line in enumerate(out):
-            if line[3] != DAMAGE:
+            if line[SRC] != DAMAGE:
                 continue
-            ts = line[0]
+            ts = line[TS]
             if ts <= 0:
-                after = next((ln[0] for ln in out[i + 1 :] if ln[3] != DAMAGE), 0)
+                after = next((ln[TS] for ln in out[i + 1 :] if ln[SRC] != DAMAGE), 0)
                 ts = after or int(self.container.clock.time() * 1000)
-                out[i] = (ts, line[1], line[2], DAMAGE)
-            if line[2] > seen:
+                out[i] = (ts, line[TEXT], line[POS], DAMAGE)
+            if line[POS] > seen:
                 new += 1
-                event(log, logging.ERROR, line[1].decode(),
+                event(log, logging.ERROR, line[TEXT].decode(),
                       container=self.container.container_id[:12],
                       group=self.cfg.group)  # fmt: skip
         return out, new

@@ -29,12 +29,32 @@ from .limits import FRAME_HEADER_BYTES, MAX_FRAME_BYTES
 log = logging.getLogger(__name__)
 
 # (timestamp in ms since the epoch, line without its newline, position after it (see
-# FrameDecoder), source: STDOUT or STDERR)
+# FrameDecoder), source: STDOUT or STDERR). Plain tuples: the decoder makes one per line, and a
+# named tuple costs several times as much to make; its fields are read by these names.
 Line = tuple[int, bytes, int, int]
+TS, TEXT, POS, SRC = 0, 1, 2, 3
 STDOUT, STDERR = ord("o"), ord("e")  # the 4th byte of "stdout" / "stderr": a cheap tag
 DAMAGE = ord("d")  # a marker line the decoder put where bytes could not be decoded
 POSITION_BITS = 32  # a position is clean offset << 32 | lines after it << 4 | pieces
 LINE_STEP = 1 << 4  # one line; the low 4 bits count pieces of a line cut by the batch stage
+
+
+def position(offset: int, lines: int = 0, pieces: int = 0) -> int:
+    """Decoding from the clean ``offset``, ``lines`` lines and then ``pieces`` pieces of the
+    next one have shipped (see FrameDecoder)."""
+    return offset << POSITION_BITS | lines * LINE_STEP | pieces
+
+
+def offset_of(pos: int) -> int:
+    """The clean journal offset a position counts from."""
+    return pos >> POSITION_BITS
+
+
+def split_position(pos: int) -> tuple[int, int, int]:
+    """(clean offset, lines, pieces) of a position."""
+    low = pos & ((1 << POSITION_BITS) - 1)
+    return pos >> POSITION_BITS, low // LINE_STEP, low % LINE_STEP
+
 
 _MAX_OPEN_PARTIALS = 8  # stdout and stderr each have at most one open line; more means garbage
 

@@ -48,7 +48,17 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from .files import REAL, Files
-from .framing import DAMAGE, LINE_STEP, POSITION_BITS, FrameDecoder, frame_ends, resync_point
+from .framing import (
+    DAMAGE,
+    LINE_STEP,
+    SRC,
+    TS,
+    FrameDecoder,
+    frame_ends,
+    position,
+    resync_point,
+    split_position,
+)
 from .limits import (
     DECODE_CHUNK_BYTES,
     JOURNAL_VERSION,
@@ -499,7 +509,7 @@ class Journal:
     @property
     def position(self) -> int:
         """The commit as one number (see framing.FrameDecoder)."""
-        return self.commit << POSITION_BITS | self.skip
+        return position(self.commit) | self.skip
 
     def _slot(self, seq: int, commit: int, skip: int, gap: Gap | None) -> bytes:
         g = gap or Gap(0, 0, 0)
@@ -616,7 +626,8 @@ class Journal:
             before = self.position
             if pos < before or (pos == before and not (gap_reported and self.gap)):
                 return 0
-            commit, skip = pos >> POSITION_BITS, pos & ((1 << POSITION_BITS) - 1)
+            commit, lines, pieces = split_position(pos)
+            skip = position(0, lines, pieces)
             backlog = self.backlog
             self._mark(commit)
             self._write_ledger(commit, skip, None if gap_reported else self.gap)
@@ -671,10 +682,10 @@ class Journal:
             else:
                 break
             for line in out:
-                if line[3] != DAMAGE:  # a marker is not a line
+                if line[SRC] != DAMAGE:  # a marker is not a line
                     lines += 1
-                    first = line[0] if first is None else first
-                    last = line[0]
+                    first = line[TS] if first is None else first
+                    last = line[TS]
             if dec.idle:
                 stop = dec.pos
         if stop <= start:

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 
-from .framing import Line
+from .framing import TEXT, Line
 from .limits import MAX_HELD_BYTES, MEMBER_FILE_WAIT_S, MEMBER_MARKER_SCAN_LINES
 from .names import InvalidName, check_stream, parse_member_marker
 from .options import DriverConfig, OptionError
@@ -85,8 +85,8 @@ class MemberResolver:
             if self.scanned >= MEMBER_MARKER_SCAN_LINES or self.marker:
                 break
             self.scanned += 1
-            self.marker = parse_member_marker(line[1])
-        self.held_bytes += sum(len(line[1]) for line in lines)
+            self.marker = parse_member_marker(line[TEXT])
+        self.held_bytes += sum(len(line[TEXT]) for line in lines)
         return self.decide(now, final=False)
 
     def method(self, member: str | None) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from itertools import chain
 from operator import itemgetter
 
+from .framing import TEXT
 from .limits import (
     BODY_EVENT_BYTES,
     EVENT_OBJECT_BYTES,
@@ -101,8 +102,8 @@ def batch_bytes(batch: list, pendings: list) -> int:
     and their objects), its request body, and the events decoded past it (``pendings``:
     deques of batch.Event). C-level passes over the messages, no loop per event."""
     events = len(batch) + sum(map(len, pendings))
-    messages = sum(map(len, map(itemgetter(1), batch)))
-    ahead = sum(map(len, map(itemgetter(1), chain.from_iterable(pendings))))
+    messages = sum(map(len, map(itemgetter(TEXT), batch)))
+    ahead = sum(map(len, map(itemgetter(TEXT), chain.from_iterable(pendings))))
     body = messages + len(batch) * BODY_EVENT_BYTES
     return messages + ahead + events * EVENT_OBJECT_BYTES + body
 

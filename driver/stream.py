@@ -37,7 +37,7 @@ from .aws import AwsError
 from .batch import Event, take_batch, take_merged
 from .clock import SYSTEM, Clock
 from .cloudwatch import ENDPOINT_KINDS, Apis, LogsApi
-from .framing import POSITION_BITS, STDOUT
+from .framing import POS, STDOUT, TEXT, TS, offset_of
 from .limits import (
     BATCH_RESERVE_BYTES,
     BATCH_TRIGGER_BYTES,
@@ -153,7 +153,7 @@ def _full_batch_waiting(sources: list[Decoder]) -> bool:
     for s in sources:
         if len(s.pending) >= MAX_BATCH_EVENTS:
             return True
-        waiting += s.journal.end - (s.taken >> POSITION_BITS)
+        waiting += s.journal.end - offset_of(s.taken)
     return waiting >= BATCH_TRIGGER_BYTES
 
 
@@ -316,7 +316,7 @@ class Stream(Task):
                     s.fill()
                 if len(sources) == 1:
                     batch = take_batch(sources[0].pending, cut_ties=beside)
-                    offs: list[int | None] = [max(map(itemgetter(2), batch))] if batch else [None]
+                    offs: list[int | None] = [max(map(itemgetter(POS), batch))] if batch else [None]
                 else:
                     batch, offs = take_merged([s.pending for s in sources])
                 held = memory.batch_bytes(batch, [s.pending for s in sources])
@@ -335,7 +335,7 @@ class Stream(Task):
                 while inflight and (
                     not beside
                     or len(inflight) >= PUTS_IN_FLIGHT
-                    or batch[0][0] <= inflight[-1].last_ts
+                    or batch[0][TS] <= inflight[-1].last_ts
                 ):
                     end_oldest()
                 for s, off in zip(sources, offs, strict=True):
@@ -343,7 +343,7 @@ class Stream(Task):
                         s.taken = off  # decoding goes on past it
                 assert self._api is not None and self.ship.puts is not None
                 put = self.ship.puts.submit(self._put_all, self._api, batch)
-                inflight.append(_InFlight(put, offs, reserved, batch[-1][0]))
+                inflight.append(_InFlight(put, offs, reserved, batch[-1][TS]))
                 reserved = 0
             while inflight:
                 end_oldest()
@@ -428,7 +428,12 @@ class Stream(Task):
                 refused.append(ev)
                 if not accepted and self._refused_run + len(refused) >= INVALID_SYSTEMATIC:
                     raise self._systematic(first)
-                marker = (ev[0], markers.refused(ev[0], len(ev[1]), first.code), ev[2], STDOUT)
+                marker = (
+                    ev[TS],
+                    markers.refused(ev[TS], len(ev[TEXT]), first.code),
+                    ev[POS],
+                    STDOUT,
+                )
                 if accepted:
                     put_markers([marker])  # in its place
                 else:
@@ -474,7 +479,7 @@ class Stream(Task):
             self._create(api)
             self.metrics.put()
             resp = api.put_log_events(self.dest.group, self.dest.stream, batch)
-        self.metrics.shipped(len(batch), sum(map(len, map(itemgetter(1), batch))))
+        self.metrics.shipped(len(batch), sum(map(len, map(itemgetter(TEXT), batch))))
         info = resp.get("rejectedLogEventsInfo")
         if info:
             self._rejected(api, info, batch)
@@ -497,8 +502,8 @@ class Stream(Task):
               group=self.dest.group, stream=self.dest.stream, count=total)  # fmt: skip
         first_kept = counts["too_old"] + counts["expired"]
         last_kept = n - counts["too_new"]
-        ts = batch[last_kept - 1][0] if last_kept > first_kept else int(self._clock.time() * 1000)
-        stamps = [ev[0] for i, ev in enumerate(batch) if i < first_kept or i >= last_kept]
+        ts = batch[last_kept - 1][TS] if last_kept > first_kept else int(self._clock.time() * 1000)
+        stamps = [ev[TS] for i, ev in enumerate(batch) if i < first_kept or i >= last_kept]
         marker = markers.rejected(counts, min(stamps), max(stamps))
         self.metrics.put()
         resp = api.put_log_events(self.dest.group, self.dest.stream, [(ts, marker, 0, STDOUT)])

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memberlog.driver.batch import position, split_position, take_batch, take_merged, to_events
+from memberlog.driver.batch import take_batch, take_merged, to_events
+from memberlog.driver.framing import position, split_position
 from memberlog.driver.limits import MAX_MESSAGE_BYTES
 
 # The API's numbers, written out here rather than imported, so a wrong constant fails a test.

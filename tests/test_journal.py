@@ -10,8 +10,7 @@ import zlib
 
 import pytest
 
-from memberlog.driver.batch import position
-from memberlog.driver.framing import FrameDecoder, encode_entry
+from memberlog.driver.framing import FrameDecoder, encode_entry, position
 from memberlog.driver.journal import FdCache, Journal, JournalVersionError
 from memberlog.driver.limits import JOURNAL_VERSION, SEGMENT_BYTES, SPLICE_BYTES
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 
 from hypothesis import HealthCheck, settings
@@ -35,6 +36,7 @@ from memberlog.driver.settings import Settings
 from inprocess import Host, account
 
 SEQUENCES = int(os.environ.get("MODEL_SEQUENCES", "300"))
+ROOT = os.path.join(tempfile.gettempdir(), f"memberlog-model-{os.getpid()}")
 NAMES = ("a", "b", "c", "d")
 MEMBERS = ("m0", "m1")  # few: containers of one member share its stream
 ERRNOS = (errno.EIO, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
@@ -47,7 +49,10 @@ class Durability(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         # A small spool (drop-oldest comes into play) and small files (many of them).
-        self.host = Host(tempfile.mkdtemp(prefix="memberlog-model-"),
+        # One fixed place: journal names come from FIFO paths, so a history replays exactly
+        # (hypothesis runs it again to shrink it).
+        shutil.rmtree(ROOT, ignore_errors=True)
+        self.host = Host(ROOT,
                          Settings(spool_max_bytes=96 << 10, fsync_interval=1.0),
                          segment_bytes=8 << 10)  # fmt: skip
         self.host.cw.refuse = "POISON"
