@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from memberlog.cli.limits import FETCH_WORKERS  # noqa: E402
 
-from cwlogs import REGION, CloudWatchEndpoint, fill_stream  # noqa: E402
-from latency_proxy import LatencyProxy  # noqa: E402
+from support.cwlogs import REGION, CloudWatchEndpoint, fill_stream  # noqa: E402
+from support.latency_proxy import LatencyProxy  # noqa: E402
 
 
 def read(url: str, group: str, workers: int) -> tuple[float, bytes]:

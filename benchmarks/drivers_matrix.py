@@ -68,9 +68,9 @@ from fifo_throughput import (  # noqa: E402
     terminate_as_interrupt,
 )
 
-import dockerenv  # noqa: E402
-from cwlogs import REGION, CloudWatchEndpoint, free_port  # noqa: E402
-from plugin import PluginProcess  # noqa: E402
+from support import dockerenv  # noqa: E402
+from support.cwlogs import REGION, CloudWatchEndpoint, free_port  # noqa: E402
+from support.plugin import PluginProcess  # noqa: E402
 
 DAEMON_NAME = "matrix"
 LEGACY = "memberlog-matrix"

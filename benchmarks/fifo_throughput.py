@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers: dockerd, endpoint, plugin process
+sys.path.insert(0, str(ROOT / "tests"))  # tests/support: dockerd, endpoint, plugin process
 sys.path.insert(0, str(ROOT))
 
 from memberlog.driver.batch import take_batch, to_events  # noqa: E402
@@ -65,9 +65,9 @@ from memberlog.driver.journal import FdCache, Journal  # noqa: E402
 from memberlog.driver.limits import MAX_MESSAGE_BYTES, SPLICE_BYTES  # noqa: E402
 from memberlog.driver.reader import open_fifo  # noqa: E402
 
-import dockerenv  # noqa: E402
-from cwlogs import REGION, CloudWatchEndpoint  # noqa: E402
-from plugin import DaemonFifo, PluginProcess  # noqa: E402
+from support import dockerenv  # noqa: E402
+from support.cwlogs import REGION, CloudWatchEndpoint  # noqa: E402
+from support.plugin import DaemonFifo, PluginProcess  # noqa: E402
 
 IMAGE = "memberlog-test-busybox:1"
 DAEMON_NAME = "bench"

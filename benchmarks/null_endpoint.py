@@ -1,10 +1,10 @@
 """A CloudWatch Logs endpoint that does nothing but check and count: the benchmark's "null"
 endpoint, so the drivers' own cost shows apart from moto's ingestion.
 
-Every PutLogEvents is checked against the API's limits (tests/cwlogs_server.py's checker) and
-its events counted; every other call (CreateLogGroup, CreateLogStream, DescribeLogGroups, ...)
-is answered with an empty success at once. ``GET /_strict/stats`` answers like the strict
-server's, so the benchmark watches either the same way.
+Every PutLogEvents is checked against the API's limits (tests/support/cwlogs_server.py's
+checker) and its events counted; every other call (CreateLogGroup, CreateLogStream,
+DescribeLogGroups, ...) is answered with an empty success at once. ``GET /_strict/stats``
+answers like the strict server's, so the benchmark watches either the same way.
 
     python3 benchmarks/null_endpoint.py --port 4567
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from cwlogs_server import PUT_LOG_EVENTS_TARGET, STATS_PATH, check_put_log_events  # noqa: E402
+from support.cwlogs_server import PUT_LOG_EVENTS_TARGET, STATS_PATH, check_put_log_events  # noqa: E402
 
 _lock = threading.Lock()
 # "answered_*" as the strict server's: events answered 200, and when the last was (time.time())

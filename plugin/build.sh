@@ -29,8 +29,9 @@
 #                     daemon (e.g. copied from another host with docker save | docker load)
 #   --base IMAGE      base image with python3 >= 3.11 on glibc (env BASE_IMAGE does the same):
 #       auto          (default) python:3.11-slim-bookworm if present or pullable, else `local`
-#       local         memberlog-base-bookworm:1, debootstrapped here by tests/dockerenv.py when
-#                     missing (needs root and debootstrap; no registry needed)
+#       local         memberlog-base-bookworm:1, debootstrapped here by
+#                     tests/support/dockerenv.py when missing (needs root and debootstrap; no
+#                     registry needed)
 #   env PYTHON        the host Python whose pip fetches the wheels and that runs plugin/*.py
 #                     (default .venv/bin/python, then python3); env DOCKER: the docker CLI
 #                     (default /usr/bin/docker)
@@ -175,7 +176,7 @@ if [ "$base" = local ]; then
   base=$local_base
   if ! have_image "$base"; then
     step "building $base with debootstrap (once; ~75 s)"
-    MEMBERLOG_DOCKER_CLI=$DOCKER "$PYTHON" "$repo/tests/dockerenv.py" debian
+    MEMBERLOG_DOCKER_CLI=$DOCKER "$PYTHON" "$repo/tests/support/dockerenv.py" debian
   fi
 fi
 probe='import sys, platform

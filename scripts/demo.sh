@@ -31,7 +31,7 @@ else
 fi
 PLUGIN_REPO=${PLUGIN_REPO:-memberlog} BASE_IMAGE_TAG=${BASE_IMAGE_TAG:-memberlog-base-bookworm:1}
 base() {  # base PYTHON: the Debian base image of both images (debootstrap, once)
-  "$1" -c "import sys; sys.path.insert(0, 'tests'); import dockerenv as d
+  "$1" -c "import sys; sys.path.insert(0, 'tests'); from support import dockerenv as d
 d.debian_python_image('$BASE_IMAGE_TAG')" >"$work/base.log" 2>&1
 }
 base_pid=''
@@ -59,7 +59,7 @@ export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo
 version=$("$py" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 PLUGIN=  # $REGISTRY/$PLUGIN_REPO:<version>-<digest of its inputs>, once known
 state_a=/var/lib/$PLUGIN_REPO state_b=/var/lib/$PLUGIN_REPO-b
-envpy() { "$py" -c "import sys; sys.path.insert(0, 'tests'); import dockerenv as d; $1"; }
+envpy() { "$py" -c "import sys; sys.path.insert(0, 'tests'); from support import dockerenv as d; $1"; }
 dk() { local host=$1; shift; DOCKER_HOST=$host "$DOCKER" "$@"; }  # dk HOST docker-args...
 listening() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -74,7 +74,7 @@ cleanup() {
     say "  work dir (data, settings, passwords): $work"
     say "Then clean up: docker rm -f $p0 $p1; docker plugin rm -f $PLUGIN; kill the endpoint" \
       "${endpoint_pid:+(pid $endpoint_pid)}; $py -c \"import sys; sys.path.insert(0, 'tests');" \
-      "import dockerenv; dockerenv.second_daemon('$HOST_B').stop()\"; rm -rf $work"
+      "from support import dockerenv; dockerenv.second_daemon('$HOST_B').stop()\"; rm -rf $work"
     return
   fi
   step "cleaning up"
@@ -112,12 +112,12 @@ done
 # --- the setting: endpoint, registry, host B, images, plugin -------------------------------
 if [ -z "${ENDPOINT:-}" ]; then
   ! listening "$PORT" || die "port $PORT is taken: run with PORT=<another port>"
-  "$py" tests/cwlogs_server.py --port "$PORT" >"$work/cloudwatch.log" 2>&1 &
+  "$py" tests/support/cwlogs_server.py --port "$PORT" >"$work/cloudwatch.log" 2>&1 &
   endpoint_pid=$!
 fi
 step "CloudWatch Logs endpoint $AWS_ENDPOINT_URL (moto); registry $REGISTRY; host A: this" \
   "machine's dockerd; host B: a second dockerd ($HOST_B)"
-"$py" tests/dockerenv.py registry >/dev/null
+"$py" tests/support/dockerenv.py registry >/dev/null
 host_b=$(envpy "print(d.start_second_dockerd('$HOST_B').host)")
 
 t=$SECONDS

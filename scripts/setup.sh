@@ -20,8 +20,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
   if [[ " ${need_pkgs[*]} " == *" docker-registry "* ]]; then
     # Debian's docker-registry service (its config: port 5000 on every address, htpasswd auth)
-    # is not the registry the tests and the demo use: tests/dockerenv.py runs its own, on
-    # 127.0.0.1:5000 only. Where the package's install started the service, stop it for good.
+    # is not the registry the tests and the demo use: tests/support/dockerenv.py runs its own,
+    # on 127.0.0.1:5000 only. Where the package's install started the service, stop it for good.
     if [ -d /run/systemd/system ]; then
       systemctl disable --now docker-registry >/dev/null 2>&1 || true
     else
@@ -45,5 +45,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# dockerd: start Debian's when none answers (tests/dockerenv.py knows how and waits for it).
-.venv/bin/python tests/dockerenv.py ensure
+# dockerd: start Debian's when none answers (tests/support/dockerenv.py knows how and waits).
+.venv/bin/python tests/support/dockerenv.py ensure

@@ -1,0 +1,492 @@
+"""A moto CloudWatch Logs server that enforces the real PutLogEvents limits.
+
+moto accepts any PutLogEvents batch, so a driver that sends 20,000 events or a 5 MB batch
+would pass every test and then fail against AWS.  This script runs moto's server in this
+process behind a small WSGI middleware that checks each PutLogEvents request against the
+documented limits first, answers a violation the way AWS does (HTTP 400,
+InvalidParameterException) and records it, so tests can assert that nothing broke a limit.
+
+    python3 tests/support/cwlogs_server.py --port 4566 [--host 127.0.0.1] [--violations FILE]
+
+Extra endpoints:
+  GET  /_strict/stats  -> {"put_requests": n, "events": n, "violations": [...], "faulted": n,
+       "answered_events": n, "answered_at": t, "gc_pause_s": s}. "events" counts valid puts
+       as they arrive; "answered_events" counts them once moto has stored them and answered
+       200, and "answered_at" is that moment's wall-clock time (time.time()), so a watcher
+       learns when the last event landed without asking many times a second. "gc_pause_s"
+       is the time this process spent in Python's cyclic garbage collector (a full
+       collection walks every event moto holds).
+  POST /_strict/faults <- {"throttle": 0.9} (answer that share of PutLogEvents with
+       ThrottlingException), {"error": {"code": ..., "status": 503, "ratio": 1.0}}, and
+       {"refuse": "text"} (InvalidParameterException for any batch holding an event with
+       "text": CloudWatch refusing one event); {} clears them. Faults apply to valid requests.
+       {"read_throttle": 0.4} answers that share of read calls (GetLogEvents, FilterLogEvents,
+       Describe*) with ThrottlingException; counted in "read_faulted". {"read_quota": 10}
+       enforces a quota as CloudWatch does: each read API answers at most that many calls
+       starting in any one second, the rest with ThrottlingException (also "read_faulted").
+
+Where moto's read API differs from CloudWatch's, requests are adjusted so clients see AWS's
+behaviour: GetLogEvents' endTime is exclusive (moto includes it), and FilterLogEvents always
+interleaves streams in timestamp order (AWS ignores ``interleaved`` since 2019; moto without it
+returns one stream after another). moto's GetLogEvents sorts the whole stream on every call, so
+a page of a 1,000,000-event stream costs as much as reading all of it; here it costs what one
+page costs (as on AWS), with moto's results and tokens unchanged, and each event is serialized
+once, not on every read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import gc
+import io
+import json
+import logging
+import random
+import re
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from moto.logs.exceptions import InvalidParameterException
+from moto.logs.models import LogEvent, LogStream
+from moto.logs.responses import LogsResponse
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
+
+# Limits of PutLogEvents, from the CloudWatch Logs API reference and quotas page.
+MAX_EVENTS_PER_BATCH = 10_000
+MAX_BATCH_BYTES = 1_048_576
+MAX_EVENT_BYTES = 1_048_576  # the message's UTF-8 bytes plus the overhead below
+EVENT_OVERHEAD_BYTES = 26
+MAX_BATCH_SPAN_MS = 24 * 60 * 60 * 1000
+MAX_NAME_CHARS = 512
+LOG_GROUP_NAME_RE = re.compile(r"[.\-_/#A-Za-z0-9]+")
+LOG_STREAM_FORBIDDEN = (":", "*")
+
+# AWS's own wording for the two rules whose message tests may want to match.
+ORDER_MESSAGE = "Log events in a single PutLogEvents request must be in chronological order."
+SPAN_MESSAGE = "A batch of log events in a single request cannot span more than 24 hours."
+
+PUT_LOG_EVENTS_TARGET = "Logs_20140328.PutLogEvents"
+GET_LOG_EVENTS_TARGET = "Logs_20140328.GetLogEvents"
+FILTER_LOG_EVENTS_TARGET = "Logs_20140328.FilterLogEvents"
+READ_TARGETS = frozenset(
+    f"Logs_20140328.{name}"
+    for name in ("GetLogEvents", "FilterLogEvents", "DescribeLogStreams", "DescribeLogGroups")
+)
+STATS_PATH = "/_strict/stats"
+FAULTS_PATH = "/_strict/faults"
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+def event_bytes(event: dict[str, Any]) -> int:
+    """Size of one event as AWS counts it against the batch and event limits."""
+    return len((event.get("message") or "").encode("utf-8")) + EVENT_OVERHEAD_BYTES
+
+
+def check_put_log_events(request: dict[str, Any]) -> list[tuple[str, str]]:
+    """Return every (rule, message) the request breaks; empty when AWS would accept it.
+
+    All rules are reported, not just the first, so a violation record explains the whole
+    problem with a batch.
+    """
+    broken: list[tuple[str, str]] = []
+    group = request.get("logGroupName") or ""
+    stream = request.get("logStreamName") or ""
+    events = request.get("logEvents") or []
+
+    if not 1 <= len(group) <= MAX_NAME_CHARS or not LOG_GROUP_NAME_RE.fullmatch(group):
+        broken.append(("log_group_name", f"Invalid logGroupName {group!r}"))
+    if not 1 <= len(stream) <= MAX_NAME_CHARS or any(c in stream for c in LOG_STREAM_FORBIDDEN):
+        broken.append(("log_stream_name", f"Invalid logStreamName {stream!r}"))
+    if not 1 <= len(events) <= MAX_EVENTS_PER_BATCH:
+        count_message = f"{len(events)} log events; a batch holds 1..{MAX_EVENTS_PER_BATCH}"
+        broken.append(("event_count", count_message))
+
+    batch_bytes = 0
+    for i, event in enumerate(events):
+        size = event_bytes(event)
+        batch_bytes += size
+        if not event.get("message"):
+            broken.append(("empty_message", f"logEvents[{i}].message is empty"))
+        elif size > MAX_EVENT_BYTES:
+            broken.append(("event_size", f"logEvents[{i}] is {size} bytes > {MAX_EVENT_BYTES}"))
+    if batch_bytes > MAX_BATCH_BYTES:
+        broken.append(("batch_size", f"Batch is {batch_bytes} bytes > {MAX_BATCH_BYTES}"))
+
+    stamps = [event.get("timestamp", 0) for event in events]
+    if any(later < earlier for earlier, later in zip(stamps, stamps[1:], strict=False)):
+        broken.append(("chronological_order", ORDER_MESSAGE))
+    if stamps and max(stamps) - min(stamps) > MAX_BATCH_SPAN_MS:
+        broken.append(("time_span", SPAN_MESSAGE))
+    return broken
+
+
+class NoDelayRequestHandler(MotoRequestHandler):
+    """http.server writes a response's headers and body in two sends; with Nagle's algorithm
+    on, the body waits for the client's delayed ACK (up to 40 ms a request on Linux), which
+    AWS's endpoints never add. TCP_NODELAY, as they have."""
+
+    disable_nagle_algorithm = True
+
+
+class StrictLogsMiddleware:
+    """WSGI middleware in front of moto that rejects PutLogEvents requests AWS would reject.
+
+    It is the only place that sees every request, so it also keeps the counters that
+    tests read to prove their requests actually went through the checker.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], violations_file: str | None) -> None:
+        self.app = app
+        self.violations_file = violations_file
+        self.lock = threading.Lock()
+        self.put_requests = 0
+        self.events = 0
+        self.faulted = 0
+        self.read_calls = 0
+        self.read_faulted = 0
+        self.faults: dict[str, Any] = {}
+        self.violations: list[dict[str, Any]] = []
+        self.read_starts: dict[str, deque[float]] = {}  # per read API, for "read_quota"
+        self.answered_events = 0
+        self.answered_at = 0.0
+        self.gc_pause_s = 0.0
+        self._gc_start = 0.0
+        gc.callbacks.append(self._gc_timed)
+
+    def _gc_timed(self, phase: str, info: dict[str, int]) -> None:
+        """Sum the collector's pauses: they stall every request thread (the GIL is held)."""
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+            return
+        self.gc_pause_s += time.perf_counter() - self._gc_start
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == STATS_PATH:
+            with self.lock:
+                stats = {
+                    "put_requests": self.put_requests,
+                    "events": self.events,
+                    "violations": list(self.violations),
+                    "faulted": self.faulted,
+                    "read_calls": self.read_calls,
+                    "read_faulted": self.read_faulted,
+                    "faults": self.faults,
+                    "answered_events": self.answered_events,
+                    "answered_at": self.answered_at,
+                    "gc_pause_s": round(self.gc_pause_s, 3),
+                }
+            return self._json(start_response, "200 OK", stats, {})
+        if environ.get("PATH_INFO") == FAULTS_PATH:
+            faults = json.loads(self._read_body(environ) or b"{}")
+            with self.lock:
+                self.faults = faults
+            return self._json(start_response, "200 OK", faults, {})
+        target = environ.get("HTTP_X_AMZ_TARGET")
+        if target in READ_TARGETS:
+            return self._read(target, environ, start_response)
+        if target != PUT_LOG_EVENTS_TARGET:
+            return self.app(environ, start_response)
+
+        body = self._read_body(environ)
+        try:
+            request = json.loads(body or b"{}")
+            broken = check_put_log_events(request)
+        except (ValueError, TypeError, AttributeError) as exc:
+            request, broken = {}, [("malformed", f"Unreadable PutLogEvents body: {exc}")]
+        if broken:
+            self._record(request, broken)
+            error = {"__type": "InvalidParameterException", "message": broken[0][1]}
+            headers = {"x-amzn-ErrorType": "InvalidParameterException"}
+            return self._json(start_response, "400 Bad Request", error, headers)
+
+        fault = self._fault(request)
+        if fault is not None:
+            status, code, message = fault
+            with self.lock:
+                self.faulted += 1
+            error = {"__type": code, "message": message}
+            return self._json(start_response, status, error, {"x-amzn-ErrorType": code})
+
+        with self.lock:
+            self.put_requests += 1
+            self.events += len(request["logEvents"])
+        status: list[str] = []
+
+        def record_status(status_line: str, headers: Any, *exc_info: Any) -> Any:
+            status.append(status_line)
+            return start_response(status_line, headers, *exc_info)
+
+        response = self.app(environ, record_status)  # moto stores the events in this call
+        if status and status[0].startswith("200"):
+            with self.lock:
+                self.answered_events += len(request["logEvents"])
+                self.answered_at = time.time()
+        return response
+
+    def _read(self, target: str, environ: Environ, start_response: StartResponse) -> Any:
+        """A read call: maybe throttled, and made to behave as CloudWatch's (see the top)."""
+        with self.lock:
+            self.read_calls += 1
+            throttled = random.random() < self.faults.get("read_throttle", 0.0)
+            quota = self.faults.get("read_quota")
+            if quota and not throttled:
+                now = time.monotonic()
+                starts = self.read_starts.setdefault(target, deque())
+                while starts and starts[0] <= now - 1.0:
+                    starts.popleft()
+                throttled = len(starts) >= quota
+                if not throttled:
+                    starts.append(now)
+            self.read_faulted += throttled
+        if throttled:
+            error = {"__type": "ThrottlingException", "message": "Rate exceeded"}
+            headers = {"x-amzn-ErrorType": "ThrottlingException"}
+            return self._json(start_response, "400 Bad Request", error, headers)
+        if target in (GET_LOG_EVENTS_TARGET, FILTER_LOG_EVENTS_TARGET):
+            try:
+                request = json.loads(self._read_body(environ) or b"{}")
+            except ValueError:
+                return self.app(environ, start_response)
+            if target == GET_LOG_EVENTS_TARGET and isinstance(request.get("endTime"), int):
+                request["endTime"] -= 1  # moto keeps timestamp == endTime; AWS does not
+            if target == FILTER_LOG_EVENTS_TARGET:
+                request["interleaved"] = True
+            body = json.dumps(request).encode()
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        return self.app(environ, start_response)
+
+    def _fault(self, request: dict[str, Any]) -> tuple[str, str, str] | None:
+        """The injected failure for this (valid) PutLogEvents request, if any."""
+        with self.lock:
+            faults = dict(self.faults)
+        refuse = faults.get("refuse")
+        if refuse and any(refuse in (e.get("message") or "") for e in request["logEvents"]):
+            return "400 Bad Request", "InvalidParameterException", f"event refused: {refuse}"
+        if random.random() < faults.get("throttle", 0.0):
+            return "400 Bad Request", "ThrottlingException", "Rate exceeded"
+        error = faults.get("error")
+        if error and random.random() < error.get("ratio", 1.0):
+            status = int(error.get("status", 500))
+            reason = "Bad Request" if status < 500 else "Service Unavailable"
+            return f"{status} {reason}", error.get("code", "ServiceUnavailableException"), "fault"
+        return None
+
+    @staticmethod
+    def _read_body(environ: Environ) -> bytes:
+        """Read the body once and put it back, because moto must read it again."""
+        length = environ.get("CONTENT_LENGTH")
+        stream = environ["wsgi.input"]
+        body = stream.read(int(length)) if length else stream.read()
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return body
+
+    def _record(self, request: dict[str, Any], broken: list[tuple[str, str]]) -> None:
+        """Keep one record per rejected request, in memory, on stderr and in the file."""
+        events = request.get("logEvents") or []
+        record = {
+            "time": time.time(),
+            "rule": broken[0][0],
+            "rules": [rule for rule, _ in broken],
+            "message": broken[0][1],
+            "group": request.get("logGroupName"),
+            "stream": request.get("logStreamName"),
+            "events": len(events),
+            "bytes": sum(event_bytes(event) for event in events),
+        }
+        line = json.dumps(record)
+        with self.lock:
+            self.violations.append(record)
+            print(f"VIOLATION {line}", file=sys.stderr, flush=True)
+            if self.violations_file:
+                with open(self.violations_file, "a", encoding="utf-8") as f:
+                    f.write(line + "\n")
+
+    @staticmethod
+    def _json(
+        start_response: StartResponse, status: str, payload: Any, headers: dict[str, str]
+    ) -> list[bytes]:
+        body = json.dumps(payload).encode()
+        start_response(
+            status,
+            [
+                ("Content-Type", "application/x-amz-json-1.1"),
+                ("Content-Length", str(len(body))),
+                *headers.items(),
+            ],
+        )
+        return [body]
+
+
+def _sorted_events(stream: Any) -> tuple[list[Any], list[int]]:
+    """The stream's events in moto's order (stable by timestamp) and their timestamps, cached
+    until the next PutLogEvents (moto only ever appends to ``events``)."""
+    cached = getattr(stream, "_strict_sorted", None)
+    if cached is None or cached[0] != len(stream.events):
+        events = sorted(stream.events, key=lambda event: event.timestamp)
+        cached = (len(events), events, [event.timestamp for event in events])
+        stream._strict_sorted = cached  # one assignment: safe with threaded requests
+    return cached[1], cached[2]
+
+
+def update_span(self: Any) -> None:
+    """moto's LogStream._update (the first and last event times DescribeLogStreams shows)
+    without a pass over every event of the stream on every call: CloudWatch answers it at
+    once, and a stream of 1,000,000 events would make each describe cost 0.2 s. moto only
+    ever appends to ``events``, so only the events new since the last call are looked at."""
+    seen, first, last = getattr(self, "_strict_span", (0, None, None))
+    n = len(self.events)
+    if n > seen:
+        stamps = [event.timestamp for event in self.events[seen:n]]
+        first = min(stamps) if first is None else min(first, min(stamps))
+        last = max(stamps) if last is None else max(last, max(stamps))
+        self._strict_span = (n, first, last)  # one assignment: safe with threaded requests
+    self.first_event_timestamp, self.last_event_timestamp = first, last
+
+
+def get_log_events(
+    self: Any,
+    start_time: int | None,
+    end_time: int | None,
+    limit: int | None,
+    next_token: str | None,
+    start_from_head: bool,
+) -> tuple[list[dict[str, Any]], str, str]:
+    """moto's LogStream.get_log_events (same events, same index tokens "f/<i>" and "b/<i>" into
+    the events of [start_time, end_time]) at the cost of one page instead of the whole stream."""
+    events, stamps = _sorted_events(self)
+    lo = bisect.bisect_left(stamps, start_time) if start_time else 0
+    hi = bisect.bisect_right(stamps, end_time) if end_time else len(stamps)
+    hi = max(lo, hi)
+    limit = limit or 10_000
+    if next_token is None:
+        direction, index = None, 0
+    else:
+        try:
+            direction, index = next_token[0], int(next_token[2:])
+        except ValueError:
+            raise InvalidParameterException("The specified nextToken is invalid.") from None
+    final_index = hi - lo - 1
+    if direction is None:
+        start_index = 0 if start_from_head else final_index - (limit - 1)
+        end_index = start_index + limit - 1 if start_from_head else final_index
+    elif direction == "f":
+        start_index, end_index = index + 1, index + limit
+    elif direction == "b":
+        start_index, end_index = index - limit, index - 1
+    else:
+        raise InvalidParameterException("The specified nextToken is invalid.")
+    start_index = max(start_index, 0)
+    if start_index > final_index:
+        return [], f"b/{final_index:056d}", f"f/{final_index:056d}"
+    end_index = min(end_index, final_index)
+    if end_index < 0:
+        return [], f"b/{0:056d}", f"f/{0:056d}"
+    page = JsonEvents(map(_event_json, events[lo + start_index : lo + end_index + 1]))
+    return page, f"b/{start_index:056d}", f"f/{end_index:056d}"
+
+
+class JsonEvents(list):
+    """A page's events, each already JSON (see get_log_events_response)."""
+
+
+def _event_json(event: Any) -> str:
+    """The event as GetLogEvents returns it, serialized once: events never change."""
+    text = getattr(event, "_strict_json", None)
+    if text is None:
+        text = event._strict_json = json.dumps(event.to_response_dict())
+    return text
+
+
+def get_log_events_response(self: Any) -> str:
+    """moto's LogsResponse.get_log_events, with the page's events joined from their cached JSON.
+
+    Serializing 10,000 events took moto ~30 ms a page, one page at a time (one process, one
+    GIL): ten parallel readers queued behind each other, which CloudWatch's fleet never makes
+    them do. The body is the same JSON."""
+    events, backward, forward = self.logs_backend.get_log_events(
+        log_group_name=self._get_param("logGroupName"),
+        log_group_id=self._get_param("logGroupIdentifier"),
+        log_stream_name=self._get_param("logStreamName"),
+        start_time=self._get_param("startTime"),
+        end_time=self._get_param("endTime"),
+        limit=self._get_param("limit"),
+        next_token=self._get_param("nextToken"),
+        start_from_head=self._get_param("startFromHead", False),
+    )
+    tokens = json.dumps({"nextBackwardToken": backward, "nextForwardToken": forward})
+    return '{"events": [' + ", ".join(events) + "], " + tokens[1:]
+
+
+class Untracked(list):
+    """moto keeps every model object it ever made in its class's ``instances_tracked``, for
+    resetting its in-process mocks; a server never resets, so every event and stream stayed
+    in memory after DeleteLogStream, DeleteLogGroup or the end of a test, and Python's garbage
+    collector walked all of them (seconds at a time once millions had been put)."""
+
+    def append(self, _: object) -> None:
+        pass
+
+
+# Python's default (700, 10, 10) runs a young collection every 700 allocations and a full one
+# whenever the old generation has grown by a quarter; each event put makes several objects,
+# so moto spent a quarter to a third of its CPU in the collector (measured,
+# 1M events put by 8 threads, three times: 5.8-6.6 CPU-s, of which 1.4-2.0 s in the collector,
+# 6-11 full collections; with these thresholds 4.1-4.5 CPU-s, 0.4-0.5 s, no full collection).
+# The driver sets the same thresholds (driver/limits.py GC_THRESHOLDS), for the same reason.
+# What the server holds is freed by reference counting (see Untracked), not by the collector.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; print 'ready' only once the socket is listening."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--violations", help="append one JSON line per rejected request")
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    LogStream.get_log_events = get_log_events
+    LogsResponse.get_log_events = get_log_events_response
+    LogStream._update = update_span
+    LogEvent.instances_tracked = LogStream.instances_tracked = Untracked()
+    gc.set_threshold(*GC_THRESHOLDS)
+    app = StrictLogsMiddleware(DomainDispatcherApplication(create_backend_app), args.violations)
+    server = make_server(
+        args.host, args.port, app, threaded=True, request_handler=NoDelayRequestHandler
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    # serve_forever runs in a thread because shutdown() blocks until it returns, which
+    # would deadlock if called from a signal handler interrupting serve_forever itself.
+    thread = threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True)
+    thread.start()
+    print(f"ready http://{args.host}:{server.server_port}", flush=True)
+    stop.wait()  # interruptible by signals on POSIX, so the handler above ends it
+    server.shutdown()
+    server.server_close()
+    thread.join()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
