@@ -4,58 +4,20 @@ many containers with a backlog at once share the budget, and still every line la
 from __future__ import annotations
 
 import concurrent.futures
-import re
 import threading
-import urllib.request
 import uuid
 
 from memberlog.driver.limits import BATCH_RESERVE_BYTES, SHIP_MEMORY_BYTES, SHIP_WORKERS
 from memberlog.driver.memory import ShipMemory, batch_bytes
 
+from support.counting import lost_and_duplicated
 from support.cwlogs import free_port
-from support.plugin import DaemonFifo, PluginProcess, start_request
-from support.waiting import stream_messages, wait_for
+from support.plugin import DaemonFifo, PluginProcess, scrape, start_streams
+from support.waiting import wait_for
 
 STREAMS = 40
 LINES = 5_000  # of about 200 bytes: 1 MB a container, 40 MB of backlog for 8 workers
 PAD = "x" * 190
-
-
-def scrape(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    m = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
-    assert m, f"{name} is not among the metrics"
-    return float(m.group(1))
-
-
-def start_streams(driver: PluginProcess, directory: str, group: str, n: int) -> list[DaemonFifo]:
-    """``n`` containers' FIFOs, logging to members m0.. of ``group`` (StartLogging done)."""
-    fifos = [DaemonFifo(directory, f"fifo{i}") for i in range(n)]
-    for i, fifo in enumerate(fifos):
-        body = start_request(fifo.path, {"group": group, "member": f"m{i}"}, f"{i:064x}")
-        assert driver.post("LogDriver.StartLogging", body) == (200, {"Err": ""})
-    return fifos
-
-
-def lost_and_duplicated(
-    cw, group: str, streams: int, lines: int, timeout: float
-) -> tuple[int, int]:
-    """Once streams m0.. of ``group`` hold ``lines`` lines each, numbered "<n> ..." from 1: how
-    many numbers are missing and how many came twice, over all of them."""
-    logs = cw.client()
-
-    def landed() -> dict[int, list[str]] | None:
-        got = {i: stream_messages(logs, group, f"m{i}") for i in range(streams)}
-        return got if sum(map(len, got.values())) >= streams * lines else None
-
-    got = wait_for("every line in CloudWatch", landed, timeout=timeout, every=1)
-    lost = dup = 0
-    for messages in got.values():
-        seqs = [int(m.split(" ", 1)[0]) for m in messages]
-        lost += len(set(range(1, lines + 1)) - set(seqs))
-        dup += len(seqs) - len(set(seqs))
-    return lost, dup
 
 
 def vm_hwm_mb(pid: int) -> float:

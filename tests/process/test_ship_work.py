@@ -11,13 +11,12 @@ import os
 import time
 import uuid
 
-from test_ship_memory import lost_and_duplicated, scrape, start_streams
-
 from memberlog.driver.framing import encode_entry
 from memberlog.driver.limits import MAX_MESSAGE_BYTES
 
+from support.counting import lost_and_duplicated
 from support.cwlogs import free_port
-from support.plugin import DaemonFifo, PluginProcess, start_request
+from support.plugin import DaemonFifo, PluginProcess, scrape, start_request, start_streams
 from support.waiting import stream_messages, wait_for
 
 STREAMS = 6

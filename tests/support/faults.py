@@ -1,7 +1,8 @@
 """Helpers for the fault tests: numbered lines, counting what arrived, watching the driver.
 
-Every line a fault test writes is ``<label> <n>``; ``tally`` counts, per label, the numbers that
-never arrived (lost), that arrived more than once (duplicated) and whether they arrived in order.
+Every line a fault test writes is ``<label> <n>``; ``counting.tally`` counts, per label, the
+numbers that never arrived (lost), that arrived more than once (duplicated) and whether they
+arrived in order.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import random
 import threading
 import time
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field
 
 from memberlog.driver.limits import MAX_BATCH_EVENTS, PUTS_IN_FLIGHT
 
 from support import dockerenv
+from support.counting import Tally, tally
 from support.waiting import stream_messages, wait_for
 
 
@@ -37,47 +37,6 @@ def paced(label: str, total: int, per_tick: int, tick_s: float, pad: int = 0) ->
         f"i=0; while [ $i -lt {total} ]; do seq $((i+1)) $((i+{per_tick})) | {_sed(label, pad)}; "
         f"i=$((i+{per_tick})); sleep {tick_s}; done"
     )
-
-
-@dataclass
-class Tally:
-    """What arrived of one label's lines 1..expected."""
-
-    label: str
-    expected: int
-    lost: int = 0
-    duplicated: int = 0
-    in_order: bool = True
-    missing: list[int] = field(default_factory=list)
-
-    def line(self) -> str:
-        return (
-            f"{self.label}: expected {self.expected}, lost {self.lost}, duplicated "
-            f"{self.duplicated}, {'in order' if self.in_order else 'OUT OF ORDER'}"
-        )
-
-
-def tally(messages: list[str], expected: dict[str, int]) -> dict[str, Tally]:
-    """Count lost and duplicated lines per label; order is judged on first arrivals."""
-    seen: dict[str, list[int]] = {label: [] for label in expected}
-    for m in messages:
-        parts = m.split(" ", 2)
-        if len(parts) >= 2 and parts[0] in seen and parts[1].isdigit():
-            seen[parts[0]].append(int(parts[1]))
-    out = {}
-    for label, n in expected.items():
-        counts = Counter(seen[label])
-        firsts, done = [], set()
-        for x in seen[label]:
-            if x not in done:
-                done.add(x)
-                firsts.append(x)
-        missing = [i for i in range(1, n + 1) if i not in counts]
-        out[label] = Tally(
-            label, n, lost=len(missing), duplicated=sum(c - 1 for c in counts.values()),
-            in_order=firsts == sorted(firsts), missing=missing[:20],
-        )  # fmt: skip
-    return out
 
 
 def report(what: str, tallies: dict[str, Tally]) -> tuple[int, int]:
@@ -187,7 +146,7 @@ def check(what: str, by_stream: dict[str, list[str]], expected: dict[str, tuple[
     for label, (stream, n) in expected.items():
         tallies.update(tally(by_stream[stream], {label: n}))
     lost, dup = report(what, tallies)
-    assert lost == 0, {k: t.missing for k, t in tallies.items() if t.lost}
+    assert lost == 0, {k: t.missing[:20] for k, t in tallies.items() if t.lost}
     assert all(t.in_order for t in tallies.values())
     return dup
 

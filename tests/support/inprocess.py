@@ -24,7 +24,7 @@ import random
 import re
 import shutil
 import stat
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -44,6 +44,8 @@ from memberlog.driver.limits import (
     MAX_BATCH_SPAN_MS,
 )
 from memberlog.driver.settings import Settings
+
+from support.counting import tally
 
 T0_MS = 1_780_000_000_000  # the fake clock's wall time at 0 (2026)
 GROUP = "t1-model-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -579,7 +581,6 @@ _DROPPED = re.compile(
 _UNREADABLE = re.compile(
     r"memberlog: \d+ bytes of container (\w+)'s log .* \(offsets (\d+)\.\.(\d+)"
 )
-_LINE = re.compile(r"(\S+) (\d+) ")
 
 
 @dataclass
@@ -588,16 +589,13 @@ class Account:
 
     name: str
     written: int
-    counts: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    counts: Counter[int] = field(default_factory=Counter)  # line number -> how often shipped
+    duplicated: int = 0  # shipped more than once (counting.tally)
     dropped: int = 0  # lines the dropped markers count
     damaged: list[tuple[int, int]] = field(default_factory=list)  # byte ranges markers name
     missing: list[int] = field(default_factory=list)  # neither shipped nor covered
     covered: int = 0  # missing, but a marker says so or a power cut may take them
     overcounted: int = 0  # lines dropped markers count beyond those missing
-
-    @property
-    def duplicated(self) -> int:
-        return sum(c - 1 for c in self.counts.values() if c > 1)
 
 
 def account(host: Host, refused: dict[str, set[int]] | None = None) -> dict[str, Account]:
@@ -605,6 +603,7 @@ def account(host: Host, refused: dict[str, set[int]] | None = None) -> dict[str,
     lines CloudWatch refused (a marker of their own stands for each), left out."""
     out = {name: Account(name, run.written) for name, run in host.runs.items()}
     by_cid = {run.container_id[:12]: name for name, run in host.runs.items()}
+    lines: list[str] = []
     for (_, _), events in host.cw.streams.items():
         for _, m in events:
             if m.startswith("memberlog: "):
@@ -617,15 +616,13 @@ def account(host: Host, refused: dict[str, set[int]] | None = None) -> dict[str,
                 if u and u.group(1) in by_cid:
                     out[by_cid[u.group(1)]].damaged.append((int(u.group(2)), int(u.group(3))))
                 continue
-            line = _LINE.match(m)
-            if line and line.group(1) in out:
-                out[line.group(1)].counts[int(line.group(2))] += 1
+            lines.append(m)
+    shipped = tally(lines, {name: run.written for name, run in host.runs.items()})
     for name, acc in out.items():
         run = host.runs[name]
+        acc.counts, acc.duplicated = shipped[name].counts, shipped[name].duplicated
         gone = (refused or {}).get(name, set())
-        unshipped = [
-            n for n in range(1, run.written + 1) if not acc.counts.get(n) and n not in gone
-        ]
+        unshipped = [n for n in shipped[name].missing if n not in gone]
         uncounted = acc.dropped  # dropped markers count lines; the oldest unshipped went
         for n in unshipped:
             start, end = run.offsets[n - 1][0], host.frame_end(run, n)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
@@ -177,3 +179,21 @@ def start_request(fifo: str, opts: dict[str, str], container_id: str = "c" * 64,
             "ContainerEnv": env, "ContainerLabels": None, "LogPath": "", "DaemonName": "docker",
         },
     }  # fmt: skip
+
+
+def start_streams(driver: PluginProcess, directory: str, group: str, n: int) -> list[DaemonFifo]:
+    """``n`` containers' FIFOs, logging to members m0.. of ``group`` (StartLogging done)."""
+    fifos = [DaemonFifo(directory, f"fifo{i}") for i in range(n)]
+    for i, fifo in enumerate(fifos):
+        body = start_request(fifo.path, {"group": group, "member": f"m{i}"}, f"{i:064x}")
+        assert driver.post("LogDriver.StartLogging", body) == (200, {"Err": ""})
+    return fifos
+
+
+def scrape(port: int, name: str) -> float:
+    """The value of one series the driver's metrics endpoint (METRICS_ADDR) serves."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    m = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert m, f"{name} is not among the metrics"
+    return float(m.group(1))
