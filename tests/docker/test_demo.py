@@ -17,11 +17,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from test_postgres_docker import password_forms
-from test_postgres_scripts import CmdlineWatch
 
 from support import REPO, dockerenv
 from support.cwlogs import free_port
+from support.postgres import CmdlineWatch, password_forms
 
 pytestmark = [pytest.mark.docker, pytest.mark.postgres]
 

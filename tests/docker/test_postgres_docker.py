@@ -18,23 +18,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_postgres_scripts import PG_BIN, CmdlineWatch, psql
 
 from support import dockerenv, need
 from support.cwlogs import free_port
+from support.postgres import PG_BIN, CmdlineWatch, password_forms, psql
 
 pytestmark = [pytest.mark.docker, pytest.mark.postgres]
 
 LOG_OPTS = ("cluster=t1", "service=mypg")
-
-
-def password_forms(*passwords: str) -> list[str]:
-    """Each password as it is, and as SQL, .pgpass and conninfo would quote it."""
-    forms = []
-    for pw in passwords:
-        forms += [pw, pw.replace("'", "''"), pw.replace("\\", "\\\\").replace(":", "\\:"),
-                  pw.replace("\\", "\\\\").replace("'", "\\'")]  # fmt: skip
-    return forms
 
 
 @pytest.fixture(scope="session")

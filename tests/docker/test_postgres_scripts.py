@@ -8,7 +8,6 @@ plugin writes (conf/service.conf, conf/member.conf) and its password from a *_FI
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import re
@@ -25,15 +24,11 @@ import pytest
 
 from support import REPO, need
 from support.cwlogs import free_port
+from support.postgres import PG_BIN, CmdlineWatch, psql
 
 pytestmark = pytest.mark.postgres
 
 ENTRYPOINT = REPO / "containers/postgres/docker-entrypoint.sh"
-PG_BINS = sorted(
-    (Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/postgres")),
-    key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
-)
-PG_BIN = PG_BINS[-1] if PG_BINS else None
 # "2026-11-25 22:11:24.504 UTC [26313] LOG:  database system is ready to accept connections"
 PG_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC \[\d+\] ")
 
@@ -97,7 +92,7 @@ class Entrypoint:
     def output(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for(self, text: str, timeout: float = 60, after: int = 0) -> int:
+    def wait_for_line(self, text: str, timeout: float = 60, after: int = 0) -> int:
         """Index of the first line (from ``after``) containing text; fail on exit or timeout."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout
@@ -138,65 +133,10 @@ class Entrypoint:
                 pass
 
 
-def psql(
-    port: int, sql: str, *, user: str = "postgres", password: str | None = None,
-    replication: bool = False,
-) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    """psql over TCP to 127.0.0.1:port; the password (if any) in the child's environment."""
-    assert PG_BIN is not None
-    conninfo = f"host=127.0.0.1 port={port} user={user} dbname=postgres connect_timeout=5"
-    if replication:
-        conninfo += " replication=true"
-    env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "PGPASSFILE": "/nonexistent/pgpass"}
-    if password is not None:
-        env["PGPASSWORD"] = password
-    return subprocess.run(
-        [str(PG_BIN / "psql"), "-X", "-w", "-At", "-v", "ON_ERROR_STOP=1", "-d", conninfo,
-         "-c", sql],
-        env=env, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-
-
 def query(port: int, sql: str, password: str) -> str:
     res = psql(port, sql, password=password)
     assert res.returncode == 0, res.stderr
     return res.stdout.strip()
-
-
-class CmdlineWatch:
-    """Samples every process's arguments (what `ps` shows) while the cluster starts, and
-    records any that holds a secret."""
-
-    def __init__(self, needles: list[str]) -> None:
-        self.needles = [n.encode() for n in needles]
-        self.hits: list[str] = []
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> CmdlineWatch:
-        self._thread.start()
-        return self
-
-    def scan(self) -> None:
-        for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
-            try:
-                with open(cmdline, "rb") as f:
-                    args = f.read()
-            except OSError:
-                continue
-            if any(n in args for n in self.needles):
-                self.hits.append(args.replace(b"\0", b" ").decode(errors="replace"))
-        self.samples += 1
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.scan()
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 def private_tempdir(prefix: str) -> Path:
@@ -288,10 +228,10 @@ def cluster(pg_bin):
     try:
         t0 = time.monotonic()
         c.standby.start()  # first: it has to wait for the primary
-        c.standby.wait_for("waiting for the primary", timeout=30)
+        c.standby.wait_for_line("waiting for the primary", timeout=30)
         c.primary.start()
-        c.primary.wait_for("database system is ready to accept connections", timeout=60)
-        c.standby.wait_for("started streaming WAL from primary", timeout=90)
+        c.primary.wait_for_line("database system is ready to accept connections", timeout=60)
+        c.standby.wait_for_line("started streaming WAL from primary", timeout=90)
         c.started_in = time.monotonic() - t0
         watch.stop()
         c.cmdline_watch = watch
@@ -460,7 +400,7 @@ def test_standby_restart_resumes_without_reinitialising(cluster):
     query(cluster.primary_port, "INSERT INTO notes VALUES ('while the standby was down')", pw)
 
     cluster.standby.start()
-    cluster.standby.wait_for("started streaming WAL from primary", timeout=60)
+    cluster.standby.wait_for_line("started streaming WAL from primary", timeout=60)
     out = cluster.standby.output
     assert cluster.standby.lines[0] == "SERVICE_MEMBER=mypg-1"
     assert "existing standby cluster" in out
@@ -477,7 +417,7 @@ def test_primary_restart_keeps_its_data(cluster):
     cluster.primary.stop()
     cluster.remember_output(cluster.primary)
     cluster.primary.start()
-    cluster.primary.wait_for("database system is ready to accept connections", timeout=60)
+    cluster.primary.wait_for_line("database system is ready to accept connections", timeout=60)
     assert "initdb" not in cluster.primary.output
     assert "existing cluster" in cluster.primary.output
     assert query(cluster.primary_port, "SELECT count(*) FROM notes", pw) == "3"
@@ -604,7 +544,7 @@ def test_stop_while_waiting_for_the_primary(pg_bin):
     root = private_tempdir("memberlog-pgwait-")
     try:
         run = Entrypoint(root, {**STANDBY, "PRIMARY_PORT": str(free_port())}).start()
-        run.wait_for("waiting for the primary", timeout=20)
+        run.wait_for_line("waiting for the primary", timeout=20)
         t0 = time.monotonic()
         run.stop(timeout=10)
         assert time.monotonic() - t0 < 5

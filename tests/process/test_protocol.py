@@ -22,9 +22,10 @@ import pytest
 from memberlog.driver.framing import FrameDecoder, encode_entry
 
 from support.plugin import DaemonFifo, PluginProcess, _UnixConnection, start_request
-from support.waiting import stream_events
+from support.waiting import stream_events, wait_for
 
 CHUNK = 16 * 1024
+WAIT_S = 15.0  # how long a wait below gives the driver before the test fails
 
 
 def opts(service_uuid: str, **extra: str) -> dict[str, str]:
@@ -46,8 +47,8 @@ def messages(logs, group: str, stream: str) -> list[str]:
 def shipped(logs, group: str, stream: str, count: int, timeout: float = 60.0) -> list[str]:
     """The stream's messages once at least ``count`` have arrived (then a moment more, so that
     a duplicate or a stray line would show)."""
-    wait_for(lambda: len(messages_or_none(logs, group, stream)) >= count,
-             f"{count} events in {group}/{stream}", timeout)  # fmt: skip
+    wait_for(f"{count} events in {group}/{stream}",
+             lambda: len(messages_or_none(logs, group, stream)) >= count, timeout)  # fmt: skip
     time.sleep(0.3)
     return messages(logs, group, stream)
 
@@ -65,18 +66,6 @@ def streams(logs, group: str) -> list[str]:
     except logs.exceptions.ResourceNotFoundException:
         return []
     return [s["logStreamName"] for s in found]
-
-
-def wait_for(predicate, what: str, timeout: float = 15.0):
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def write_long_line(fifo: DaemonFifo, line: bytes, pid: bytes) -> None:
@@ -381,7 +370,8 @@ def test_docker_logs_readers_are_bounded_and_followers_end_at_stop_logging(
     start(driver, fifo, opts(service_uuid, member="mypg-0"), container_id=cid)
     fifo.write_lines([b"first", b"second"])
     both = [b"first\n", b"second\n"]
-    wait_for(lambda: frames_of(read_logs_request(driver, cid, False).read()) == both, "both lines")
+    wait_for("both lines", lambda: frames_of(read_logs_request(driver, cid, False).read()) == both,
+             WAIT_S)  # fmt: skip
     assert frames_of(read_logs_request(driver, cid, False, tail=1).read()) == [b"second\n"]
     followers = [read_logs_request(driver, cid, True, tail=1) for _ in range(MAX_LOG_READERS)]
     assert all(r.status == 200 for r in followers)
@@ -469,7 +459,7 @@ def test_startup_line_resolves_while_the_container_runs(driver, make_fifo, logs,
     start(driver, fifo, opts(service_uuid, **{"flush-interval": "0.1"}))
     fifo.write_lines([b"boot 1", b"boot 2", b"SERVICE_MEMBER=mypg-1"])
     group = group_of(service_uuid)
-    wait_for(lambda: "mypg-1" in streams(logs, group), "the held lines to ship to mypg-1")
+    wait_for("the held lines to ship to mypg-1", lambda: "mypg-1" in streams(logs, group), WAIT_S)
     fifo.write_lines([b"running 1", b"running 2"])
     stop(driver, fifo)
 
@@ -525,7 +515,7 @@ def test_unresolved_member_goes_to_the_unresolved_stream_after_member_wait(
     fifo.write_lines([b"no member here", b"still none"])
     group = group_of(service_uuid)
     # The container keeps running: the timeout alone must decide.
-    [stream] = wait_for(lambda: streams(logs, group), "a stream after member-wait")
+    [stream] = wait_for("a stream after member-wait", lambda: streams(logs, group), WAIT_S)
     assert stream == f"unresolved/{socket.gethostname()}/{container_id[:12]}"
     fifo.write_lines([b"SERVICE_MEMBER=too-late", b"more"])
     stop(driver, fifo)
@@ -622,8 +612,9 @@ def test_driver_killed_and_restarted_resumes_the_fifos_it_knew(
     group = group_of(service_uuid)
     fifo.write_lines([b"SERVICE_MEMBER=mypg-1", b"before the crash"])
     wait_for(
-        lambda: streams(logs, group) and len(messages(logs, group, "mypg-1")) == 2,
         "the first lines to ship",
+        lambda: streams(logs, group) and len(messages(logs, group, "mypg-1")) == 2,
+        WAIT_S,
     )
 
     driver.proc.send_signal(signal.SIGKILL)
@@ -708,7 +699,7 @@ def test_lines_written_while_cloudwatch_is_down_arrive_once_it_is_back(make_fifo
         start(proc, fifo, opts(service_uuid, member="mypg-0"))
         fifo.write_lines([f"during the outage {i}".encode() for i in range(2000)])
         # The outage is real: shipping has failed at least once.
-        wait_for(lambda: "Could not connect to the endpoint URL" in proc.log(), "a failure", 60)
+        wait_for("a failure", lambda: "Could not connect to the endpoint URL" in proc.log(), 60)
         later.start(port)
         fifo.write_lines([b"after the outage"])
         stop(proc, fifo)
