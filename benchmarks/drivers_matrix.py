@@ -441,7 +441,7 @@ def main() -> int:
             stack.callback(lambda: shutil.rmtree(MANAGED_STATE, ignore_errors=True))
         # Every container joins one holder's network namespace: fifty containers exiting at
         # once, each with an endpoint of its own (even --network none), can deadlock dockerd
-        # 20.10's libnetwork (seen twice at the fan-in; tests/test_durability.py's thousand
+        # 20.10's libnetwork (seen twice at the fan-in; tests/docker/test_durability.py's thousand
         # containers do the same).
         holder = daemon.docker("run", "-d", "--network", "none", "--log-driver", "none", IMAGE,
                                "sleep", "86400").stdout.strip()  # fmt: skip

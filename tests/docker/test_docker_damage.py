@@ -124,7 +124,7 @@ def test_a_state_dir_gone_read_only_loses_nothing(cw, plugin, busybox):
     a read-only bind mount is laid over the state dir instead: every file opened from then on
     (a new segment, the ledger, the records) is read-only; the segment being written stays
     writable until it is full (4 MiB, about 2 s here). The in-process suite has EROFS on every
-    call (tests/test_journal_faults.py)."""
+    call (tests/unit/test_journal_faults.py)."""
     base = tempfile.mkdtemp(prefix="memberlog-ro-")
     p = plugin(state_dir=base)
     pid = p.pid()

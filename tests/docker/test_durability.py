@@ -42,7 +42,7 @@ pytestmark = pytest.mark.docker
 
 NAME = "memberlog-fault"
 EXIT_TIMEOUT_S = 600  # test_a_thousand_containers_at_once: all exited within this of the release
-OUTAGE_S = int(os.environ.get("MEMBERLOG_OUTAGE_S", "30"))  # the run: 300
+OUTAGE_S = int(os.environ.get("MEMBERLOG_OUTAGE_S", "30"))  # 300: a five-minute outage
 
 
 @pytest.fixture
@@ -299,8 +299,8 @@ def test_a_thousand_containers_at_once(cw, fault_plugin, busybox):
             started = time.monotonic() - t0
             # One line for each container's `read`, written at once. The FIFO stays open here
             # (read-write, so this open never waits) until all have exited: a container whose
-            # shell opens it late still finds a writer and its line. Closing right after the
-            # release left such a container waiting for a writer for good (seen in CI).
+            # shell opens it late still finds a writer and its line. Closed right after the
+            # release, such a container could wait for a writer for good.
             go = os.open(os.path.join(barrier, "go"), os.O_RDWR)
             os.write(go, b"\n" * n)
             deadline[0] = time.monotonic() + EXIT_TIMEOUT_S

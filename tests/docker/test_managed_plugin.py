@@ -7,7 +7,7 @@ Not named ``memberlog``: a managed plugin ``memberlog:latest`` shadows the legac
 test_docker_legacy.py serves as ``memberlog`` (even while disabled), so the two would clash.
 
 The driver may answer StopLogging before a container's lines are in CloudWatch, so every check
-of a stream polls it (tests/waiting.py) instead of reading it once the container is gone.
+of a stream polls it (tests/support/waiting.py) instead of reading it once the container is gone.
 """
 
 from __future__ import annotations

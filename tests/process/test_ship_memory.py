@@ -120,7 +120,7 @@ print(json.dumps({"kept": kept, "at_once": now, "later": rss()}))
 
 def test_the_last_streams_of_a_burst_give_memory_back_too():
     """A give_back asked for within MEMORY_GIVE_BACK_EVERY_S of the last one is not dropped:
-    it runs when the interval is over (before, a burst's memory stayed until the next one)."""
+    it runs when the interval is over, or a burst's memory would stay until the next burst."""
     import json
     import subprocess
     import sys

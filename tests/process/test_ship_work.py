@@ -23,7 +23,7 @@ STREAMS = 6
 LINES = 12_000  # of about 200 bytes: 2.4 MB a container, two full batches and a partial one
 PAD = "y" * 190
 MAX_WAIT_CPU_S = 0.3  # one put and its stream's creation; a turn run again and again costs ~1 s
-MAX_DECODED_AGAIN = 0.10  # measured 3-4%; a fifth to two fifths before each turn read a batch only
+MAX_DECODED_AGAIN = 0.10  # measured 3-4%
 
 
 def test_a_running_containers_lines_are_decoded_about_once(cw, tmp_path):

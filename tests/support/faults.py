@@ -153,8 +153,8 @@ def check(what: str, by_stream: dict[str, list[str]], expected: dict[str, tuple[
 
 # --- scenarios shared with the managed plugin's tests --------------------------------------------
 def outage_kill_throttle(cw, plugin, image: str, lines: int = 200_000, containers: int = 2):
-    """The issue's first case: lines written with the endpoint down, the plugin killed 5 s in
-    and brought back; the endpoint back but 90% of puts throttled; killed again; back."""
+    """An outage, kills and throttling: lines written with the endpoint down, the plugin killed
+    5 s in and brought back; the endpoint back but 90% of puts throttled; killed again; back."""
     group = f"durable-{uuid.uuid4().hex[:12]}"
     per = lines // containers
     expected = {f"c{i}": (f"m{i}", per) for i in range(containers)}

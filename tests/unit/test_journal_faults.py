@@ -1,7 +1,7 @@
 """The journal keeps its promise when a crash or the disk leaves it damaged: the real driver in
-this process (tests/inprocess.py), with the damage done to its real files between a crash and
-the restart. Every line ships, or a marker in the stream says which bytes were lost; no journal
-wedges, none stops the driver from starting, and other containers never notice."""
+this process (tests/support/inprocess.py), with the damage done to its real files between a crash
+and the restart. Every line ships, or a marker in the stream says which bytes were lost; no
+journal wedges, none stops the driver from starting, and other containers never notice."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The durability promise against random histories: the real driver in this process
-(tests/inprocess.py), driven by hypothesis through random sequences of container starts,
+(tests/support/inprocess.py), driven by hypothesis through random sequences of container starts,
 writes and stops, time passing, CloudWatch outages, failed, refused and lost puts, file calls
 that fail with EIO/EROFS/ENOSPC/EDQUOT, garbage in journal files, kill -9 and power cuts.
 

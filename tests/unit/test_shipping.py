@@ -1,5 +1,5 @@
 """Shipping's parts, in this process, in milliseconds: the real driver with a fake CloudWatch API
-and a clock the test moves (tests/inprocess.py). Commit order and pipelined puts, retries by
+and a clock the test moves (tests/support/inprocess.py). Commit order and pipelined puts, retries by
 the class of the failure, the endpoint's shared health, the memory budget, and the markers that
 stand where lines are missing."""
 
