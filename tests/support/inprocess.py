@@ -581,6 +581,9 @@ _DROPPED = re.compile(
 _UNREADABLE = re.compile(
     r"memberlog: \d+ bytes of container (\w+)'s log .* \(offsets (\d+)\.\.(\d+)"
 )
+# A whole line's start: "<name> <n> ". Damage can cut a line short ("a 1" of "a 12 x...");
+# that is not line 1 arriving again.
+_LINE = re.compile(r"\S+ \d+ ")
 
 
 @dataclass
@@ -616,7 +619,8 @@ def account(host: Host, refused: dict[str, set[int]] | None = None) -> dict[str,
                 if u and u.group(1) in by_cid:
                     out[by_cid[u.group(1)]].damaged.append((int(u.group(2)), int(u.group(3))))
                 continue
-            lines.append(m)
+            if _LINE.match(m):
+                lines.append(m)
     shipped = tally(lines, {name: run.written for name, run in host.runs.items()})
     for name, acc in out.items():
         run = host.runs[name]
