@@ -350,9 +350,9 @@ class Journal:
                 raise
             self._give_up(base, pos, f"{failures} reads failed: {e.strerror or e}")
             return b""
-        if self._read_failures:
+        if self._read_failures and pos >= max(self._read_failures):
             with self.lock:
-                self._read_failures = {}
+                self._read_failures = {}  # read past where it failed: it passed
         return data
 
     def _give_up(self, base: int, pos: int, why: str) -> None:

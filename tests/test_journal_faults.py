@@ -310,3 +310,31 @@ def test_caches_stay_bounded(host):
         host.stop(f"c{i}")
     host.settle()
     assert host.driver.shipping.endpoints() == 0
+
+
+def test_a_read_that_fails_a_few_times_loses_nothing(host):
+    """EIO on journal reads (a flaky disk): the turn is tried again; nothing is given up as a
+    hole unless reads at one place keep failing (READ_ATTEMPTS)."""
+    host.start("a", "m0")
+    host.cw.down = True
+    host.write("a", 3000)
+    host.step(0.5)
+    host.cw.down = False
+    host.files.fail("pread", errno.EIO, times=3, path=".seg")
+    got = shipped_all(host, "a")["a"]
+    assert got.covered == 0 and got.damaged == [] and got.duplicated == 0
+    assert host.files.failures == 3
+
+
+def test_a_place_that_can_never_be_read_becomes_a_marked_hole(host):
+    host.start("a", "m0")
+    host.cw.down = True
+    host.write("a", 3000)
+    host.step(0.5)
+    host.cw.down = False
+    path = jdir(host, "a")
+    host.files.fail("pread", errno.EIO, times=-1, path=segments(path)[1])
+    host.stop("a")
+    host.settle()
+    got = account(host)["a"]
+    assert got.missing == [] and len(got.damaged) == 1 and got.covered > 0
