@@ -274,6 +274,8 @@ class Journal:
                 f"its files end at offset {self.end}, before its commit {self.commit}: the "
                 "lost bytes had shipped; new lines go on after the commit"
             )
+            if self.segments:  # its file holds no more than it holds
+                self._sizes[self.segments[-1]] = self.end - self.segments[-1]
             self.end = self.commit
             self._roll = True
         elif self.commit < first:

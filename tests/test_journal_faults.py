@@ -338,3 +338,21 @@ def test_a_place_that_can_never_be_read_becomes_a_marked_hole(host):
     host.settle()
     got = account(host)["a"]
     assert got.missing == [] and len(got.damaged) == 1 and got.covered > 0
+
+
+def test_a_lost_tail_that_had_shipped_does_not_swallow_new_lines(host, caplog):
+    """A power cut kept the commit but not the end of the file it points into: new lines go to a
+    file of their own after the commit, and none is taken for shipped."""
+    host.start("a", "m0", **{"cache-disabled": "true"})
+    host.write("a", 300)
+    host.settle()
+    path = jdir(host, "a")
+    last = segments(path)[-1]
+    host.crash()
+    os.truncate(os.path.join(path, last), os.path.getsize(os.path.join(path, last)) // 2)
+    host.crash()
+    host.write("a", 200)
+    host.stop("a")
+    got = shipped_all(host, "a")["a"]
+    assert got.duplicated == 0 and got.covered == 0
+    assert any("before its commit" in r.message for r in caplog.records)
