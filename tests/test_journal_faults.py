@@ -356,3 +356,13 @@ def test_a_lost_tail_that_had_shipped_does_not_swallow_new_lines(host, caplog):
     got = shipped_all(host, "a")["a"]
     assert got.duplicated == 0 and got.covered == 0
     assert any("before its commit" in r.message for r in caplog.records)
+
+
+def test_the_registry_lets_go_of_runs_whose_journals_are_gone(host, monkeypatch):
+    monkeypatch.setattr(host.driver.spool, "keep_max_bytes", 3000)  # a few copies at a time
+    for i in range(150):
+        host.start(f"r{i}", "m0")
+        host.write(f"r{i}", 3)
+        host.stop(f"r{i}")
+        host.settle(rounds=5)
+    assert len(host.driver.containers.all()) <= 128
