@@ -334,10 +334,12 @@ def build_managed(daemon: dockerenv.SecondDaemon, moto: Endpoint) -> str:
     dockerenv.docker("plugin", "rm", "-f", MANAGED, check=False)  # the copy on the main dockerd
     dockerenv.copy_image(image, daemon.host)
     os.makedirs(MANAGED_STATE, exist_ok=True)
+    # On stdin, not as arguments: build.sh refuses a secret on its command line.
     settings = [f"AWS_ENDPOINT_URL={moto.url}", f"AWS_REGION={REGION}", "AWS_ACCESS_KEY_ID=bench",
                 "AWS_SECRET_ACCESS_KEY=bench", f"state.source={MANAGED_STATE}"]  # fmt: skip
     subprocess.run(["bash", str(ROOT / "plugin/build.sh"), "--from-image", image,
-                    "--reset-settings", MANAGED, *settings],
+                    "--reset-settings", "--settings-file", "-", MANAGED],
+                   input="\n".join(settings) + "\n", text=True,
                    env={**env, "DOCKER_HOST": daemon.host}, check=True,
                    capture_output=True)  # fmt: skip
     return daemon.docker("plugin", "inspect", "-f", "{{.Id}}", MANAGED).stdout.strip()

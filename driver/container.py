@@ -472,6 +472,7 @@ class Registry:
         self._lock = threading.Lock()
         self._by_fifo: dict[str, Container] = {}
         self._by_id: dict[str, list[Container]] = {}
+        self._prune_at = 64  # size at which runs whose journals are gone are let go
 
     def add(self, c: Container) -> None:
         """Raises KeyError if a container of that FIFO is known and not stopped."""
@@ -479,10 +480,24 @@ class Registry:
             old = self._by_fifo.get(c.fifo)
             if old is not None and not old.stopped:
                 raise KeyError(c.fifo)
+            if len(self._by_fifo) >= self._prune_at:  # kept journals the budgets deleted
+                self._prune()
             self._by_fifo[c.fifo] = c
             runs = self._by_id.setdefault(c.container_id, [])
             runs.append(c)
             runs.sort(key=lambda r: r.record.started)
+
+    def _prune(self) -> None:
+        """Let go of runs whose journals are gone (lock held); amortized by doubling."""
+        gone = [f for f, c in self._by_fifo.items() if c.journal.removed]
+        for f in gone:
+            c = self._by_fifo.pop(f)
+            runs = self._by_id.get(c.container_id, [])
+            if c in runs:
+                runs.remove(c)
+                if not runs:
+                    del self._by_id[c.container_id]
+        self._prune_at = max(64, 2 * len(self._by_fifo))
 
     def get(self, fifo: str) -> Container | None:
         with self._lock:

@@ -274,6 +274,8 @@ class Journal:
                 f"its files end at offset {self.end}, before its commit {self.commit}: the "
                 "lost bytes had shipped; new lines go on after the commit"
             )
+            if self.segments:  # its file holds no more than it holds
+                self._sizes[self.segments[-1]] = self.end - self.segments[-1]
             self.end = self.commit
             self._roll = True
         elif self.commit < first:
@@ -350,9 +352,9 @@ class Journal:
                 raise
             self._give_up(base, pos, f"{failures} reads failed: {e.strerror or e}")
             return b""
-        if self._read_failures:
+        if self._read_failures and pos >= max(self._read_failures):
             with self.lock:
-                self._read_failures = {}
+                self._read_failures = {}  # read past where it failed: it passed
         return data
 
     def _give_up(self, base: int, pos: int, why: str) -> None:

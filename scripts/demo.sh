@@ -136,12 +136,17 @@ image_pid=$!
 # that tag, host A installs it from there like host B, instead of building it again.
 tag=$version-$(envpy "print(d.plugin_digest('$BASE_IMAGE_TAG'))")
 PLUGIN=$REGISTRY/$PLUGIN_REPO:$tag
-settings=("AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" "AWS_REGION=$AWS_REGION"
-  "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY")
+# The plugin's settings go in a file only root reads, never on a command line (the secret key
+# would be in /proc/PID/cmdline): build.sh --settings-file, and plugin_set.py for an install.
+settings=$work/plugin-settings
+(umask 077 && printf '%s\n' "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" "AWS_REGION=$AWS_REGION" \
+  "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY" >"$settings")
 install_plugin() {  # install_plugin HOST STATE_DIR: from the registry, with this demo's settings
   install -d -m 0700 "$2"  # the state mount's source must exist
   dk "$1" plugin rm -f "$PLUGIN" >/dev/null 2>&1 || true  # a KEEP=1 run's
-  dk "$1" plugin install --grant-all-permissions "$PLUGIN" "${settings[@]}" "state.source=$2"
+  dk "$1" plugin install --disable --grant-all-permissions "$PLUGIN" "state.source=$2"
+  DOCKER_HOST=$1 "$py" plugin/plugin_set.py "$PLUGIN" <"$settings"
+  dk "$1" plugin enable "$PLUGIN"
 }
 t=$SECONDS
 if envpy "sys.exit(not d.registry_has('$PLUGIN_REPO', '$tag'))"; then
@@ -149,7 +154,7 @@ if envpy "sys.exit(not d.registry_has('$PLUGIN_REPO', '$tag'))"; then
   step "host A: docker plugin install $PLUGIN (in the registry already; $((SECONDS - t)) s)"
 else
   if ! DOCKER=$DOCKER bash plugin/build.sh --push --reset-settings --base "$BASE_IMAGE_TAG" \
-    "$PLUGIN" "${settings[@]}" "state.source=$state_a" >"$work/build.log" 2>&1; then
+    --settings-file "$settings" "$PLUGIN" "state.source=$state_a" >"$work/build.log" 2>&1; then
     tail -40 "$work/build.log"
     exit 1
   fi

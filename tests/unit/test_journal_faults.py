@@ -310,3 +310,59 @@ def test_caches_stay_bounded(host):
         host.stop(f"c{i}")
     host.settle()
     assert host.driver.shipping.endpoints() == 0
+
+
+def test_a_read_that_fails_a_few_times_loses_nothing(host):
+    """EIO on journal reads (a flaky disk): the turn is tried again; nothing is given up as a
+    hole unless reads at one place keep failing (READ_ATTEMPTS)."""
+    host.start("a", "m0")
+    host.cw.down = True
+    host.write("a", 3000)
+    host.step(0.5)
+    host.cw.down = False
+    host.files.fail("pread", errno.EIO, times=3, path=".seg")
+    got = shipped_all(host, "a")["a"]
+    assert got.covered == 0 and got.damaged == [] and got.duplicated == 0
+    assert host.files.failures == 3
+
+
+def test_a_place_that_can_never_be_read_becomes_a_marked_hole(host):
+    host.start("a", "m0")
+    host.cw.down = True
+    host.write("a", 3000)
+    host.step(0.5)
+    host.cw.down = False
+    path = jdir(host, "a")
+    host.files.fail("pread", errno.EIO, times=-1, path=segments(path)[1])
+    host.stop("a")
+    host.settle()
+    got = account(host)["a"]
+    assert got.missing == [] and len(got.damaged) == 1 and got.covered > 0
+
+
+def test_a_lost_tail_that_had_shipped_does_not_swallow_new_lines(host, caplog):
+    """A power cut kept the commit but not the end of the file it points into: new lines go to a
+    file of their own after the commit, and none is taken for shipped."""
+    host.start("a", "m0", **{"cache-disabled": "true"})
+    host.write("a", 300)
+    host.settle()
+    path = jdir(host, "a")
+    last = segments(path)[-1]
+    host.crash()
+    os.truncate(os.path.join(path, last), os.path.getsize(os.path.join(path, last)) // 2)
+    host.crash()
+    host.write("a", 200)
+    host.stop("a")
+    got = shipped_all(host, "a")["a"]
+    assert got.duplicated == 0 and got.covered == 0
+    assert any("before its commit" in r.message for r in caplog.records)
+
+
+def test_the_registry_lets_go_of_runs_whose_journals_are_gone(host, monkeypatch):
+    monkeypatch.setattr(host.driver.spool, "keep_max_bytes", 3000)  # a few copies at a time
+    for i in range(150):
+        host.start(f"r{i}", "m0")
+        host.write(f"r{i}", 3)
+        host.stop(f"r{i}")
+        host.settle(rounds=5)
+    assert len(host.driver.containers.all()) <= 128
