@@ -1,6 +1,6 @@
 """Whether bytes can go into a JSON string as they are, or need the escaper first.
 
-Both JSON paths of the driver ask it: formats.py for a format=json line, ship.py for a whole
+Both JSON paths of the driver ask it: formats.py for a format=json line, cloudwatch.py for a whole
 PutLogEvents batch of messages. Clean text (the usual case) then skips the escaper, which costs
 about 3 ns a character.
 """

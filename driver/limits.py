@@ -61,7 +61,7 @@ MAX_LOG_READERS = 16  # `docker logs` at once (each holds an HTTP thread while i
 READ_OUT_BYTES = 256 << 10  # frames sent to the daemon per write
 FOLLOW_POLL_S = 0.1  # `docker logs -f`: how often a quiet journal is looked at again
 
-# --- Shipping (driver/ship.py, driver/scheduler.py) ---------------------------------------------
+# --- Shipping (driver/stream.py, driver/cloudwatch.py, driver/scheduler.py) -----------------
 SHIP_WORKERS = 8  # threads that decode and put, shared by every stream of the host
 TURN_BATCHES = 16  # batches one stream ships before others get a turn
 # Puts of one stream on the wire at once once its container has stopped: the next starts while
@@ -102,6 +102,7 @@ MEMBER_FILE_WAIT_S = 2.0  # how long the member file may lag behind StartLogging
 MEMBER_MARKER_SCAN_LINES = 100  # the startup line must be among the first lines
 MAX_HELD_BYTES = 16 << 20  # journal bytes scanned for the startup line at most
 HTTP_THREADS = 8  # no handler waits on CloudWatch, so a few are plenty (plus MAX_LOG_READERS)
+THREAD_RESTART_DELAY_S = 0.5  # a worker that raised is restarted after this (no busy loop)
 
 # --- The process's memory (driver/memory.py) -----------------------------------------------------
 MALLOC_ARENAS = 2  # glibc arenas for all threads (default: 8 per core, RSS grows with threads)
@@ -142,6 +143,8 @@ METRICS_MAX_CONNECTIONS = 8
 # A connection's whole life (request in, response out) and each socket operation: a local
 # scraper needs milliseconds, a client that trickles its request is dropped after this.
 METRICS_CLIENT_TIMEOUT_S = 5.0
+# How long a connection past the cap waits for the slot of the idle one it evicted.
+METRICS_EVICT_WAIT_S = 1.0
 # Streams with series of their own; the rest share one group="(other)",stream="(other)" series
 # set. A scrape costs ~11 us of Python per series (about 11 a stream) and holds the GIL while it
 # renders, time the FIFO reader waits: 10,000 streams took 1.2 s and 11 MB. 256 keep a scrape

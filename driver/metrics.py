@@ -381,7 +381,8 @@ class _Server(ThreadingHTTPServer):
         """In the accepting thread: take a slot, or evict the oldest connection still waiting
         for its request and take its slot, or close this one."""
         if not self._slots.acquire(blocking=False):
-            if not self._evict_idle() or not self._slots.acquire(timeout=1.0):
+            evicted = self._evict_idle()
+            if not evicted or not self._slots.acquire(timeout=limits.METRICS_EVICT_WAIT_S):
                 log.debug("metrics: %d connections served already; closing one more",
                           limits.METRICS_MAX_CONNECTIONS)  # fmt: skip
                 self.shutdown_request(request)

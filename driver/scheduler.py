@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from .clock import SYSTEM, Clock
-from .limits import TASK_ERROR_RETRY_S
+from .limits import TASK_ERROR_RETRY_S, THREAD_RESTART_DELAY_S
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def start_thread(name: str, target: Callable[[], None]) -> threading.Thread:
                 return
             except Exception:
                 log.exception("thread %s failed; restarting it", name)
-                time.sleep(0.5)
+                time.sleep(THREAD_RESTART_DELAY_S)
 
     thread = threading.Thread(target=supervised, name=name, daemon=True)
     thread.start()
