@@ -90,6 +90,7 @@ class FakeLogs:
     fail: list[str] = field(default_factory=list)  # kinds of the next puts' failures, in order
     down: bool = False  # every call fails as unreachable
     refuse: str | None = None  # InvalidParameterException for a batch with an event holding it
+    refuse_all: bool = False  # InvalidParameterException for every put, whatever it holds
     reject_before_ms: int = 0  # events older than this are rejected (too old)
     lose_next: int = 0  # the next puts are stored, then their answer is lost
     puts: int = 0
@@ -118,7 +119,7 @@ class FakeLogs:
         if (group, stream) not in self.streams:
             raise AwsError("missing", "ResourceNotFoundException", "no such stream")
         texts = [(ts, m.decode()) for ts, m, *_ in events]
-        if self.refuse and any(self.refuse in m for _, m in texts):
+        if self.refuse_all or (self.refuse and any(self.refuse in m for _, m in texts)):
             raise AwsError("invalid", "InvalidParameterException", "event refused")
         too_old = sum(1 for ts, _ in texts if ts < self.reject_before_ms)
         self.streams[(group, stream)].extend(texts[too_old:])

@@ -5,10 +5,14 @@ stand where lines are missing."""
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import pytest
 
 from memberlog.driver import memory
 from memberlog.driver.limits import (
+    INVALID_SYSTEMATIC,
     MAX_BATCH_EVENTS,
     RETRY_MAX_S,
     SERIAL_AFTER_FAILURE_S,
@@ -215,3 +219,45 @@ def test_a_single_refused_event_in_a_quiet_stream_gets_a_marker_and_the_stream_g
     messages = host.cw.messages("m0")
     assert len(messages) == 5 and "CloudWatch refused one event" in messages[2]
     assert host.cw.violations == []
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 2000])
+def test_a_batch_refused_whatever_it_holds_is_kept_and_retried_slowly(host, count, caplog):
+    """Every put refused as invalid, markers too: no event is at fault, so none is dropped or
+    replaced by a marker, no put is empty, the stream tries again every SLOW_RETRY_S, and
+    everything lands once the refusal ends."""
+    host.cw.refuse_all = True
+    times = []
+    real_put = host.cw.put_log_events
+
+    def put(group, stream, events):
+        times.append(host.clock.now)
+        return real_put(group, stream, events)
+
+    host.cw.put_log_events = put  # type: ignore[method-assign]
+    host.start("a", "m0")
+    host.write("a", count)
+    host.stop("a")
+    for _ in range(int(4 * SLOW_RETRY_S)):
+        host.step(1.0)
+    rounds: list[list[float]] = []
+    for t in times:
+        if rounds and t - rounds[-1][-1] < 5.0:
+            rounds[-1].append(t)
+        else:
+            rounds.append([t])
+    print(f"{count} events: puts in each round: {[len(r) for r in rounds]}, rounds at "
+          f"{[round(r[0] - rounds[0][0]) for r in rounds]} s")  # fmt: skip
+    assert "invalid-systematic" in caplog.text and "CloudWatch refused" not in caplog.text
+    assert len(rounds) >= 3
+    assert all(b[0] - a[-1] >= SLOW_RETRY_S / 2 for a, b in itertools.pairwise(rounds))
+    # Each round puts the batch, then splits it again (the refusal may have become one bad
+    # event's): at most the way down to one event and INVALID_SYSTEMATIC refused ones.
+    assert all(len(r) <= math.ceil(math.log2(count)) + 2 * INVALID_SYSTEMATIC for r in rounds)
+    assert host.cw.messages("m0") == []
+    assert host.cw.violations == []  # no empty put, whatever the batch's size
+    host.cw.refuse_all = False
+    host.settle()
+    got = account(host)["a"]
+    assert (got.missing, got.duplicated, got.covered) == ([], 0, 0)
+    assert not any(m.startswith("memberlog: ") for m in host.cw.messages("m0"))
