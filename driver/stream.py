@@ -545,7 +545,7 @@ class Stream(Task):
                   f"shipping failed ({f.kind}, {str(f)[:300]})"
                   + (f" and {times - 1} more like it in the last minute" if times > 1 else "")
                   + "; the lines stay journaled, retrying "
-                  + (f"every {SLOW_RETRY_S:g}s" if slow else "with backoff"),
+                  + (f"within {SLOW_RETRY_S:g}s" if slow else "with backoff"),
                   group=self.dest.group, stream=self.dest.stream, code=f.code)  # fmt: skip
         return at
 
