@@ -76,7 +76,6 @@ class _Housekeeping(Task):
     def __init__(self, driver: Driver) -> None:
         super().__init__()
         self.driver = driver
-        self.gone: dict[Destination, float] = {}  # a stream without containers, since
 
     def run(self) -> float | None:
         d = self.driver
@@ -84,16 +83,12 @@ class _Housekeeping(Task):
         for c in d.containers.all():
             if c.orphan_expired(now):
                 log.warning("%s: no FIFO was handed over; it counts as stopped", c.name)
-        with d._lock:
-            for dest in [k for k in self.gone if k in d._streams]:
-                del self.gone[dest]  # back in use
-            old = [k for k, t in self.gone.items() if t + STREAM_METRICS_KEEP_S <= now]
-            for dest in old:
-                del self.gone[dest]
+        old, next_expiry = d.expire_streams(now)
         for dest in old:
             METRICS.remove_stream(dest.group, dest.stream)
         left = [c.orphan_until for c in d.containers.all() if c.orphan_until is not None]
-        left += [t + STREAM_METRICS_KEEP_S for t in self.gone.values()]
+        if next_expiry is not None:
+            left.append(next_expiry)
         return min(left) if left else None
 
 
@@ -161,7 +156,8 @@ class Driver:
         # create-group=false: groups seen to exist (bounded: checked again once forgotten)
         self._groups_seen: OrderedDict[tuple[str | None, str | None, str], None] = OrderedDict()
         self._streams: dict[Destination, Stream] = {}
-        self._lock = threading.Lock()  # guards _streams and each stream's containers
+        self._lock = threading.Lock()  # guards _streams, _gone and each stream's containers
+        self._gone: dict[Destination, float] = {}  # a stream without containers, since
         self._chores = _Housekeeping(self)
         self._syncer = _Syncer(self.spool, settings.fsync_interval, clock)
         self.scheduler.wake(self._syncer)
@@ -207,13 +203,25 @@ class Driver:
                 gone = not stream.containers and self._streams.get(stream.dest) is stream
                 if gone:
                     del self._streams[stream.dest]
-                    self._chores.gone[stream.dest] = self.clock.monotonic()
+                    self._gone[stream.dest] = self.clock.monotonic()
         if gone and stream is not None:
             stream.close()
             self.scheduler.wake(self._chores, self.clock.monotonic() + STREAM_METRICS_KEEP_S)
         self.spool.retire(c.journal)
         if c.journal.removed:
             self.containers.forget(c)
+
+    def expire_streams(self, now: float) -> tuple[list[Destination], float | None]:
+        """The streams without containers for STREAM_METRICS_KEEP_S (their metrics may go), and
+        when the next one will be; a stream in use again is no longer counted."""
+        with self._lock:
+            for dest in [k for k in self._gone if k in self._streams]:
+                del self._gone[dest]  # back in use
+            old = [k for k, t in self._gone.items() if t + STREAM_METRICS_KEEP_S <= now]
+            for dest in old:
+                del self._gone[dest]
+            left = [t + STREAM_METRICS_KEEP_S for t in self._gone.values()]
+        return old, min(left) if left else None
 
     # --- HTTP: StartLogging / StopLogging -------------------------------------------------------
     def start(self, fifo: str, info: dict) -> None:

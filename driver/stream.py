@@ -312,16 +312,7 @@ class Stream(Task):
                         raise MemoryFull
                     end_oldest()  # no room to decode ahead: let a put end first
                 reserved = BATCH_RESERVE_BYTES
-                for s in sources:
-                    s.fill()
-                if len(sources) == 1:
-                    batch = take_batch(sources[0].pending, cut_ties=beside)
-                    offs: list[int | None] = [max(map(itemgetter(POS), batch))] if batch else [None]
-                else:
-                    batch, offs = take_merged([s.pending for s in sources])
-                held = memory.batch_bytes(batch, [s.pending for s in sources])
-                budget.adjust(held - reserved)
-                reserved = held
+                batch, offs, reserved = self._cut(sources, beside, reserved)
                 full = any(s.pending for s in sources) or not all(s.exhausted for s in sources)
                 if not batch or (not full and not due):
                     while inflight:
@@ -356,6 +347,23 @@ class Stream(Task):
             budget.release(reserved)
             for s in sources:
                 s.end()
+
+    def _cut(
+        self, sources: list[Decoder], beside: bool, reserved: int
+    ) -> tuple[list[Event], list[int | None], int]:
+        """Decode and cut the next batch (merged in time across ``sources``). Returns it, each
+        source's position after its part (None: no part), and the bytes it holds, which the
+        budget now counts in place of ``reserved``."""
+        for s in sources:
+            s.fill()
+        if len(sources) == 1:
+            batch = take_batch(sources[0].pending, cut_ties=beside)
+            offs: list[int | None] = [max(map(itemgetter(POS), batch))] if batch else [None]
+        else:
+            batch, offs = take_merged([s.pending for s in sources])
+        held = memory.batch_bytes(batch, [s.pending for s in sources])
+        self.ship.budget.adjust(held - reserved)
+        return batch, offs, held
 
     def _committed(self, sources: list[Decoder], done: _InFlight) -> None:
         """Wait for a batch's put (raising its AwsError), then commit each journal's part;
