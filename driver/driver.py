@@ -42,9 +42,10 @@ from .limits import (
     SHUTDOWN_GRACE_S,
     STREAM_METRICS_KEEP_S,
 )
-from .member import static_member, unresolved_stream
+from .member import known_member, unresolved_stream
 from .metrics import METRICS
 from .options import DriverConfig
+from .orchestrator import group_defaults
 from .reader import Reader, open_fifo, widen_pipe
 from .readlogs import LogReader
 from .scheduler import Scheduler, Task, start_thread
@@ -139,6 +140,7 @@ class Driver:
         settings = settings or Settings()
         self.state_dir = state_dir
         self.host = settings.host_name
+        self.cluster = settings.cluster
         self.clock = clock
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         self.spool = Spool(
@@ -226,9 +228,11 @@ class Driver:
     # --- HTTP: StartLogging / StopLogging -------------------------------------------------------
     def start(self, fifo: str, info: dict) -> None:
         """StartLogging: check the options, journal the FIFO from now on."""
+        labels = info.get("ContainerLabels") or {}
+        opts = options.with_defaults(info.get("Config"), group_defaults(labels, self.cluster))
         try:
-            cfg = options.parse(info.get("Config"))
-            member = static_member(cfg, info.get("ContainerEnv"))
+            cfg = options.parse(opts)
+            member, method = known_member(cfg, info, self.state_dir, self.host)
             fields = json_fields(info, cfg, self.host, member or "") if cfg.format == "json" else {}
         except options.OptionError as e:
             raise DriverError(f"memberlog: {e}") from None
@@ -255,6 +259,7 @@ class Driver:
         if known is not None and not known.stopped:
             raise DriverError(f"memberlog: already logging {fifo}")
         rec = state.record_of(info)
+        rec.opts = opts  # with the defaults taken: a restart ships to the same group
         rec.stream = member
         rec.fields = fields
         rec.started = self.clock.time()
@@ -278,7 +283,7 @@ class Driver:
                 ) from None
         c = self._container(fifo, journal, rec, cfg)
         if member is not None:
-            METRICS.member_resolved("opt" if cfg.member else "env")
+            METRICS.member_resolved(method)
         self._place(c)
         self.reader.add(c, fd)
         c.opened()

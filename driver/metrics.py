@@ -56,7 +56,7 @@ from . import limits, memory
 
 log = logging.getLogger(__name__)
 
-MEMBER_METHODS = ("opt", "env", "file", "line", "unresolved")
+MEMBER_METHODS = ("opt", "env", "file", "swarm", "compose", "line", "unresolved")
 ERROR_CLASSES = ("throttle", "network", "server", "auth", "not_found", "client", "other")
 REJECT_REASONS = ("too_old", "too_new", "expired", "invalid")
 
@@ -240,12 +240,13 @@ class Metrics:
         ).set_function(lambda: memory.SHIP.peak)
         self.members_resolved = Counter(
             "memberlog_members_resolved",
-            "Containers whose member was found, by how: opt, env, file, line, unresolved",
+            "Containers whose member was found, by how: opt, env, file, swarm, compose, line, "
+            "unresolved",
             ("method",),
             registry=r,
         )
         for method in MEMBER_METHODS:
-            self.members_resolved.labels(method)  # all five show, 0 included
+            self.members_resolved.labels(method)  # every method shows, 0 included
         self._streams: dict[tuple[str, str], StreamMetrics] = {}  # every stream: /health
         self._other: dict[tuple[str, str], StreamMetrics] = {}  # those without own series
         self._own = 0  # streams with series of their own

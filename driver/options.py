@@ -26,7 +26,8 @@ DOCKER_GENERIC = frozenset({"mode", "max-buffer-size"})
 KEEP_OPTIONS = frozenset({"cache-disabled", "cache-max-size", "cache-max-file", "cache-compress"})
 OWN = frozenset(
     {
-        "cluster", "service", "service-uuid", "group", "member", "member-wait", "region",
+        "cluster", "service", "service-uuid", "group", "member", "member-from", "member-wait",
+        "region",
         "endpoint", "create-group", "retention-days", "max-event-size", "flush-interval",
         "multiline-pattern", "datetime-format", "format",
         # Docker's generic metadata options, which moby leaves to each driver.
@@ -45,6 +46,11 @@ ALIASES = {
     "awslogs-force-flush-interval-seconds": "flush-interval",
 }
 FORMATS = ("raw", "json")
+# Where a member may come from after the log-opt member, in this order of precedence (member.py);
+# log-opt member-from picks some of them (e.g. env,file,line: the orchestrator's labels off).
+MEMBER_SOURCES = ("env", "file", "swarm", "compose", "line")
+# Group options, and the log-opts a container gets unless it sets them (orchestrator.py).
+GROUP_PARTS = ("cluster", "service", "service-uuid")
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}  # strconv.ParseBool, as Docker's drivers use
 _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
 
@@ -56,6 +62,7 @@ class DriverConfig:
     group: str
     service_uuid: str | None = None
     member: str | None = None
+    member_from: frozenset[str] = frozenset(MEMBER_SOURCES)
     member_wait: float = limits.DEFAULT_MEMBER_WAIT_S
     region: str | None = None
     endpoint: str | None = None
@@ -229,6 +236,32 @@ def _name(option: str, check: object, value: str) -> str:
         raise OptionError(f"log-opt {option}: {e}") from None
 
 
+def with_defaults(opts: dict[str, str] | None, defaults: dict[str, str]) -> dict[str, str]:
+    """``opts`` and those of ``defaults`` (cluster, service, service-uuid) it does not set itself.
+    A container that names its whole group (``group``, ``awslogs-group``) takes none of them.
+
+    What a journal's record keeps, so its lines go where they went whatever the settings are
+    after a restart."""
+    opts = dict(opts or {})
+    if any(ALIASES.get(k, k) == "group" for k in opts):
+        return opts
+    for key in GROUP_PARTS:
+        if key in defaults and not opts.get(key):
+            opts[key] = defaults[key]
+    return opts
+
+
+def _member_from(text: str) -> frozenset[str]:
+    chosen = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = sorted(chosen - set(MEMBER_SOURCES))
+    if unknown or not chosen:
+        raise OptionError(
+            f"log-opt member-from={text!r}: expected some of {','.join(MEMBER_SOURCES)}, comma "
+            "separated (they are tried in that order)"
+        )
+    return frozenset(chosen)
+
+
 def parse(opts: dict[str, str] | None) -> DriverConfig:
     """Check every option of ``--log-opt`` and build the container's DriverConfig."""
     given: dict[str, str] = {}
@@ -260,11 +293,12 @@ def parse(opts: dict[str, str] | None) -> DriverConfig:
             )
         group = _name(origin["group"], check_group, given["group"])
     else:
-        missing = [k for k in ("cluster", "service", "service-uuid") if not given.get(k)]
+        missing = [k for k in GROUP_PARTS if not given.get(k)]
         if missing:
+            hint = " (or the plugin setting CLUSTER)" if "cluster" in missing else ""
             raise OptionError(
                 "memberlog needs a destination: set log-opts cluster, service and service-uuid "
-                f"(missing: {', '.join(missing)}) or log-opt group"
+                f"(missing: {', '.join(missing)}){hint} or log-opt group"
             )
         for part in ("cluster", "service"):
             _name(part, check_group, given[part])
@@ -274,6 +308,8 @@ def parse(opts: dict[str, str] | None) -> DriverConfig:
         )  # fmt: skip
     if "member" in given:
         kw["member"] = _name("member", check_stream, given["member"])
+    if "member-from" in given:
+        kw["member_from"] = _member_from(given["member-from"])
     if "member-wait" in given:
         kw["member_wait"] = _number("member-wait", given["member-wait"], 0, 3600)
     if "flush-interval" in given:

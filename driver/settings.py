@@ -8,6 +8,7 @@ import socket
 from dataclasses import dataclass, field
 
 from .limits import DEFAULT_FSYNC_INTERVAL_S, DEFAULT_KEEP_MAX_BYTES, DEFAULT_SPOOL_MAX_BYTES
+from .names import InvalidName, check_group
 from .units import parse_bytes
 
 SPOOL_POLICIES = ("drop-oldest", "block")
@@ -30,6 +31,9 @@ class Settings:
     # FSYNC_INTERVAL: journal data is on the disk at most this many seconds after it was read
     # (what a power cut may lose); 0 leaves it to the kernel. The ledger is synced per commit.
     fsync_interval: float = DEFAULT_FSYNC_INTERVAL_S
+    # CLUSTER: the cluster of every container that sets no log-opt cluster (or group); with it a
+    # Swarm service needs no group log-opt at all (orchestrator.py).
+    cluster: str = ""
 
 
 def parse_size(name: str, text: str, allow_zero: bool = False) -> int:
@@ -74,8 +78,6 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
             raise SettingError(str(e)) from None
         kw["metrics_addr"] = env["METRICS_ADDR"].strip()
     if env.get("SELF_LOG_GROUP", "").strip():
-        from .names import InvalidName, check_group
-
         try:
             kw["self_log_group"] = check_group(env["SELF_LOG_GROUP"].strip())
         except InvalidName as e:
@@ -91,6 +93,11 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
                 f"FSYNC_INTERVAL={text!r}: expected seconds from 0 (never) to 60, e.g. 1"
             )
         kw["fsync_interval"] = value
+    if env.get("CLUSTER", "").strip():
+        try:
+            kw["cluster"] = check_group(env["CLUSTER"].strip())
+        except InvalidName as e:
+            raise SettingError(f"CLUSTER: {e}") from None
     if env.get("HOST_NAME", "").strip():
         kw["host_name"] = env["HOST_NAME"].strip()
     return Settings(**kw)  # type: ignore[arg-type]

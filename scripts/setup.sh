@@ -11,6 +11,7 @@ command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v shellcheck >/dev/null || need_pkgs+=(shellcheck)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)  # the tests' tiny image
 command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)  # plugin push/install
+command -v docker-compose >/dev/null || need_pkgs+=(docker-compose)  # Compose members
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 command -v python3 >/dev/null || need_pkgs+=(python3)

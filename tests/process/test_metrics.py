@@ -105,7 +105,7 @@ def test_a_streams_counters_and_gauges_are_scraped_with_group_and_stream(m, serv
     assert 7 <= value(text, "memberlog_oldest_unshipped_age_seconds", **lab) < 60
     assert value(text, "memberlog_fifos_open") == 1
     assert value(text, "memberlog_members_resolved_total", method="env") == 1
-    for method in ("opt", "file", "line", "unresolved"):
+    for method in ("opt", "file", "swarm", "compose", "line", "unresolved"):
         assert value(text, "memberlog_members_resolved_total", method=method) == 0
     assert "_created" not in text
 

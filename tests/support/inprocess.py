@@ -377,15 +377,19 @@ class Host:
                       clock=self.clock, workers=0, puts=InlineExecutor())  # fmt: skip
 
     # containers --------------------------------------------------------------------------------
-    def start(self, name: str, member: str, **opts: str) -> Run | None:
-        """docker run: None if StartLogging failed (the container does not start)."""
+    def start(self, name: str, member: str, config: dict[str, str] | None = None,
+              labels: dict[str, str] | None = None, **opts: str) -> Run | None:  # fmt: skip
+        """docker run: None if StartLogging failed (the container does not start). The log-opts
+        name the group and ``member`` unless ``config`` gives them all; ``labels``: the
+        container's (Swarm's, Compose's)."""
         fifo = os.path.join(self.fifos, f"{name}-{len(self.runs)}")
         os.mkfifo(fifo, 0o600)
         fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # as moby opens it
         run = Run(name, fifo, member, (name + "0" * 64)[:64], fd)
         try:
-            self.driver.start(fifo, info(run, {"group": GROUP, "member": member,
-                                               "flush-interval": "1", **opts}))  # fmt: skip
+            if config is None:
+                config = {"group": GROUP, "member": member, "flush-interval": "1", **opts}
+            self.driver.start(fifo, {**info(run, config), "ContainerLabels": labels})
         except DriverError:
             os.close(fd)
             os.unlink(fifo)
@@ -409,6 +413,14 @@ class Host:
             run.offsets.append((run.at + run.queued_bytes, 0))
             run.queued.append(frame)
             run.queued_bytes += len(frame)
+        self.flush(run)
+
+    def write_text(self, name: str, text: str) -> None:
+        """One line of this text (not a numbered one: accounting does not count it)."""
+        run = self.runs[name]
+        frame = encode_entry(text.encode(), int(self.clock.time() * 1e9) + run.written)
+        run.queued.append(frame)
+        run.queued_bytes += len(frame)
         self.flush(run)
 
     def flush(self, run: Run) -> None:
