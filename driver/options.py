@@ -297,7 +297,7 @@ def parse(opts: dict[str, str] | None) -> DriverConfig:
         if missing:
             hint = " (or the plugin setting CLUSTER)" if "cluster" in missing else ""
             raise OptionError(
-                "memberlog needs a destination: set log-opts cluster, service and service-uuid "
+                "no destination: set log-opts cluster, service and service-uuid "
                 f"(missing: {', '.join(missing)}){hint} or log-opt group"
             )
         for part in ("cluster", "service"):

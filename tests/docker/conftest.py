@@ -1,11 +1,16 @@
-"""Fixtures of the docker layer: the Docker engine, a tiny image, and the driver as a legacy
-plugin that dockerd finds by name."""
+"""Fixtures of the docker layer: the Docker engine, a tiny image, the driver as a legacy
+plugin that dockerd finds by name, and as a managed plugin built once per session and pushed to
+the local registry (support/managed.py)."""
 
 from __future__ import annotations
 
+import fcntl
+import shutil
+import tempfile
+
 import pytest
 
-from support import dockerenv, need
+from support import dockerenv, managed, need
 from support.plugin import LegacyPlugin, PluginProcess
 
 LEGACY_SOCKET = "/run/docker/plugins/memberlog.sock"
@@ -26,6 +31,32 @@ def docker_engine() -> None:
 def busybox(docker_engine) -> str:
     """A tiny local image (no registry here): busybox-static, imported."""
     return dockerenv.busybox_image()
+
+
+@pytest.fixture(scope="session")
+def registry(docker_engine) -> str:
+    """The local registry (Debian's docker-registry), started when none answers."""
+    try:
+        return dockerenv.ensure_registry()
+    except (dockerenv.DockerUnavailable, dockerenv.DockerError) as e:
+        need(False, f"a local registry ({e})")
+
+
+@pytest.fixture(scope="session")
+def managed_plugin(busybox, cw_server, registry):
+    """Build the plugin once per session, install it disabled and push it to the registry
+    ("host A"); point it at the session's CloudWatch endpoint and a state dir of its own;
+    enable it. Removed at the end (its rootfs image stays, as the next build's cache)."""
+    need(shutil.which("bash") is not None, "bash")
+    # One session at a time per machine: another one's build or teardown would replace ours.
+    with open("/tmp/memberlog-managed-plugin.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state_dir = tempfile.mkdtemp(prefix="memberlog-plugin-state-", dir="/var/tmp")
+        try:
+            yield managed.build_and_push(cw_server, state_dir)
+        finally:
+            managed.remove(None, managed.PLUGIN)
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ of a stream polls it (tests/support/waiting.py) instead of reading it once the c
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -23,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-import tomllib
 import urllib.request
 import uuid
 import zlib
@@ -36,79 +34,15 @@ from memberlog.driver.limits import JOURNAL_VERSION
 
 from support import REPO, dockerenv, need
 from support.faults import check, collect, outage_kill_throttle, paced, random_kills, run_container
+from support.managed import BUILD_SH, PLUGIN, REGISTRY, ROOTFS_IMAGE, VERSION, ManagedPlugin
 from support.waiting import stream_events, wait_for, wait_for_events, wait_for_messages
 
 pytestmark = pytest.mark.docker
-
-BUILD_SH = REPO / "plugin" / "build.sh"
-VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-REGISTRY = dockerenv.REGISTRY_ADDR
-PLUGIN = f"{REGISTRY}/memberlog-test:{VERSION}"  # build.sh --push's default tag: the version
-ROOTFS_IMAGE = f"memberlog-test-rootfs:{VERSION}"  # what build.sh leaves on the first daemon
-BUILD_TIMEOUT_S = 1800  # cold: debootstrap of the base (~75 s), wheels from PyPI, docker build
-
-
-@dataclass
-class ManagedPlugin:
-    name: str
-    id: str
-    state_dir: str
-    build_log: str
 
 
 @pytest.fixture(scope="session")
 def image(busybox):
     return busybox
-
-
-@pytest.fixture(scope="session")
-def registry(docker_engine) -> str:
-    """The local registry (Debian's docker-registry), started when none answers."""
-    try:
-        return dockerenv.ensure_registry()
-    except (dockerenv.DockerUnavailable, dockerenv.DockerError) as e:
-        need(False, f"a local registry ({e})")
-
-
-@pytest.fixture(scope="session")
-def managed_plugin(image, cw_server, registry):
-    """Build the plugin once per session, install it disabled and push it to the registry
-    ("host A"); point it at the session's CloudWatch endpoint and a state dir of its own;
-    enable it. Removed at the end (its rootfs image stays, as the next build's cache)."""
-    need(shutil.which("bash") is not None, "bash")
-    # One session at a time per machine: another one's build or teardown would replace ours.
-    with open("/tmp/memberlog-managed-plugin.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        state_dir = tempfile.mkdtemp(prefix="memberlog-plugin-state-", dir="/var/tmp")
-        try:
-            yield _install(cw_server, state_dir)
-        finally:
-            dockerenv.docker("plugin", "disable", "-f", PLUGIN, check=False)
-            dockerenv.docker("plugin", "rm", "-f", PLUGIN, check=False)
-            shutil.rmtree(state_dir, ignore_errors=True)
-
-
-def _install(cw_server, state_dir: str) -> ManagedPlugin:
-    env = {**dockerenv.host_env(), "PYTHON": sys.executable, "DOCKER": dockerenv.DOCKER_CLI}
-    t0 = time.monotonic()
-    build = subprocess.run(  # no tag: --push tags with pyproject's version
-        ["bash", str(BUILD_SH), "--push", "--no-enable", "--reset-settings",
-         f"{REGISTRY}/memberlog-test"],
-        env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
-    )  # fmt: skip
-    log = f"{build.stdout}\n--- stderr ---\n{build.stderr}"
-    if build.returncode != 0:
-        pytest.fail(f"plugin/build.sh exited {build.returncode}:\n{log[-6000:]}")
-    print(f"plugin/build.sh took {time.monotonic() - t0:.0f}s")
-    info = dockerenv.docker("plugin", "inspect", "-f", "{{.Enabled}} {{.Id}}", PLUGIN)
-    enabled, plugin_id = info.stdout.split()
-    assert enabled == "false", "--no-enable left the plugin enabled"
-    cw_env = cw_server.env()
-    keys = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-    settings = [f"{k}={cw_env[k]}" for k in keys] + ["HOST_NAME=host-a"]
-    dockerenv.docker("plugin", "set", PLUGIN, *settings, f"state.source={state_dir}")
-    dockerenv.docker("plugin", "enable", PLUGIN, timeout=120)
-    return ManagedPlugin(PLUGIN, plugin_id, state_dir, log)
 
 
 def run_detached(image: str, script: str, *opts: str) -> str:
