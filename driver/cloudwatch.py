@@ -38,6 +38,7 @@ from .limits import (
     READ_TIMEOUT_S,
     SHIP_WORKERS,
 )
+from .options import GroupPolicy
 
 _escape = json.encoder.encode_basestring  # C: a quoted JSON string, UTF-8 kept as it is
 _EVENT = b'{"timestamp":%d,"message":"%b"},'
@@ -49,6 +50,9 @@ _EVENT = b'{"timestamp":%d,"message":"%b"},'
 ENDPOINT_KINDS = ("network", "server", "throttle", "other")
 
 
+NO_POLICY = GroupPolicy()
+
+
 # --- the interface ------------------------------------------------------------------------------
 class LogsApi(Protocol):
     """What shipping calls. Every method raises AwsError, never anything else of botocore's."""
@@ -57,8 +61,8 @@ class LogsApi(Protocol):
         """One PutLogEvents of a valid batch (batch.take_batch); returns the response."""
         ...
 
-    def create_log_group(self, group: str) -> bool:
-        """False if it existed already."""
+    def create_log_group(self, group: str, policy: GroupPolicy = NO_POLICY) -> bool:
+        """False if it existed already; ``policy``: its tags, KMS key and class."""
         ...
 
     def create_log_stream(self, group: str, stream: str) -> bool:
@@ -70,6 +74,29 @@ class LogsApi(Protocol):
     def group_exists(self, group: str) -> bool:
         """False only when CloudWatch says the group is not there."""
         ...
+
+    def group_policy(self, group: str) -> GroupPolicy | None:
+        """What an existing group has of what a policy asks for (tags, KMS key, class,
+        retention); None when it is not there."""
+        ...
+
+
+def policy_differences(asked: GroupPolicy, found: GroupPolicy) -> list[str]:
+    """What of ``asked`` an existing group does not have, one text per setting; a setting not
+    asked for is not compared (the class CloudWatch gives by default is STANDARD)."""
+    out = []
+    if asked.retention_days is not None and asked.retention_days != found.retention_days:
+        out.append(f"retention-days {found.retention_days or 'never expire'}, not "
+                   f"{asked.retention_days}")  # fmt: skip
+    if asked.kms_key_id and asked.kms_key_id != found.kms_key_id:
+        out.append(f"kms-key-id {found.kms_key_id or 'none'}, not {asked.kms_key_id}")
+    if asked.log_class and asked.log_class != (found.log_class or "STANDARD"):
+        out.append(f"log-class {found.log_class or 'STANDARD'}, not {asked.log_class}")
+    have = dict(found.tags)
+    wrong = [f"{k}={v}" for k, v in asked.tags if have.get(k) != v]
+    if wrong:
+        out.append(f"tags without {','.join(wrong)}")
+    return out
 
 
 def request_body(group: str, stream: str, batch: Sequence[Event]) -> bytes:
@@ -146,7 +173,7 @@ class Boto3Logs:
         finally:
             _prebuilt.body = None
 
-    def _create(self, method: str, **kwargs: str) -> bool:
+    def _create(self, method: str, **kwargs: object) -> bool:
         try:
             getattr(self.client, method)(**kwargs)
             return True
@@ -157,8 +184,15 @@ class Boto3Logs:
         except BotoCoreError as e:
             raise classify(e) from None
 
-    def create_log_group(self, group: str) -> bool:
-        return self._create("create_log_group", logGroupName=group)
+    def create_log_group(self, group: str, policy: GroupPolicy = NO_POLICY) -> bool:
+        kwargs: dict = {"logGroupName": group}
+        if policy.tags:
+            kwargs["tags"] = dict(policy.tags)
+        if policy.kms_key_id:
+            kwargs["kmsKeyId"] = policy.kms_key_id
+        if policy.log_class:
+            kwargs["logGroupClass"] = policy.log_class
+        return self._create("create_log_group", **kwargs)
 
     def create_log_stream(self, group: str, stream: str) -> bool:
         return self._create("create_log_stream", logGroupName=group, logStreamName=stream)
@@ -175,6 +209,22 @@ class Boto3Logs:
         except (ClientError, BotoCoreError) as e:
             raise classify(e) from None
         return any(g["logGroupName"] == group for g in resp.get("logGroups", []))
+
+    def group_policy(self, group: str) -> GroupPolicy | None:
+        try:
+            resp = self.client.describe_log_groups(logGroupNamePrefix=group, limit=50)  # type: ignore[attr-defined]
+            found = [g for g in resp.get("logGroups", []) if g["logGroupName"] == group]
+            if not found:
+                return None
+            g = found[0]
+            arn = g.get("logGroupArn") or g.get("arn", "").removesuffix(":*")
+            tags = self.client.list_tags_for_resource(resourceArn=arn).get("tags", {})  # type: ignore[attr-defined]
+        except (ClientError, BotoCoreError) as e:
+            raise classify(e) from None
+        return GroupPolicy(
+            retention_days=g.get("retentionInDays"), tags=tuple(sorted(tags.items())),
+            kms_key_id=g.get("kmsKeyId"), log_class=g.get("logGroupClass"),
+        )  # fmt: skip
 
 
 class Apis:

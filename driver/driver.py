@@ -141,6 +141,7 @@ class Driver:
         self.state_dir = state_dir
         self.host = settings.host_name
         self.cluster = settings.cluster
+        self.policy_defaults = dict(settings.policy)
         self.clock = clock
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         self.spool = Spool(
@@ -229,7 +230,8 @@ class Driver:
     def start(self, fifo: str, info: dict) -> None:
         """StartLogging: check the options, journal the FIFO from now on."""
         labels = info.get("ContainerLabels") or {}
-        opts = options.with_defaults(info.get("Config"), group_defaults(labels, self.cluster))
+        defaults = {**self.policy_defaults, **group_defaults(labels, self.cluster)}
+        opts = options.with_defaults(info.get("Config"), defaults)
         try:
             cfg = options.parse(opts)
             member, method = known_member(cfg, info, self.state_dir, self.host)
@@ -402,7 +404,7 @@ class Driver:
             stream = self._streams.get(dest)
             if stream is None:
                 stream = Stream(
-                    dest, cfg.create_group, cfg.retention_days, cfg.flush_interval,
+                    dest, cfg.create_group, cfg.policy, cfg.flush_interval,
                     self.shipping,
                 )  # fmt: skip
                 self._streams[dest] = stream

@@ -78,7 +78,7 @@ BATCH_TRIGGER_BYTES = MAX_BATCH_BYTES + (64 << 10)
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 20.0
 CHECK_TIMEOUT_S = 2.0  # StartLogging's create-group=false check: short, never blocks docker run
-GROUPS_SEEN_MAX = 1024  # groups the create-group=false check remembers as existing (LRU)
+GROUPS_SEEN_MAX = 1024  # groups remembered as existing (create-group=false) or compared (LRU)
 # CloudWatch clients kept (LRU), one per region and endpoint the containers name: each holds a
 # connection pool and ~1 MB of objects, so an endpoint per container must not keep them all.
 MAX_CLIENTS = 32

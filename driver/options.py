@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import limits
 from .errors import OptionError
@@ -28,7 +28,8 @@ OWN = frozenset(
     {
         "cluster", "service", "service-uuid", "group", "member", "member-from", "member-wait",
         "region",
-        "endpoint", "create-group", "retention-days", "max-event-size", "flush-interval",
+        "endpoint", "create-group", "retention-days", "group-tags", "kms-key-id", "log-class",
+        "max-event-size", "flush-interval",
         "multiline-pattern", "datetime-format", "format",
         # Docker's generic metadata options, which moby leaves to each driver.
         "tag", "labels", "labels-regex", "env", "env-regex",
@@ -46,13 +47,36 @@ ALIASES = {
     "awslogs-force-flush-interval-seconds": "flush-interval",
 }
 FORMATS = ("raw", "json")
+LOG_CLASSES = ("STANDARD", "INFREQUENT_ACCESS")
+# CloudWatch's tag rules (TagLogGroup / CreateLogGroup): letters, digits, spaces and _.:/=+-@;
+# keys 1-128 characters, not starting with "aws:"; values 0-256; at most 50 tags.
+_TAG_TEXT = re.compile(r"[\w\s.:/=+\-@]*")
+_KMS_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
 # Where a member may come from after the log-opt member, in this order of precedence (member.py);
 # log-opt member-from picks some of them (e.g. env,file,line: the orchestrator's labels off).
 MEMBER_SOURCES = ("env", "file", "swarm", "compose", "line")
 # Group options, and the log-opts a container gets unless it sets them (orchestrator.py).
 GROUP_PARTS = ("cluster", "service", "service-uuid")
+# How a group is created; plugin settings of the same names in capitals give defaults.
+POLICY_OPTIONS = ("retention-days", "group-tags", "kms-key-id", "log-class")
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}  # strconv.ParseBool, as Docker's drivers use
 _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
+
+
+@dataclass(frozen=True)
+class GroupPolicy:
+    """What a group the driver creates is created with (CreateLogGroup, PutRetentionPolicy).
+    A group that exists is never changed: the driver warns once when it differs."""
+
+    retention_days: int | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    kms_key_id: str | None = None
+    log_class: str | None = None
+
+    @property
+    def asked(self) -> bool:
+        """Something is asked of the group beyond its name."""
+        return self != GroupPolicy()
 
 
 @dataclass(frozen=True)
@@ -67,7 +91,7 @@ class DriverConfig:
     region: str | None = None
     endpoint: str | None = None
     create_group: bool = True
-    retention_days: int | None = None
+    policy: GroupPolicy = field(default_factory=lambda: GroupPolicy())
     max_event_size: int = limits.MAX_MESSAGE_BYTES
     flush_interval: float = limits.DEFAULT_FLUSH_INTERVAL_S
     # Start-of-event regex over raw line bytes (multiline-pattern or datetime-format), or None.
@@ -229,6 +253,56 @@ def _multiline(given: dict[str, str], origin: dict[str, str]) -> re.Pattern[byte
         raise OptionError(f"log-opt {origin[key]}: not a valid pattern for bytes: {e}") from None
 
 
+def _tags(text: str) -> tuple[tuple[str, str], ...]:
+    """``k=v,k2=v2``, checked by CloudWatch's rules here, so docker run fails, not a put."""
+    tags: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        what = f"log-opt group-tags: tag {item!r}"
+        if not eq:
+            raise OptionError(f"{what}: expected key=value")
+        if not 1 <= len(key) <= 128 or len(value) > 256:
+            raise OptionError(f"{what}: keys have 1-128 characters, values at most 256")
+        if not (_TAG_TEXT.fullmatch(key) and _TAG_TEXT.fullmatch(value)):
+            raise OptionError(f"{what}: only letters, digits, spaces and _ . : / = + - @")
+        if key.lower().startswith("aws:"):
+            raise OptionError(f"{what}: keys starting with aws: are AWS's own")
+        if key in tags:
+            raise OptionError(f"{what}: key {key!r} given twice")
+        tags[key] = value
+    if not tags or len(tags) > 50:
+        raise OptionError(f"log-opt group-tags={text!r}: 1 to 50 tags, key=value,key2=value2")
+    return tuple(sorted(tags.items()))
+
+
+def _policy(given: dict[str, str]) -> GroupPolicy:
+    kw: dict[str, object] = {}
+    if "retention-days" in given:
+        text = given["retention-days"]
+        if not (text.isascii() and text.isdigit()) or int(text) not in limits.RETENTION_DAYS:
+            allowed = ", ".join(map(str, sorted(limits.RETENTION_DAYS)))
+            raise OptionError(f"log-opt retention-days={text!r}: must be one of {allowed}")
+        kw["retention_days"] = int(text)
+    if given.get("group-tags"):
+        kw["tags"] = _tags(given["group-tags"])
+    if given.get("kms-key-id"):
+        key = given["kms-key-id"]
+        if len(key) > 256 or not _KMS_ARN.fullmatch(key):
+            raise OptionError(
+                f"log-opt kms-key-id={key!r}: expected a KMS key ARN, "
+                "arn:aws:kms:<region>:<account>:key/<key id>"
+            )
+        kw["kms_key_id"] = key
+    if given.get("log-class"):
+        if given["log-class"] not in LOG_CLASSES:
+            raise OptionError(
+                f"log-opt log-class={given['log-class']!r}: must be {' or '.join(LOG_CLASSES)}"
+            )
+        kw["log_class"] = given["log-class"]
+    return GroupPolicy(**kw)  # type: ignore[arg-type]
+
+
 def _name(option: str, check: object, value: str) -> str:
     try:
         return check(value)  # type: ignore[operator]
@@ -237,16 +311,15 @@ def _name(option: str, check: object, value: str) -> str:
 
 
 def with_defaults(opts: dict[str, str] | None, defaults: dict[str, str]) -> dict[str, str]:
-    """``opts`` and those of ``defaults`` (cluster, service, service-uuid) it does not set itself.
-    A container that names its whole group (``group``, ``awslogs-group``) takes none of them.
+    """``opts`` and those of ``defaults`` it does not set itself: POLICY_OPTIONS, and the
+    GROUP_PARTS unless the container names its whole group (``group``, ``awslogs-group``).
 
     What a journal's record keeps, so its lines go where they went whatever the settings are
     after a restart."""
     opts = dict(opts or {})
-    if any(ALIASES.get(k, k) == "group" for k in opts):
-        return opts
-    for key in GROUP_PARTS:
-        if key in defaults and not opts.get(key):
+    whole = any(ALIASES.get(k, k) == "group" for k in opts)
+    for key in POLICY_OPTIONS + (() if whole else GROUP_PARTS):
+        if defaults.get(key) and not opts.get(key):
             opts[key] = defaults[key]
     return opts
 
@@ -318,12 +391,7 @@ def parse(opts: dict[str, str] | None) -> DriverConfig:
         kw["max_event_size"] = _size("max-event-size", given["max-event-size"])
     if "create-group" in given:
         kw["create_group"] = _bool(origin["create-group"], given["create-group"])
-    if "retention-days" in given:
-        text = given["retention-days"]
-        if not (text.isascii() and text.isdigit()) or int(text) not in limits.RETENTION_DAYS:
-            allowed = ", ".join(map(str, sorted(limits.RETENTION_DAYS)))
-            raise OptionError(f"log-opt retention-days={text!r}: must be one of {allowed}")
-        kw["retention_days"] = int(text)
+    kw["policy"] = _policy(given)
     if "region" in given:
         if not given["region"]:
             raise OptionError(f"log-opt {origin['region']}: must not be empty")

@@ -7,6 +7,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from . import options
 from .limits import DEFAULT_FSYNC_INTERVAL_S, DEFAULT_KEEP_MAX_BYTES, DEFAULT_SPOOL_MAX_BYTES
 from .names import InvalidName, check_group
 from .units import parse_bytes
@@ -34,6 +35,9 @@ class Settings:
     # CLUSTER: the cluster of every container that sets no log-opt cluster (or group); with it a
     # Swarm service needs no group log-opt at all (orchestrator.py).
     cluster: str = ""
+    # RETENTION_DAYS, GROUP_TAGS, KMS_KEY_ID, LOG_CLASS: the log-opts of the same names (lower
+    # case, dashes) for containers that do not set them, as (log-opt, value) pairs.
+    policy: tuple[tuple[str, str], ...] = ()
 
 
 def parse_size(name: str, text: str, allow_zero: bool = False) -> int:
@@ -98,6 +102,17 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
             kw["cluster"] = check_group(env["CLUSTER"].strip())
         except InvalidName as e:
             raise SettingError(f"CLUSTER: {e}") from None
+    policy = []
+    for name in ("RETENTION_DAYS", "GROUP_TAGS", "KMS_KEY_ID", "LOG_CLASS"):
+        value = env.get(name, "").strip()
+        if value:
+            option = name.lower().replace("_", "-")
+            try:
+                options.parse({"group": "g", option: value})
+            except options.OptionError as e:
+                raise SettingError(f"{name}: {str(e).replace('log-opt ', '')}") from None
+            policy.append((option, value))
+    kw["policy"] = tuple(policy)
     if env.get("HOST_NAME", "").strip():
         kw["host_name"] = env["HOST_NAME"].strip()
     return Settings(**kw)  # type: ignore[arg-type]

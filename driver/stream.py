@@ -26,7 +26,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -36,11 +36,12 @@ from . import markers, memory
 from .aws import AwsError
 from .batch import Event, take_batch, take_merged
 from .clock import SYSTEM, Clock
-from .cloudwatch import ENDPOINT_KINDS, Apis, LogsApi
+from .cloudwatch import ENDPOINT_KINDS, Apis, LogsApi, policy_differences
 from .framing import POS, STDOUT, TEXT, TS, offset_of
 from .limits import (
     BATCH_RESERVE_BYTES,
     BATCH_TRIGGER_BYTES,
+    GROUPS_SEEN_MAX,
     INVALID_SYSTEMATIC,
     MAX_BATCH_EVENTS,
     PUTS_IN_FLIGHT,
@@ -53,6 +54,7 @@ from .limits import (
 )
 from .memory import ShipMemory
 from .metrics import METRICS
+from .options import GroupPolicy
 from .retry import EveryMinute, Health, backoff
 from .scheduler import Task
 from .selflog import EVENTS_LOGGER, event
@@ -100,6 +102,10 @@ class Shipping:
     every_minute: EveryMinute = field(default_factory=EveryMinute)
     _healths: dict[tuple[str | None, str | None], list] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # groups whose settings were compared with their log-opts (bounded, oldest forgotten)
+    _looked: OrderedDict[tuple[str | None, str | None, str], None] = field(
+        default_factory=OrderedDict
+    )
 
     def __post_init__(self) -> None:
         if self.puts is None:
@@ -109,6 +115,18 @@ class Shipping:
             self.puts = concurrent.futures.ThreadPoolExecutor(
                 SHIP_WORKERS * PUTS_IN_FLIGHT, thread_name_prefix="put"
             )
+
+    def first_look(self, dest: Destination) -> bool:
+        """True the first time a stream of ``dest``'s group asks: its settings are compared
+        once, whichever of its streams gets there first."""
+        key = (dest.region, dest.endpoint, dest.group)
+        with self._lock:
+            if key in self._looked:
+                return False
+            self._looked[key] = None
+            while len(self._looked) > GROUPS_SEEN_MAX:
+                self._looked.popitem(last=False)
+            return True
 
     def health(self, dest: Destination) -> Health:
         """The endpoint's health, shared by its streams (``release`` when a stream goes)."""
@@ -164,7 +182,7 @@ class Stream(Task):
         self,
         dest: Destination,
         create_group: bool,
-        retention_days: int | None,
+        policy: GroupPolicy,
         flush_interval: float,
         ship: Shipping,
     ) -> None:
@@ -172,7 +190,7 @@ class Stream(Task):
         self.dest = dest
         self.name = f"stream {dest}"
         self.create_group = create_group
-        self.retention_days = retention_days
+        self.policy = policy
         self.flush_interval = flush_interval
         self.containers: list[Container] = []  # guarded by the driver's lock
         self.ship = ship
@@ -520,6 +538,7 @@ class Stream(Task):
 
     def _create(self, api: LogsApi) -> None:
         """Create the stream, and the group when allowed; "already exists" is success."""
+        created = False
         try:
             api.create_log_stream(self.dest.group, self.dest.stream)
         except AwsError as f:
@@ -530,10 +549,28 @@ class Stream(Task):
                     "missing-group", "ResourceNotFoundException",
                     f"log group {self.dest.group} does not exist and log-opt create-group=false",
                 ) from None  # fmt: skip
-            if api.create_log_group(self.dest.group) and self.retention_days:
-                api.put_retention_policy(self.dest.group, self.retention_days)
+            created = api.create_log_group(self.dest.group, self.policy)
+            if created and self.policy.retention_days:
+                api.put_retention_policy(self.dest.group, self.policy.retention_days)
             api.create_log_stream(self.dest.group, self.dest.stream)
+        if not created and self.policy.asked and self.ship.first_look(self.dest):
+            self._compare_group(api)
         self._ready = True
+
+    def _compare_group(self, api: LogsApi) -> None:
+        """A group the driver did not create is left as it is; say once (per group, per driver
+        process) where it differs from what was asked. A failed look only costs the warning."""
+        try:
+            found = api.group_policy(self.dest.group)
+        except AwsError as e:
+            log.warning("cannot compare log group %s with its log-opts: %s", self.dest.group, e)
+            return
+        differences = policy_differences(self.policy, found) if found else []
+        if differences:
+            event(log, logging.WARNING,
+                  f"log group {self.dest.group} exists with other settings than its log-opts "
+                  f"ask for ({'; '.join(differences)}); memberlog does not change a group it "
+                  "did not create", group=self.dest.group)  # fmt: skip
 
     def _retry(self, f: AwsError) -> float:
         """When to try again after ``f``; says so in the log, once a minute per kind of fault."""

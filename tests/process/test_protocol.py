@@ -128,6 +128,9 @@ def test_activate_and_capabilities_answer_empty_bodies_with_the_exact_shapes(sha
     [
         ({"bogus-opt": "1"}, "bogus-opt"),
         ({"retention-days": "8"}, "retention-days"),
+        ({"group-tags": "aws:team=db"}, "group-tags"),
+        ({"kms-key-id": "alias/logs"}, "kms-key-id"),
+        ({"log-class": "GLACIER"}, "log-class"),
         ({"awslogs-region": ""}, "awslogs-region"),
         ({"member": "a:b"}, "member"),
     ],
@@ -663,6 +666,126 @@ def test_group_created_by_the_driver_gets_the_retention(driver, make_fifo, logs,
     assert shipped(logs, group, "mypg-0", 1) == ["hello"]
     [found] = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
     assert found["retentionInDays"] == 14
+
+
+# --- groups created as policy demands ----------------------------------------------------------
+# The driver creates a missing group with the tags, KMS key, class and retention its log-opts
+# (or the plugin's defaults) ask for, exactly as the strict endpoint records the CreateLogGroup
+# request (moto drops the class); a group that exists is left as it is, with one warning.
+KMS = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+POLICY_WARNING = "exists with other settings than its log-opts ask for"
+
+
+def created(cw, group: str) -> list[dict]:
+    return [r for r in cw.stats()["create_log_group"] if r.get("logGroupName") == group]
+
+
+def tags_of(logs, group: str) -> dict[str, str]:
+    [found] = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    return logs.list_tags_for_resource(resourceArn=found["logGroupArn"])["tags"]
+
+
+@pytest.fixture
+def driver_with(cw):
+    made: list[PluginProcess] = []
+
+    def make(**settings: str) -> PluginProcess:
+        proc = PluginProcess({**cw.env(), **settings}).start()
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        proc.cleanup()
+
+
+def test_a_group_the_driver_creates_has_exactly_the_settings_asked_for(
+    cw, driver_with, make_fifo, logs, service_uuid
+):
+    driver = driver_with()
+    fifo = make_fifo()
+    policy = {"group-tags": "team=db, cost-centre=42,env=prod", "kms-key-id": KMS,
+              "log-class": "INFREQUENT_ACCESS", "retention-days": "30"}  # fmt: skip
+    start(driver, fifo, opts(service_uuid, member="mypg-0", **policy))
+    fifo.write_lines([b"hello"])
+    stop(driver, fifo)
+    group = group_of(service_uuid)
+    assert shipped(logs, group, "mypg-0", 1) == ["hello"]
+    tags = {"team": "db", "cost-centre": "42", "env": "prod"}
+    assert created(cw, group) == [{"logGroupName": group, "tags": tags, "kmsKeyId": KMS,
+                                   "logGroupClass": "INFREQUENT_ACCESS"}]  # fmt: skip
+    [found] = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    assert (found["retentionInDays"], found["kmsKeyId"]) == (30, KMS)
+    assert tags_of(logs, group) == tags
+    assert POLICY_WARNING not in driver.log()
+
+
+def test_the_plugins_settings_are_defaults_a_log_opt_overrides(
+    cw, driver_with, make_fifo, logs, service_uuid
+):
+    driver = driver_with(GROUP_TAGS="team=db", LOG_CLASS="INFREQUENT_ACCESS", RETENTION_DAYS="7")
+    fifo = make_fifo()
+    start(driver, fifo, opts(service_uuid, member="mypg-0", **{"log-class": "STANDARD"}))
+    fifo.write_lines([b"hello"])
+    stop(driver, fifo)
+    group = group_of(service_uuid)
+    shipped(logs, group, "mypg-0", 1)
+    assert created(cw, group) == [{"logGroupName": group, "tags": {"team": "db"},
+                                   "logGroupClass": "STANDARD"}]  # fmt: skip
+    [found] = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    assert found["retentionInDays"] == 7
+
+
+def test_an_existing_group_is_left_as_it_is_with_one_warning(
+    cw, driver_with, make_fifo, logs, service_uuid
+):
+    group = group_of(service_uuid)
+    logs.create_log_group(logGroupName=group, tags={"team": "web"})
+    logs.put_retention_policy(logGroupName=group, retentionInDays=7)
+    driver = driver_with()
+    policy = {"group-tags": "team=db", "log-class": "INFREQUENT_ACCESS", "retention-days": "30"}
+    fifos = [make_fifo(f"fifo{i}") for i in range(3)]
+    for i, fifo in enumerate(fifos):  # three members: three streams of the one group
+        start(driver, fifo, opts(service_uuid, member=f"mypg-{i}", **policy))
+        fifo.write_lines([b"hello"])
+    for i, fifo in enumerate(fifos):
+        stop(driver, fifo)
+        assert shipped(logs, group, f"mypg-{i}", 1) == ["hello"]
+    wait_for("the warning", lambda: POLICY_WARNING in driver.log(), 10)
+    warnings = [line for line in driver.log().splitlines() if POLICY_WARNING in line]
+    print("\n" + "\n".join(warnings))
+    assert len(warnings) == 1
+    for differs in ("retention-days 7, not 30", "log-class STANDARD, not INFREQUENT_ACCESS",
+                    "tags without team=db"):  # fmt: skip
+        assert differs in warnings[0]
+    assert created(cw, group) == [{"logGroupName": group, "tags": {"team": "web"}}]  # the test's
+    [found] = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    assert found["retentionInDays"] == 7 and tags_of(logs, group) == {"team": "web"}
+
+
+def test_an_existing_group_as_asked_gets_no_warning(cw, driver_with, make_fifo, logs, service_uuid):
+    group = group_of(service_uuid)
+    logs.create_log_group(logGroupName=group, tags={"team": "db", "other": "x"})
+    logs.put_retention_policy(logGroupName=group, retentionInDays=30)
+    driver = driver_with()
+    fifo = make_fifo()
+    policy = {"group-tags": "team=db", "retention-days": "30"}
+    start(driver, fifo, opts(service_uuid, member="mypg-0", **policy))
+    fifo.write_lines([b"hello"])
+    stop(driver, fifo)
+    shipped(logs, group, "mypg-0", 1)
+    assert POLICY_WARNING not in driver.log()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("GROUP_TAGS", "team"), ("KMS_KEY_ID", "key"), ("LOG_CLASS", "COLD"), ("RETENTION_DAYS", "2")],
+)
+def test_a_bad_plugin_default_stops_the_driver_naming_it(cw, setting, value):
+    proc = PluginProcess({**cw.env(), setting: value})
+    with pytest.raises(RuntimeError, match=setting):
+        proc.start()
+    proc.cleanup()
 
 
 def test_existing_group_is_used_with_create_group_false(driver, make_fifo, logs, service_uuid):

@@ -15,7 +15,8 @@ Extra endpoints:
        200, and "answered_at" is that moment's wall-clock time (time.time()), so a watcher
        learns when the last event landed without asking many times a second. "gc_pause_s"
        is the time this process spent in Python's cyclic garbage collector (a full
-       collection walks every event moto holds).
+       collection walks every event moto holds). "create_log_group": every CreateLogGroup
+       request body as sent (moto drops logGroupClass).
   POST /_strict/faults <- {"throttle": 0.9} (answer that share of PutLogEvents with
        ThrottlingException), {"error": {"code": ..., "status": 503, "ratio": 1.0}}, and
        {"refuse": "text"} (InvalidParameterException for any batch holding an event with
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import gc
 import io
 import json
@@ -77,6 +79,7 @@ ORDER_MESSAGE = "Log events in a single PutLogEvents request must be in chronolo
 SPAN_MESSAGE = "A batch of log events in a single request cannot span more than 24 hours."
 
 PUT_LOG_EVENTS_TARGET = "Logs_20140328.PutLogEvents"
+CREATE_LOG_GROUP_TARGET = "Logs_20140328.CreateLogGroup"
 GET_LOG_EVENTS_TARGET = "Logs_20140328.GetLogEvents"
 FILTER_LOG_EVENTS_TARGET = "Logs_20140328.FilterLogEvents"
 READ_TARGETS = frozenset(
@@ -162,6 +165,7 @@ class StrictLogsMiddleware:
         self.read_starts: dict[str, deque[float]] = {}  # per read API, for "read_quota"
         self.answered_events = 0
         self.answered_at = 0.0
+        self.created_groups: list[dict[str, Any]] = []  # CreateLogGroup requests as sent
         self.gc_pause_s = 0.0
         self._gc_start = 0.0
         gc.callbacks.append(self._gc_timed)
@@ -187,6 +191,7 @@ class StrictLogsMiddleware:
                     "answered_events": self.answered_events,
                     "answered_at": self.answered_at,
                     "gc_pause_s": round(self.gc_pause_s, 3),
+                    "create_log_group": list(self.created_groups),
                 }
             return self._json(start_response, "200 OK", stats, {})
         if environ.get("PATH_INFO") == FAULTS_PATH:
@@ -197,6 +202,11 @@ class StrictLogsMiddleware:
         target = environ.get("HTTP_X_AMZ_TARGET")
         if target in READ_TARGETS:
             return self._read(target, environ, start_response)
+        if target == CREATE_LOG_GROUP_TARGET:  # moto ignores logGroupClass: what was asked
+            with contextlib.suppress(ValueError):
+                request = json.loads(self._read_body(environ) or b"{}")
+                with self.lock:
+                    self.created_groups.append(request)
         if target != PUT_LOG_EVENTS_TARGET:
             return self.app(environ, start_response)
 

@@ -26,14 +26,14 @@ import shutil
 import stat
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from memberlog.driver import journal as journal_module
 from memberlog.driver import reader as reader_module
 from memberlog.driver import spool as spool_module
 from memberlog.driver.aws import AwsError
 from memberlog.driver.clock import Clock
-from memberlog.driver.cloudwatch import Apis
+from memberlog.driver.cloudwatch import NO_POLICY, Apis
 from memberlog.driver.driver import Driver, DriverError, journal_key
 from memberlog.driver.files import Files
 from memberlog.driver.framing import encode_entry
@@ -43,6 +43,7 @@ from memberlog.driver.limits import (
     MAX_BATCH_EVENTS,
     MAX_BATCH_SPAN_MS,
 )
+from memberlog.driver.options import GroupPolicy
 from memberlog.driver.settings import Settings
 
 from support.counting import tally
@@ -86,6 +87,7 @@ class FakeLogs:
 
     streams: dict[tuple[str, str], list[tuple[int, str]]] = field(default_factory=dict)
     groups: set[str] = field(default_factory=set)
+    policies: dict[str, GroupPolicy] = field(default_factory=dict)  # what each group has
     violations: list[str] = field(default_factory=list)
     fail: list[str] = field(default_factory=list)  # kinds of the next puts' failures, in order
     down: bool = False  # every call fails as unreachable
@@ -131,11 +133,13 @@ class FakeLogs:
             return {"rejectedLogEventsInfo": {"tooOldLogEventEndIndex": too_old - 1}}
         return {}
 
-    def create_log_group(self, group: str) -> bool:
+    def create_log_group(self, group: str, policy: GroupPolicy = NO_POLICY) -> bool:
         if self.down:
             raise AwsError("network", "EndpointConnectionError", "the endpoint is down")
         new = group not in self.groups
-        self.groups.add(group)
+        if new:
+            self.groups.add(group)
+            self.policies[group] = replace(policy, retention_days=None)
         return new
 
     def create_log_stream(self, group: str, stream: str) -> bool:
@@ -146,10 +150,15 @@ class FakeLogs:
         return self.streams.setdefault((group, stream), []) is not None
 
     def put_retention_policy(self, group: str, days: int) -> None:
-        pass
+        self.policies[group] = replace(self.policies.get(group, GroupPolicy()), retention_days=days)
 
     def group_exists(self, group: str) -> bool:
         return group in self.groups
+
+    def group_policy(self, group: str) -> GroupPolicy | None:
+        if self.down:
+            raise AwsError("network", "EndpointConnectionError", "the endpoint is down")
+        return self.policies.get(group, GroupPolicy()) if group in self.groups else None
 
     # the API's limits ---------------------------------------------------------------------
     def _check(self, events: Sequence[tuple]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from memberlog.driver.options import DriverConfig, OptionError, parse
+from memberlog.driver.options import DriverConfig, GroupPolicy, OptionError, parse
 
 UUID = "3f2b8c1e-9a4d-4e6f-8b7a-1c2d3e4f5a6b"
 DEST = {"cluster": "prod", "service": "pg", "service-uuid": UUID}
@@ -38,6 +38,9 @@ RETENTION = [
 ]  # fmt: skip  (the PutRetentionPolicy API's list)
 
 
+KMS = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
 def error(opts: dict | None) -> str:
     with pytest.raises(OptionError) as raised:
         parse(opts)
@@ -53,7 +56,7 @@ def test_cluster_service_and_uuid_make_the_group_and_defaults_apply():
         region=None,
         endpoint=None,
         create_group=True,
-        retention_days=None,
+        policy=GroupPolicy(),
         max_event_size=1_048_576 - 26,
         flush_interval=1.0,
     )
@@ -79,7 +82,11 @@ def test_group_alone_is_a_destination():
          "https://logs.eu-west-1.amazonaws.com"),
         ({"create-group": "false"}, "create_group", False),
         ({"create-group": "true"}, "create_group", True),
-        ({"retention-days": "30"}, "retention_days", 30),
+        ({"retention-days": "30"}, "policy", GroupPolicy(retention_days=30)),
+        ({"group-tags": "team=db, env=prod"}, "policy", GroupPolicy(tags=(("env", "prod"),
+                                                                           ("team", "db")))),
+        ({"log-class": "INFREQUENT_ACCESS"}, "policy", GroupPolicy(log_class="INFREQUENT_ACCESS")),
+        ({"kms-key-id": KMS}, "policy", GroupPolicy(kms_key_id=KMS)),
         ({"max-event-size": "256"}, "max_event_size", 256),
         ({"max-event-size": "262144"}, "max_event_size", 262_144),
         ({"max-event-size": "256k"}, "max_event_size", 262_144),
@@ -107,7 +114,7 @@ def test_booleans_follow_go_parsebool(text, value):
 
 @pytest.mark.parametrize("days", RETENTION)
 def test_every_cloudwatch_retention_value_is_accepted(days):
-    assert parse({**DEST, "retention-days": str(days)}).retention_days == days
+    assert parse({**DEST, "retention-days": str(days)}).policy.retention_days == days
 
 
 @pytest.mark.parametrize("text", ["0", "2", "6", "366", "4000", "-1", "", "7d", "seven", "1.0"])
@@ -266,3 +273,40 @@ def test_group_names_the_whole_group(key):
 def test_group_with_cluster_and_service_is_an_error_naming_them():
     message = error({**DEST, "group": "/explicit"})
     assert "group" in message and "cluster" in message and "service" in message
+
+
+# --- how a group is created: tags, KMS key, class ---------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("team", "expected key=value"),
+        ("aws:team=db", "AWS's own"),
+        ("AWS:team=db", "AWS's own"),
+        ("k" * 129 + "=v", "1-128"),
+        ("=v", "1-128"),
+        ("k=" + "v" * 257, "at most 256"),
+        ("team=d!b", "only letters"),
+        ("team=db,team=web", "given twice"),
+        (",".join(f"k{i}=v" for i in range(51)), "1 to 50"),
+        (" , ", "1 to 50"),
+    ],
+)
+def test_group_tags_follow_cloudwatchs_rules(text, says):
+    message = error({**DEST, "group-tags": text})
+    assert "group-tags" in message and says in message
+
+
+def test_group_tags_take_cloudwatchs_characters_and_empty_values():
+    tags = "Team Name=DB team,cost:centre=42,path=/a/b+c@d,é=ü,empty="
+    assert dict(parse({**DEST, "group-tags": tags}).policy.tags) == {
+        "Team Name": "DB team", "cost:centre": "42", "path": "/a/b+c@d", "é": "ü", "empty": "",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("key", ["1234abcd-12ab", "alias/logs", KMS + " ", "arn:aws:s3:::bucket"])
+def test_kms_key_id_is_a_kms_key_arn(key):
+    assert "kms-key-id" in error({**DEST, "kms-key-id": key})
+
+
+def test_log_class_is_standard_or_infrequent_access():
+    assert "log-class" in error({**DEST, "log-class": "standard"})

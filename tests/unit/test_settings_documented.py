@@ -26,10 +26,16 @@ def table_rows() -> list[tuple[str, str]]:
 
 
 def names(kind: str) -> set[str]:
+    """The names of ``kind`` (log-opt, plugin). A row of both kinds is a log-opt and the plugin
+    setting in capitals that is its default."""
     out: set[str] = set()
     for cell, k in table_rows():
-        if k.startswith(kind):
-            out |= set(re.findall(r"`([^`]+)`", cell))
+        kinds = [part.strip() for part in k.split(",")]
+        if any(part.startswith(kind) for part in kinds):
+            found = set(re.findall(r"`([^`]+)`", cell))
+            if len(kinds) > 1:
+                found = {n for n in found if n.isupper() == (kind == "plugin")}
+            out |= found
     return out
 
 

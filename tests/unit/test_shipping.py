@@ -20,9 +20,10 @@ from memberlog.driver.limits import (
     THROTTLE_MAX_S,
 )
 from memberlog.driver.memory import ShipMemory
+from memberlog.driver.options import GroupPolicy
 from memberlog.driver.settings import Settings
 
-from support.inprocess import Host, account
+from support.inprocess import GROUP, Host, account
 
 
 @pytest.fixture
@@ -261,3 +262,27 @@ def test_a_batch_refused_whatever_it_holds_is_kept_and_retried_slowly(host, coun
     got = account(host)["a"]
     assert (got.missing, got.duplicated, got.covered) == ([], 0, 0)
     assert not any(m.startswith("memberlog: ") for m in host.cw.messages("m0"))
+
+
+# --- groups created as policy demands ----------------------------------------------------------
+def test_a_new_group_gets_the_policy_and_an_existing_one_one_warning_for_all_its_streams(
+    host, caplog
+):
+    opts = {"group-tags": "team=db", "log-class": "INFREQUENT_ACCESS", "retention-days": "30"}
+    host.start("a", "mypg-0", **opts)
+    host.write("a", 10)
+    host.settle()
+    assert host.cw.policies[GROUP] == GroupPolicy(
+        retention_days=30, tags=(("team", "db"),), log_class="INFREQUENT_ACCESS"
+    )
+    host.cw.policies[GROUP] = GroupPolicy(retention_days=7)  # changed behind the driver's back
+    host.crash()  # a new driver process: it did not create the group
+    for name in ("b", "c"):
+        host.start(name, f"mypg-{name}", **opts)
+        host.write(name, 10)
+    host.settle()
+    warnings = [r.getMessage() for r in caplog.records if "other settings" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "retention-days 7, not 30" in warnings[0] and "tags without team=db" in warnings[0]
+    assert host.cw.policies[GROUP] == GroupPolicy(retention_days=7)  # left as it was
+    assert [len(host.cw.messages(m)) for m in ("mypg-0", "mypg-b", "mypg-c")] == [10, 10, 10]
