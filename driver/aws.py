@@ -20,10 +20,19 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass
 
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
+from botocore.credentials import (
+    AssumeRoleCredentialFetcher,
+    CredentialProvider,
+    DeferredRefreshableCredentials,
+    RefreshableCredentials,
+)
 from botocore.exceptions import (
     ClientError,
     ConnectionError,
@@ -33,7 +42,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from .limits import AWS_ENDPOINT_SERVICES
+from .limits import AWS_ENDPOINT_SERVICES, RENEW_MIN_INTERVAL_S, STS_FALLBACK_REGION
 
 # --- what a failed call means ------------------------------------------------------------------
 # AWS error codes by kind. Codes of other AWS services are here too where memberlog's calls can
@@ -56,13 +65,16 @@ CODES: dict[str, frozenset[str]] = {
         "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete",
         "OperationAbortedException",
     }),
-    # Credentials or permissions (IAM, an expired session, a clock off by 15 minutes, a KMS key
-    # the group is encrypted with): nothing changes until an operator acts.
+    # Temporary credentials that expired early or were revoked (or a clock skewed past them):
+    # new ones from their source (an assumed role, the instance role) may pass at once.
+    "expired": frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"}),
+    # Credentials or permissions (IAM, a clock off by 15 minutes, a KMS key the group is
+    # encrypted with): nothing changes until an operator acts.
     "auth": frozenset({
         "AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
         "InvalidSignatureException", "IncompleteSignature", "SignatureDoesNotMatch",
         "InvalidClientTokenId", "InvalidAccessKeyId", "MissingAuthenticationToken",
-        "ExpiredToken", "ExpiredTokenException", "RequestExpired", "NotAuthorized",
+        "RequestExpired", "NotAuthorized",
         "OptInRequired", "KMSInvalidStateException", "KMSDisabledException",
         "KMSAccessDeniedException", "KMSNotFoundException", "KMSOptInRequired",
     }),
@@ -134,6 +146,96 @@ _session: botocore.session.Session | None = None
 _lock = threading.Lock()  # a session is not thread-safe: clients are made one at a time
 
 
+@dataclass(frozen=True)
+class Role:
+    """An IAM role every call is made as (the plugin's AWS_ROLE_ARN settings): STS AssumeRole
+    with the credentials of botocore's usual chain, renewed by botocore before they expire."""
+
+    arn: str
+    session_name: str
+    external_id: str = ""
+
+
+_role: Role | None = None
+# The fetcher's cache of AssumeRole answers: it hands out the cached keys until they near their
+# expiry, so a forced renewal empties it first.
+_role_cache: dict = {}
+
+
+def drop_empty_settings(env: MutableMapping[str, str] | None = None) -> None:
+    """Remove AWS_* variables set to "" (a managed plugin's unset settings are empty strings):
+    botocore reads some of them as given, e.g. AWS_PROFILE="" as a profile named ""."""
+    env = os.environ if env is None else env
+    for name in [k for k, v in env.items() if k.startswith("AWS_") and not v.strip()]:
+        del env[name]
+
+
+def use_role(role: Role | None) -> None:
+    """Make every client made from now on call as ``role`` (None: the usual chain)."""
+    global _role, _session
+    with _lock:
+        _role, _session = role, None
+
+
+class _AssumeRole(CredentialProvider):
+    """First in the session's chain: credentials of ``role``, fetched by botocore's own
+    AssumeRoleCredentialFetcher with the rest of the chain's credentials (a separate session),
+    and refreshed by botocore's RefreshableCredentials ahead of their expiry."""
+
+    METHOD = "memberlog-assume-role"
+
+    def __init__(self, role: Role) -> None:
+        super().__init__()
+        self.role = role
+
+    def load(self) -> RefreshableCredentials:
+        source_session = _new_session(role=None)
+        source = source_session.get_credentials()
+        if source is None:
+            raise NoCredentialsError()
+        extra = {"RoleSessionName": self.role.session_name}
+        if self.role.external_id:
+            extra["ExternalId"] = self.role.external_id
+        # STS in the plugin's region (AWS_REGION, which botocore itself does not read), else
+        # the chain's; its regional endpoint, as AWS recommends.
+        region = (os.environ.get("AWS_REGION") or source_session.get_config_variable("region")
+                  or STS_FALLBACK_REGION)  # fmt: skip
+
+        def sts(service: str, **kwargs: object) -> object:
+            return source_session.create_client(service, region_name=region, **kwargs)
+
+        fetcher = AssumeRoleCredentialFetcher(
+            client_creator=sts, source_credentials=source,
+            role_arn=self.role.arn, extra_args=extra, cache=_role_cache,
+        )  # fmt: skip
+        return DeferredRefreshableCredentials(
+            refresh_using=fetcher.fetch_credentials, method=self.METHOD
+        )
+
+
+_renewed_at = -RENEW_MIN_INTERVAL_S
+_renew_lock = threading.Lock()
+
+
+def renew_credentials() -> bool:
+    """Fetch new temporary credentials now (an ExpiredToken answer before their expiry: a
+    revoked session, a skewed clock), at most once per RENEW_MIN_INTERVAL_S. False when they
+    are not temporary (static keys): nothing to renew. botocore renews only by expiry time, so
+    this calls the refresh it would then. Raises botocore's error when the renewal fails."""
+    global _renewed_at
+    with _lock:
+        session = _session
+    creds = session.get_credentials() if session is not None else None
+    if not isinstance(creds, RefreshableCredentials):
+        return False
+    with _renew_lock:
+        if time.monotonic() - _renewed_at >= RENEW_MIN_INTERVAL_S:
+            _role_cache.clear()
+            creds._protected_refresh(is_mandatory=True)  # botocore's own forced refresh
+            _renewed_at = time.monotonic()
+    return True
+
+
 class _Loader(botocore.loaders.Loader):
     """botocore's data loader, keeping only AWS_ENDPOINT_SERVICES in the endpoint table."""
 
@@ -147,11 +249,13 @@ class _Loader(botocore.loaders.Loader):
         return data, path
 
 
-def _new_session() -> botocore.session.Session:
+def _new_session(role: Role | None) -> botocore.session.Session:
     session = botocore.session.get_session()
     data_path = session.get_config_variable("data_path")  # AWS_DATA_PATH, as botocore reads it
     extra = data_path.split(os.pathsep) if data_path else None
     session.register_component("data_loader", _Loader(extra_search_paths=extra))
+    if role is not None:
+        session.get_component("credential_provider").insert_before("env", _AssumeRole(role))
     return session
 
 
@@ -163,7 +267,7 @@ def logs_client(region: str | None, endpoint: str | None, config: Config) -> obj
     global _session
     with _lock:
         if _session is None:
-            _session = _new_session()
+            _session = _new_session(_role)
         return _session.create_client(
             "logs",
             region_name=region or os.environ.get("AWS_REGION") or None,

@@ -75,6 +75,10 @@ class LogsApi(Protocol):
         """False only when CloudWatch says the group is not there."""
         ...
 
+    def renew_credentials(self) -> bool:
+        """Fetch new temporary credentials now; False when they are not temporary."""
+        ...
+
     def group_policy(self, group: str) -> GroupPolicy | None:
         """What an existing group has of what a policy asks for (tags, KMS key, class,
         retention); None when it is not there."""
@@ -209,6 +213,12 @@ class Boto3Logs:
         except (ClientError, BotoCoreError) as e:
             raise classify(e) from None
         return any(g["logGroupName"] == group for g in resp.get("logGroups", []))
+
+    def renew_credentials(self) -> bool:
+        try:
+            return aws.renew_credentials()
+        except BotoCoreError as e:
+            raise classify(e) from None
 
     def group_policy(self, group: str) -> GroupPolicy | None:
         try:

@@ -78,6 +78,13 @@ BATCH_TRIGGER_BYTES = MAX_BATCH_BYTES + (64 << 10)
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 20.0
 CHECK_TIMEOUT_S = 2.0  # StartLogging's create-group=false check: short, never blocks docker run
+# An ExpiredToken answer renews the credentials and retries soon this many times in a row;
+# past that it is an auth error (slow retries): the renewed ones expire as soon.
+EXPIRED_RETRIES = 3
+# Renewals of temporary credentials at most once per this many seconds: every stream that
+# meets the expiry asks, one AssumeRole serves them all.
+RENEW_MIN_INTERVAL_S = 5.0
+STS_FALLBACK_REGION = "us-east-1"  # STS for AWS_ROLE_ARN when no region is set at all
 GROUPS_SEEN_MAX = 1024  # groups remembered as existing (create-group=false) or compared (LRU)
 # CloudWatch clients kept (LRU), one per region and endpoint the containers name: each holds a
 # connection pool and ~1 MB of objects, so an endpoint per container must not keep them all.

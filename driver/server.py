@@ -26,7 +26,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from . import memory
+from . import aws, memory
 from . import settings as plugin_settings
 from .limits import HTTP_THREADS, MAX_LOG_READERS, MAX_REQUEST_BODY_BYTES
 
@@ -223,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     except plugin_settings.SettingError as e:
         print(f"memberlog-driver: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
+    aws.drop_empty_settings()
+    aws.use_role(settings.role)  # before any client is made, the self log's too
     selflog.configure(level, settings.self_log_group or None, host=settings.host_name)
     _raise_fd_limit()
     from .driver import Driver

@@ -4,10 +4,13 @@ legacy plugin), read once at start. A bad value stops the driver with one line n
 from __future__ import annotations
 
 import os
+import re
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import options
+from .aws import Role
 from .limits import DEFAULT_FSYNC_INTERVAL_S, DEFAULT_KEEP_MAX_BYTES, DEFAULT_SPOOL_MAX_BYTES
 from .names import InvalidName, check_group
 from .units import parse_bytes
@@ -38,6 +41,8 @@ class Settings:
     # RETENTION_DAYS, GROUP_TAGS, KMS_KEY_ID, LOG_CLASS: the log-opts of the same names (lower
     # case, dashes) for containers that do not set them, as (log-opt, value) pairs.
     policy: tuple[tuple[str, str], ...] = ()
+    # AWS_ROLE_ARN (+ AWS_ROLE_EXTERNAL_ID, AWS_ROLE_SESSION_NAME): every call as this role.
+    role: Role | None = None
 
 
 def parse_size(name: str, text: str, allow_zero: bool = False) -> int:
@@ -115,4 +120,31 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
     kw["policy"] = tuple(policy)
     if env.get("HOST_NAME", "").strip():
         kw["host_name"] = env["HOST_NAME"].strip()
+    kw["role"] = _role(env, str(kw.get("host_name") or socket.gethostname()))
     return Settings(**kw)  # type: ignore[arg-type]
+
+
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+
+
+def _role(env: Mapping[str, str], host: str) -> Role | None:
+    """AWS_ROLE_ARN and its companions, checked as STS AssumeRole checks them. Not when
+    AWS_WEB_IDENTITY_TOKEN_FILE is set too: then botocore assumes the role with that token
+    itself (EKS, ECS), as for any AWS SDK."""
+    arn = env.get("AWS_ROLE_ARN", "").strip()
+    if not arn or env.get("AWS_WEB_IDENTITY_TOKEN_FILE", "").strip():
+        return None
+    if not _ROLE_ARN.fullmatch(arn):
+        raise SettingError(
+            f"AWS_ROLE_ARN={arn!r}: expected a role ARN, arn:aws:iam::<account>:role/<name>"
+        )
+    default = "memberlog-" + re.sub(r"[^\w+=,.@-]", "-", host, flags=re.ASCII)
+    name = env.get("AWS_ROLE_SESSION_NAME", "").strip() or default[:64]
+    if not _SESSION_NAME.fullmatch(name):
+        raise SettingError(f"AWS_ROLE_SESSION_NAME={name!r}: 2-64 letters, digits and +=,.@_-")
+    external = env.get("AWS_ROLE_EXTERNAL_ID", "").strip()
+    if external and not _EXTERNAL_ID.fullmatch(external):
+        raise SettingError("AWS_ROLE_EXTERNAL_ID: 2-1224 letters, digits and +=,.@:/_-")
+    return Role(arn, name, external)

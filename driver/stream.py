@@ -41,6 +41,7 @@ from .framing import POS, STDOUT, TEXT, TS, offset_of
 from .limits import (
     BATCH_RESERVE_BYTES,
     BATCH_TRIGGER_BYTES,
+    EXPIRED_RETRIES,
     GROUPS_SEEN_MAX,
     INVALID_SYSTEMATIC,
     MAX_BATCH_EVENTS,
@@ -66,6 +67,7 @@ log = logging.getLogger(__name__)
 events_log = logging.getLogger(EVENTS_LOGGER)  # what operators must see, also in SELF_LOG_GROUP
 # AwsError kinds -> the metrics' error classes
 METRIC_CLASS = {"missing": "not_found", "missing-group": "not_found", "invalid": "client",
+                "expired": "auth",
                 "invalid-systematic": "client", "quota": "client", "config": "other"}  # fmt: skip
 
 
@@ -572,20 +574,41 @@ class Stream(Task):
                   f"ask for ({'; '.join(differences)}); memberlog does not change a group it "
                   "did not create", group=self.dest.group)  # fmt: skip
 
+    def _renewed(self) -> bool:
+        """New temporary credentials (shared by every stream): False when there are none to
+        renew (static keys) or renewing failed; then the expiry is an auth error like others."""
+        if self._api is None:
+            return False
+        try:
+            return self._api.renew_credentials()
+        except AwsError as e:
+            log.warning("renewing credentials failed: %s", e)
+            return False
+
     def _retry(self, f: AwsError) -> float:
         """When to try again after ``f``; says so in the log, once a minute per kind of fault."""
         now = self._clock.monotonic()
         self.metrics.retry(METRIC_CLASS.get(f.kind, f.kind))
         self._serial_until = now + SERIAL_AFTER_FAILURE_S
+        renewed = False
         if f.kind in ENDPOINT_KINDS:
             at = self._health.failed(f.kind)
             slow = False
+        elif f.kind == "expired" and self._failures < EXPIRED_RETRIES and self._renewed():
+            self._failures += 1
+            at = now + backoff("server", self._failures)  # new credentials: soon
+            slow, renewed = False, True
         else:
             self._failures += 1
             at = now + backoff(f.kind, self._failures)
             slow = True
         times = self.ship.every_minute((f.kind, self.dest.group) if slow else f.kind)
-        if times is not None:
+        if times is not None and renewed:
+            event(log, logging.WARNING,
+                  f"credentials expired before their time ({f.code}): renewed them, retrying"
+                  + (f"; {times - 1} more such answers in the last minute" if times > 1 else ""),
+                  group=self.dest.group, stream=self.dest.stream, code=f.code)  # fmt: skip
+        elif times is not None:
             event(log, logging.ERROR if slow else logging.WARNING,
                   f"shipping failed ({f.kind}, {str(f)[:300]})"
                   + (f" and {times - 1} more like it in the last minute" if times > 1 else "")

@@ -125,7 +125,7 @@ EXPECTED = {  # (code, HTTP status) -> kind: CloudWatch's own codes and the shar
     ("RequestTimeoutException", 408): "server",
     ("AccessDeniedException", 400): "auth", ("AccessDenied", 403): "auth",
     ("UnrecognizedClientException", 400): "auth", ("InvalidSignatureException", 400): "auth",
-    ("ExpiredTokenException", 400): "auth", ("ExpiredToken", 403): "auth",
+    ("ExpiredTokenException", 400): "expired", ("ExpiredToken", 403): "expired",
     ("KMSInvalidStateException", 400): "auth", ("KMSDisabledException", 400): "auth",
     ("RequestExpired", 400): "auth",
     ("LimitExceededException", 400): "quota", ("ServiceQuotaExceededException", 402): "quota",

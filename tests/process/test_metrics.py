@@ -486,7 +486,7 @@ def client_error(code, status=400):
         (client_error("InternalFailure", 500), "server"),
         (client_error("AccessDeniedException", 400), "auth"),
         (client_error("Whatever", 403), "auth"),
-        (client_error("ExpiredTokenException", 400), "auth"),
+        (client_error("ExpiredTokenException", 400), "expired"),
         (client_error("ResourceNotFoundException", 400), "missing"),
         (client_error("InvalidParameterException", 400), "invalid"),
         (client_error("LimitExceededException", 400), "quota"),

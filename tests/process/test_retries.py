@@ -180,3 +180,28 @@ def test_events_too_old_for_cloudwatch_are_counted_logged_and_marked(driver, fif
     assert "(3 older than 14 days); they were not stored" in marker
     wait_for("the count in the log", lambda: "CloudWatch rejected 3 of 3 events" in driver.log(),
                10, every=0.2)  # fmt: skip
+
+
+def test_events_too_far_ahead_are_marked_and_the_rest_of_the_batch_is_stored(driver, fifo, faults):
+    """One batch: lines now, 3 h ahead (CloudWatch stores at most 2 h ahead), now again. The
+    ahead lines are rejected and marked with their count and time range; the others are
+    stored, and the stream goes on after it."""
+    group = f"new-{uuid.uuid4().hex[:12]}"
+    start(driver, fifo, group)
+    now = time.time_ns()
+    ahead = now + 3 * 3600 * 10**9
+    fifo.write_raw(
+        encode_entry(b"now 1", now)
+        + b"".join(encode_entry(f"ahead {i}".encode(), ahead + i * 10**6) for i in range(4))
+    )
+    time.sleep(2)  # shipped as one batch (flush interval 1 s)
+    fifo.write_raw(encode_entry(b"now 2", time.time_ns()))
+    stop(driver, fifo)
+    got = wait_for_messages(faults.client(), group, "m", 3)
+    assert [m for m in got if m.startswith("now")] == ["now 1", "now 2"]
+    (marker,) = [m for m in got if m.startswith("memberlog: ")]
+    print(f"\nthe stream holds: {got}")
+    first = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ahead / 1e9))
+    assert marker.startswith("memberlog: CloudWatch rejected 4 events logged " + first), marker
+    assert "(4 more than 2 hours in the future); they were not stored" in marker
+    assert not any(m.startswith("ahead") for m in got)

@@ -16,18 +16,23 @@ Extra endpoints:
        learns when the last event landed without asking many times a second. "gc_pause_s"
        is the time this process spent in Python's cyclic garbage collector (a full
        collection walks every event moto holds). "create_log_group": every CreateLogGroup
-       request body as sent (moto drops logGroupClass).
+       request body as sent (moto drops logGroupClass); "assume_role": the parameters of every
+       STS AssumeRole call; "put_keys": PutLogEvents requests by signing access key ID, and
+       "put_tokens" how many carried a session token.
   POST /_strict/faults <- {"throttle": 0.9} (answer that share of PutLogEvents with
        ThrottlingException), {"error": {"code": ..., "status": 503, "ratio": 1.0}}, and
        {"refuse": "text"} (InvalidParameterException for any batch holding an event with
-       "text": CloudWatch refusing one event); {} clears them. Faults apply to valid requests.
+       "text": CloudWatch refusing one event), {"expired_keys": ["ASIA..."]}
+       (ExpiredTokenException for every CloudWatch call signed with those keys: a revoked
+       session); {} clears them. Faults apply to valid requests.
        {"read_throttle": 0.4} answers that share of read calls (GetLogEvents, FilterLogEvents,
        Describe*) with ThrottlingException; counted in "read_faulted". {"read_quota": 10}
        enforces a quota as CloudWatch does: each read API answers at most that many calls
        starting in any one second, the rest with ThrottlingException (also "read_faulted").
 
-Where moto's read API differs from CloudWatch's, requests are adjusted so clients see AWS's
-behaviour: GetLogEvents' endTime is exclusive (moto includes it), and FilterLogEvents always
+Where moto differs from CloudWatch, requests and answers are adjusted so clients see AWS's
+behaviour: PutLogEvents' tooNewLogEventStartIndex is the first too-new event (moto's is the
+last); GetLogEvents' endTime is exclusive (moto includes it), and FilterLogEvents always
 interleaves streams in timestamp order (AWS ignores ``interleaved`` since 2019; moto without it
 returns one stream after another). moto's GetLogEvents sorts the whole stream on every call, so
 a page of a 1,000,000-event stream costs as much as reading all of it; here it costs what one
@@ -50,6 +55,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -70,6 +76,7 @@ MAX_BATCH_BYTES = 1_048_576
 MAX_EVENT_BYTES = 1_048_576  # the message's UTF-8 bytes plus the overhead below
 EVENT_OVERHEAD_BYTES = 26
 MAX_BATCH_SPAN_MS = 24 * 60 * 60 * 1000
+TOO_NEW_MS = 2 * 60 * 60 * 1000  # events further ahead are rejected (tooNewLogEventStartIndex)
 MAX_NAME_CHARS = 512
 LOG_GROUP_NAME_RE = re.compile(r"[.\-_/#A-Za-z0-9]+")
 LOG_STREAM_FORBIDDEN = (":", "*")
@@ -166,6 +173,9 @@ class StrictLogsMiddleware:
         self.answered_events = 0
         self.answered_at = 0.0
         self.created_groups: list[dict[str, Any]] = []  # CreateLogGroup requests as sent
+        self.assume_role: list[dict[str, str]] = []  # STS AssumeRole requests' parameters
+        self.put_keys: dict[str, int] = {}  # PutLogEvents requests by signing access key
+        self.put_tokens = 0  # PutLogEvents requests that carried a session token
         self.gc_pause_s = 0.0
         self._gc_start = 0.0
         gc.callbacks.append(self._gc_timed)
@@ -192,6 +202,9 @@ class StrictLogsMiddleware:
                     "answered_at": self.answered_at,
                     "gc_pause_s": round(self.gc_pause_s, 3),
                     "create_log_group": list(self.created_groups),
+                    "assume_role": list(self.assume_role),
+                    "put_keys": dict(self.put_keys),
+                    "put_tokens": self.put_tokens,
                 }
             return self._json(start_response, "200 OK", stats, {})
         if environ.get("PATH_INFO") == FAULTS_PATH:
@@ -200,6 +213,21 @@ class StrictLogsMiddleware:
                 self.faults = faults
             return self._json(start_response, "200 OK", faults, {})
         target = environ.get("HTTP_X_AMZ_TARGET")
+        key = access_key(environ)
+        if target and key in self.faults.get("expired_keys", ()):
+            with self.lock:
+                self.faulted += 1
+            error = {
+                "__type": "ExpiredTokenException",
+                "message": "The security token included in the request is expired",
+            }
+            headers = {"x-amzn-ErrorType": "ExpiredTokenException"}
+            return self._json(start_response, "400 Bad Request", error, headers)
+        if target is None and environ.get("REQUEST_METHOD") == "POST":
+            form = urllib.parse.parse_qs(self._read_body(environ).decode("utf-8", "replace"))
+            if form.get("Action") == ["AssumeRole"]:
+                with self.lock:
+                    self.assume_role.append({k: v[0] for k, v in form.items()})
         if target in READ_TARGETS:
             return self._read(target, environ, start_response)
         if target == CREATE_LOG_GROUP_TARGET:  # moto ignores logGroupClass: what was asked
@@ -233,18 +261,26 @@ class StrictLogsMiddleware:
         with self.lock:
             self.put_requests += 1
             self.events += len(request["logEvents"])
-        status: list[str] = []
+            self.put_keys[key] = self.put_keys.get(key, 0) + 1
+            self.put_tokens += bool(environ.get("HTTP_X_AMZ_SECURITY_TOKEN"))
+        answer: list[Any] = []
 
-        def record_status(status_line: str, headers: Any, *exc_info: Any) -> Any:
-            status.append(status_line)
-            return start_response(status_line, headers, *exc_info)
+        def hold(status_line: str, headers: Any, *exc_info: Any) -> Any:
+            answer[:] = [status_line, headers]
+            return lambda _: None
 
-        response = self.app(environ, record_status)  # moto stores the events in this call
-        if status and status[0].startswith("200"):
+        body = b"".join(self.app(environ, hold))  # moto stores the events in this call
+        status_line, headers = answer
+        if status_line.startswith("200"):
             with self.lock:
                 self.answered_events += len(request["logEvents"])
                 self.answered_at = time.time()
-        return response
+            if b"tooNewLogEventStartIndex" in body:
+                body = first_too_new(body, request["logEvents"])
+                headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+                headers.append(("Content-Length", str(len(body))))
+        start_response(status_line, headers)
+        return [body]
 
     def _read(self, target: str, environ: Environ, start_response: StartResponse) -> Any:
         """A read call: maybe throttled, and made to behave as CloudWatch's (see the top)."""
@@ -340,6 +376,26 @@ class StrictLogsMiddleware:
             ],
         )
         return [body]
+
+
+def first_too_new(body: bytes, events: list[dict[str, Any]]) -> bytes:
+    """moto answers tooNewLogEventStartIndex with the index of the *last* event more than 2 h
+    ahead; CloudWatch's is the first (the too-new events are the batch's tail, as its events are
+    in order). The answer made CloudWatch's: the first event past now + 2 h."""
+    answer = json.loads(body)
+    newest = int(time.time() * 1000) + TOO_NEW_MS
+    info = answer["rejectedLogEventsInfo"]
+    info["tooNewLogEventStartIndex"] = next(
+        (i for i, e in enumerate(events) if e["timestamp"] > newest),
+        info["tooNewLogEventStartIndex"],
+    )
+    return json.dumps(answer).encode()
+
+
+def access_key(environ: Environ) -> str:
+    """The access key ID a request is signed with (SigV4's ``Credential=<key>/...``)."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    return auth.split("Credential=", 1)[1].split("/", 1)[0] if "Credential=" in auth else ""
 
 
 def _sorted_events(stream: Any) -> tuple[list[Any], list[int]]:
