@@ -15,6 +15,8 @@ FULL_PAGE_BYTES = 900_000
 FETCH_WORKERS = 10
 MAX_READ_RATE = 25  # request starts in any one second, all read calls of this process, at most
 MIN_READ_RATE = 1
+MAX_READ_RATE_ARG = 10_000  # --max-rate above any CloudWatch quota only means no limit
+MAX_FETCH_WORKERS = 100  # --workers: each holds a connection and PAGES_AHEAD pages
 THROTTLED_RATE_FACTOR = 0.7  # each ThrottlingException takes the allowance down by 30%
 RATE_RECOVERY_PER_S = 1.0  # each second without one gives back one request/s
 PAGES_AHEAD = 2  # pages a worker may hold for a window the printer has not reached yet
@@ -29,6 +31,7 @@ BACKOFF_MAX_S = 5.0
 # Follow: FilterLogEvents over a look-back window every poll, de-duplicated by eventId.
 FOLLOW_POLL_S = 1.0
 FOLLOW_LOOKBACK_S = 120.0
+MAX_LOOK_BACK_S = 86_400.0  # a day of event IDs to remember is already a lot of memory
 FOLLOW_REDISCOVER_S = 30.0  # look for new legacy streams of the member this often
 FILTER_MAX_STREAMS = 100  # FilterLogEvents takes at most 100 logStreamNames
 

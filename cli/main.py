@@ -9,30 +9,42 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
-from memberlog.driver.names import split_service
+from memberlog.driver.names import InvalidName, check_group, check_stream, split_service
 
 from .aws import Logs
-from .fetch import Page, ahead, labelled, merged, probe, tail_events, windowed_pages
+from .fetch import Page, ahead, merged, probe, tail_events, windowed_pages
 from .follow import Follower, filter_events
-from .limits import FETCH_WORKERS, FOLLOW_LOOKBACK_S, FOLLOW_POLL_S, MAX_READ_RATE
-from .output import FORMATS, OutputClosed, Printer, grep_filter
+from .limits import (
+    FETCH_WORKERS,
+    FOLLOW_LOOKBACK_S,
+    FOLLOW_POLL_S,
+    MAX_FETCH_WORKERS,
+    MAX_LOOK_BACK_S,
+    MAX_READ_RATE,
+    MAX_READ_RATE_ARG,
+)
+from .output import FORMATS, OutputClosed, Printer, Style, grep_filter
 from .streams import (
     CliError,
     Stream,
     group_streams,
+    is_member_stream,
     member_streams,
     resolve_group,
     unresolved_streams,
 )
-from .timespec import TimeSpecError, iso, parse_time
+from .timespec import iso, parse_time
 
 
 def _logs(args: argparse.Namespace) -> Logs:
@@ -44,7 +56,7 @@ def _group(logs: Logs, args: argparse.Namespace) -> str:
 
 
 class Reader:
-    """Reads one member's streams: whole ranges, the last N, or with a server-side pattern."""
+    """Reads the chosen streams: whole ranges, the last N, or with a server-side pattern."""
 
     def __init__(
         self,
@@ -56,20 +68,25 @@ class Reader:
         last: Callable[[], Page] | None = None,
     ):
         self.logs, self.group, self.streams, self.args = logs, group, streams, args
-        # asked for already, of the member's own stream: the first page, the last events
+        # asked for already, of a single member's own stream: the first page, the last events
         self.first, self._last = first, last
 
+    def _single(self) -> bool:
+        """Whether one member's own stream is all that is read (what the probes asked for)."""
+        member = self.args.member
+        return member is not None and len(member) == 1 and [s.name for s in self.streams] == member
+
     def pages(self, start: int | None, end: int | None) -> Iterator[Page]:
-        """Every event in [start, end), oldest first, the member's streams merged."""
+        """Every event in [start, end), oldest first, the streams merged by time (stable)."""
         logs, group, a = self.logs, self.group, self.args
         if start is not None and end is not None and start >= end:
             return
+        names = [s.name for s in self.streams]
         if a.filter:
-            names = [s.name for s in self.streams]
             yield filter_events(logs, group, names, start or 0, end, a.filter)
             return
         workers = max(1, a.workers // len(self.streams))  # the streams are read at once
-        first = self.first if [s.name for s in self.streams] == [a.member] else None
+        first = self.first if self._single() else None
         sources = [
             windowed_pages(logs, group, s.name, start, end, (s.first, s.last), workers, first)
             for s in self.streams
@@ -77,49 +94,66 @@ class Reader:
         if len(sources) == 1:
             yield from sources[0]
         else:
-            names = [s.name for s in self.streams]
-            yield from merged([labelled(p, n) for p, n in zip(sources, names, strict=True)])
+            yield from merged(sources, names)
 
     def last(self, count: int, start: int | None, end: int | None) -> Page:
-        """The last ``count`` events in [start, end) over all the member's streams."""
+        """The last ``count`` events in [start, end) over all the chosen streams."""
         if self.args.filter or self.args.grep:  # matches are sparse: read the range, keep N
             keep = grep_filter(self.args.grep)
             kept: Page = []
             for page in self.pages(start, end):
                 kept = (kept + keep(page))[-count:]
             return kept
-        if self._last is not None and [s.name for s in self.streams] == [self.args.member]:
-            return list(labelled([self._last()], self.args.member))
-        tails = [
-            list(labelled([tail_events(self.logs, self.group, s.name, count, start, end)], s.name))
-            for s in self.streams
-        ]
-        events = [e for page in merged([iter(t) for t in tails]) for e in page]
-        return events[-count:]
+        if self._last is not None and self._single():
+            return self._last()
+        tails = [[tail_events(self.logs, self.group, s.name, count, start, end)]
+                 for s in self.streams]  # fmt: skip
+        names = [s.name for s in self.streams]
+        return [e for page in merged(tails, names) for e in page][-count:]
+
+
+def _style(args: argparse.Namespace, members: list[str], tty: bool) -> Style:
+    """A prefix when more than one member is asked for (or the whole service); colours on a
+    terminal unless --no-color or NO_COLOR (no-color.org); control characters escaped there."""
+    prefix = not args.no_prefix and not (args.member and len(args.member) == 1)
+    colour = tty and not args.no_color and not os.environ.get("NO_COLOR")
+    width = max((len(m) for m in members), default=0)
+    style = Style(prefix=prefix, colour=colour, escape=tty, width=width)
+    for m in sorted(set(members)):  # the same members get the same colours every time
+        style.tag(m)
+    return style
 
 
 def cmd_logs(args: argparse.Namespace) -> None:
     logs = _logs(args)
     group = _group(logs, args)
     since, until = args.since, args.until
+    members: list[str] | None = args.member
+    single = members[0] if members and len(members) == 1 else None
     first = last = None  # asked for while the streams are listed
-    if not (args.follow or args.filter or args.all_streams):
+    if single and not (args.follow or args.filter or args.all_streams):
         if args.tail is None:
-            first = probe(logs, group, args.member, since, until)
+            first = probe(logs, group, single, since, until)
         elif not args.grep:
-            last = ahead(tail_events, logs, group, args.member, args.tail, since, until)
-    streams = member_streams(logs, group, args.member, args.all_streams)
-    if not streams:
-        known = ", ".join(s.name for s in group_streams(logs, group)) or "none"
-        raise CliError(f"member {args.member!r} has no log in group {group!r} (members: {known})")
-    if [s.name for s in streams] != [args.member]:
-        joined = ", ".join(s.name for s in streams)
-        print(
-            f"memberlog: reading {len(streams)} streams of {args.member}: {joined}", file=sys.stderr
-        )
+            last = ahead(tail_events, logs, group, single, args.tail, since, until)
+    owned = member_streams(logs, group, members, args.all_streams)
+    streams = [s for s, _ in owned]
+    owners = {s.name: m for s, m in owned}
+    missing = [m for m in members or [] if m not in owners.values()]
+    if missing or not streams:
+        known = ", ".join(s.name for s in group_streams(logs, group) if is_member_stream(s.name))
+        which = f"member {missing[0]!r} has" if missing else "the service has"
+        raise CliError(f"{which} no log in group {group!r} (members: {known or 'none'})")
+    legacy = [s.name for s in streams if s.name not in owners.values()]
+    if legacy:
+        what = f"{len(streams)} streams of {single}" if single else f"{len(legacy)} legacy streams"
+        print(f"memberlog: reading {what}: {', '.join(s.name for s in streams)}", file=sys.stderr)
     out = sys.stdout
-    progress = sys.stderr.isatty() and not out.isatty()
-    printer = Printer(out, args.output, args.member, args.grep, progress)
+    tty = out.isatty()
+    progress = sys.stderr.isatty() and not tty
+    style = _style(args, list(owners.values()), tty)
+    printer = Printer(out, args.output, single or streams[0].name, args.grep, progress, style,
+                      owners)  # fmt: skip
     reader = Reader(logs, group, streams, args, first, last)
     if not args.follow:
         if args.tail is not None:
@@ -130,15 +164,20 @@ def cmd_logs(args: argparse.Namespace) -> None:
         printer.done()
         return
 
+    def discover() -> list[str]:
+        """The streams to follow: the same members' (new legacy streams join them), or every
+        member's, so a member that starts during the follow shows up."""
+        found = member_streams(logs, group, members, args.all_streams)
+        owners.update({s.name: m for s, m in found})
+        return [s.name for s, _ in found]
+
     lookback_ms = int(args.look_back * 1000)
     floor = int(time.time() * 1000) - lookback_ms
     floor = max(floor, since) if since is not None else floor
     if until is not None:
         floor = min(floor, until)
     follower = Follower(
-        logs, group, lambda: [s.name for s in member_streams(logs, group, args.member,
-                                                              args.all_streams)],
-        printer, out, floor=floor, until=until, pattern=args.filter,
+        logs, group, discover, printer, out, floor=floor, until=until, pattern=args.filter,
         lookback_ms=lookback_ms, poll_s=FOLLOW_POLL_S,
     )  # fmt: skip
     recent = follower.poll()
@@ -205,17 +244,110 @@ def cmd_unresolved(args: argparse.Namespace) -> None:
             print(f"    {line}")
 
 
-def _time_arg(text: str) -> int:
-    try:
-        return parse_time(text)
-    except TimeSpecError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line: ``memberlog logs: error: ...`` and status 2
+    (the usage text would bury it; ``--help`` shows it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _count_arg(text: str) -> int:
+def _checked(check: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a check that raises ValueError with the reason."""
+
+    def parse(text: str) -> Any:
+        try:
+            return check(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+def _count(text: str) -> int:
     if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0, 1, 2, ...)")
+        raise ValueError(f"{text!r} is not a count (0, 1, 2, ...)")
     return int(text)
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    def check(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise ValueError(f"{text!r} is not a whole number from {low} to {high}")
+        return int(text)
+
+    return check
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= MAX_LOOK_BACK_S):
+        raise ValueError(f"{text!r} is not a number of seconds from 0 to {MAX_LOOK_BACK_S:g}")
+    return value
+
+
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise ValueError(f"{text!r} is not a Python regular expression: {e}") from None
+    return text
+
+
+def _endpoint(text: str) -> str:
+    """An http(s) URL with a host: botocore takes ``localhost:4566`` for a scheme and fails."""
+    try:
+        url = urllib.parse.urlsplit(text)
+        good = url.scheme in ("http", "https") and bool(url.hostname)
+        url.port  # noqa: B018 (raises ValueError for a port out of range)
+    except ValueError:
+        good = False
+    if not good:
+        raise ValueError(f"{text!r} is not an endpoint URL: give the scheme and host, "
+                         "e.g. http://localhost:4566")  # fmt: skip
+    return text
+
+
+def _region(text: str) -> str:
+    if not _REGION.fullmatch(text):
+        raise ValueError(f"{text!r} is not an AWS region name (e.g. eu-west-1)")
+    return text
+
+
+def _member(text: str) -> str:
+    try:
+        return check_stream(text)
+    except InvalidName as e:
+        raise ValueError(f"{text!r} is not a member name: {e}") from None
+
+
+def _group_arg(text: str) -> str:
+    return check_group(text)
+
+
+def _name_part(text: str) -> str:
+    """A cluster or service name: it goes into the group name, so CloudWatch's rules apply."""
+    if not text or not _NAME_PART.fullmatch(text) or len(text) > MAX_NAME_PART:
+        raise ValueError(f"{text!r} may only hold letters, digits and . - _ / # "
+                         f"(at most {MAX_NAME_PART})")  # fmt: skip
+    return text
+
+
+_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")  # botocore's own rule
+_NAME_PART = re.compile(r"[.\-_/#A-Za-z0-9]+")
+MAX_NAME_PART = 400  # group <cluster>-<service>-<36-char uuid> must stay within 512
+_time_arg = _checked(parse_time)
+
+
+def range_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with arguments that are each right alone (checked before any call)."""
+    since, until = getattr(args, "since", None), getattr(args, "until", None)
+    if since is not None and until is not None and since >= until:
+        return f"--since {iso(since)} is not before --until {iso(until)}"
+    return None
 
 
 LOGS_EXAMPLES = """\
@@ -224,8 +356,16 @@ zone: 2026-11-26T08:00:00+01:00), or epoch milliseconds. --since is inclusive, -
 (CloudWatch's startTime and endTime): --since T1 --until T2 and --since T2 --until T3 never
 print an event twice.
 
+Without --member (or with it repeated) the members' events are merged by time, each line
+prefixed with its member (coloured on a terminal; --no-prefix, --no-color, NO_COLOR). On a
+terminal, control characters in messages are shown escaped (\\x1b); to a pipe or file, --output
+raw passes the messages through byte for byte.
+
 examples:
   memberlog logs --cluster t1 --service mypg --member mypg-0
+  memberlog logs --cluster t1 --service mypg --since 2026-11-26T03:10 --until 2026-11-26T03:15
+  memberlog logs --cluster t1 --service mypg --member mypg-0 --member mypg-1 --tail 50 -f
+  memberlog logs --cluster t1 --service mypg --output json --grep FATAL   # "member" in each
   memberlog logs --cluster t1 --service mypg --member mypg-0 --since 15m --grep 'ERROR|FATAL'
   memberlog logs --cluster t1 --service mypg --member mypg-0 --tail 100 -f --output short
   memberlog logs --cluster t1 --service mypg --member mypg-0 --since 2026-11-25T22:00 \\
@@ -237,7 +377,7 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: ``memberlog {logs,members,services,unresolved}``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="memberlog",
         description="Every log line of a service member is in one CloudWatch Logs stream, "
         "<member>, of the group <cluster>-<service>-<service-uuid>. List them, and read one.",
@@ -248,20 +388,23 @@ def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--endpoint-url", help="CloudWatch Logs endpoint (default: boto3's)")
-        p.add_argument("--region", help="AWS region (default: boto3's, e.g. AWS_REGION)")
-        p.add_argument("--max-rate", type=int, default=MAX_READ_RATE, metavar="N",
+        p.add_argument("--endpoint-url", type=_checked(_endpoint), metavar="URL",
+                       help="CloudWatch Logs endpoint (default: boto3's)")  # fmt: skip
+        p.add_argument("--region", type=_checked(_region),
+                       help="AWS region (default: boto3's, e.g. AWS_REGION)")  # fmt: skip
+        p.add_argument("--max-rate", type=_checked(_bounded(1, MAX_READ_RATE_ARG)),
+                       default=MAX_READ_RATE, metavar="N",
                        help=f"read requests started in any one second, at most (default "
                        f"{MAX_READ_RATE}, GetLogEvents' usual quota per account and Region; "
                        "throttling lowers it for a while)")  # fmt: skip
 
     def service(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--cluster", required=True)
-        p.add_argument("--service", required=True)
+        p.add_argument("--cluster", required=True, type=_checked(_name_part))
+        p.add_argument("--service", required=True, type=_checked(_name_part))
         which = p.add_mutually_exclusive_group()
         which.add_argument("--service-uuid", help="pick the group <cluster>-<service>-<uuid> "
                            "(with or without dashes)")  # fmt: skip
-        which.add_argument("--group", help="the whole log group name")
+        which.add_argument("--group", type=_checked(_group_arg), help="the whole log group name")
         common(p)
 
     def listing(p: argparse.ArgumentParser) -> None:
@@ -269,19 +412,39 @@ def build_parser() -> argparse.ArgumentParser:
                        help="text: tab-separated columns; json: one object per line")  # fmt: skip
 
     p = sub.add_parser(
-        "logs", help="print a member's log, oldest first", epilog=LOGS_EXAMPLES, formatter_class=raw
+        "logs",
+        help="print a member's log, or several members' or the whole service's merged by time",
+        epilog=LOGS_EXAMPLES,
+        formatter_class=raw,
     )
     service(p)
-    p.add_argument("--member", required=True, help="service member, e.g. mypg-0")
+    p.add_argument(
+        "--member",
+        action="append",
+        type=_checked(_member),
+        metavar="MEMBER",
+        help="service member, e.g. mypg-0; repeat for several (default: all)",
+    )
+    p.add_argument(
+        "--no-prefix",
+        action="store_true",
+        help="no '<member> |' before each line when reading several members",
+    )
+    p.add_argument(
+        "--no-color",
+        action="store_true",
+        help="no colours on a terminal (also: the NO_COLOR environment variable)",
+    )
     p.add_argument("--since", type=_time_arg, metavar="T", help="events at or after T")
     p.add_argument("--until", type=_time_arg, metavar="T", help="events before T (exclusive)")
     p.add_argument(
         "--tail",
-        type=_count_arg,
+        type=_checked(_count),
         metavar="N",
         help="only the last N events (read from the end, not the whole stream)",
     )
-    p.add_argument("--grep", metavar="REGEX", help="only messages matching this Python regex")
+    p.add_argument("--grep", type=_checked(_regex), metavar="REGEX",
+                   help="only messages matching this Python regex")  # fmt: skip
     p.add_argument(
         "--filter",
         metavar="PATTERN",
@@ -302,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--look-back",
-        type=float,
+        type=_checked(_seconds),
         default=FOLLOW_LOOKBACK_S,
         metavar="SECONDS",
         help="with -f: how late an event may arrive and still be shown "
@@ -316,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=_checked(_bounded(1, MAX_FETCH_WORKERS)),
         default=FETCH_WORKERS,
         metavar="N",
         help=f"time windows read in parallel (default {FETCH_WORKERS}; 1 = sequential)",
@@ -363,6 +526,10 @@ def _stdout_gone() -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``memberlog`` command."""
     args = build_parser().parse_args(argv)
+    if error := range_error(args):
+        prog = f"memberlog {args.command}"
+        print(f"{prog}: error: {error} (see {prog} --help)", file=sys.stderr)
+        return 2
     try:
         args.func(args)
     except CliError as e:

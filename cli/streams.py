@@ -10,6 +10,7 @@ one stream per container (named by the container ID) whose first lines include t
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,24 +123,46 @@ def first_messages(logs: Logs, group: str, stream: str, count: int) -> list[str]
     return messages[:count]
 
 
-def names_member(messages: list[str], member: str) -> bool:
-    """Whether one of ``messages`` carries ``SERVICE_MEMBER=<member>`` (exactly that name)."""
-    return any(m == member for text in messages for m in _MARKER.findall(text))
+def named_member(messages: list[str], wanted: Collection[str]) -> str | None:
+    """The first member of ``wanted`` that one of ``messages`` names as
+    ``SERVICE_MEMBER=<member>`` (exactly that name), if any."""
+    for text in messages:
+        for name in _MARKER.findall(text):
+            if name in wanted:
+                return name
+    return None
 
 
-def member_streams(logs: Logs, group: str, member: str, legacy: bool) -> list[Stream]:
-    """The streams holding ``member``'s log: ``<member>`` itself, and with ``legacy`` (or when it
-    is absent) its firecamp-style and awslogs-style per-container streams."""
+def is_member_stream(name: str) -> bool:
+    """Whether a stream is a member's own ``<member>`` stream: not ``unresolved/...``, not a
+    legacy ``<member>/<host>/<container>`` stream, not an awslogs per-container stream."""
+    return "/" not in name and not _CONTAINER_STREAM.fullmatch(name)
+
+
+def member_streams(
+    logs: Logs, group: str, members: list[str] | None, legacy: bool
+) -> list[tuple[Stream, str]]:
+    """The streams holding the log of ``members`` (None: every member of the group), each with
+    the member it belongs to: ``<member>`` itself, and with ``legacy`` (or for a member whose
+    own stream is absent) its firecamp-style and awslogs-style per-container streams."""
     streams = group_streams(logs, group)
-    own = [s for s in streams if s.name == member]
-    if own and not legacy:
+    if members is None:
+        members = [s.name for s in streams if is_member_stream(s.name)]
+    own = [(s, s.name) for s in streams if s.name in members]
+    # A member's legacy streams are read with --all-streams, or when it has no stream of its own.
+    joining = set(members) if legacy else set(members) - {s.name for s, _ in own}
+    if not joining:
         return own
-    joined = [s for s in streams if s.name.startswith(f"{member}/")]
+    joined = [
+        (s, s.name.split("/", 1)[0])
+        for s in streams
+        if "/" in s.name and s.name.split("/", 1)[0] in joining
+    ]
     for s in streams:
-        if _CONTAINER_STREAM.fullmatch(s.name) and names_member(
-            first_messages(logs, group, s.name, MARKER_SCAN_EVENTS), member
-        ):
-            joined.append(s)
+        if _CONTAINER_STREAM.fullmatch(s.name):
+            first = first_messages(logs, group, s.name, MARKER_SCAN_EVENTS)
+            if (member := named_member(first, joining)) is not None:
+                joined.append((s, member))
     return own + joined
 
 
