@@ -24,6 +24,7 @@ from .fetch import Page, ahead, labelled, merged, probe, tail_events, windowed_p
 from .follow import Follower, filter_events
 from .limits import FETCH_WORKERS, FOLLOW_LOOKBACK_S, FOLLOW_POLL_S, MAX_READ_RATE
 from .output import FORMATS, OutputClosed, Printer, grep_filter
+from .query import add_parser as add_query_parser
 from .streams import (
     CliError,
     Stream,
@@ -350,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     service(p)
     listing(p)
     p.set_defaults(func=cmd_unresolved)
+    add_query_parser(sub, service)
     return parser
 
 
