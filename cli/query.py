@@ -48,12 +48,12 @@ ENDED = {
 }
 
 QUERY_EXAMPLES = f"""\
-The query is CloudWatch Logs Insights' language; each member is its stream, @logStream. Without
+The query is CloudWatch Logs Insights' language; a member is its stream, @logStream. Without
 --member the whole service group is queried. Times as for 'memberlog logs' (default --since
-{QUERY_DEFAULT_SINCE}, --until now); CloudWatch queries whole seconds, both ends included.
-Logs Insights is billed per GB scanned: a narrow time range costs less. At most
-{QUERY_MAX_ROWS:,} rows a query. Output: table (control characters shown as \\xNN), csv (both
-without @ptr), json (one object per row; values are strings, as CloudWatch gives them).
+{QUERY_DEFAULT_SINCE}, --until now), but CloudWatch queries whole seconds, both ends included.
+Logs Insights is billed per GB scanned: a narrow time range costs less. At most {QUERY_MAX_ROWS:,}
+rows a query. Output: table (control characters shown as \\xNN) and csv leave out @ptr; json
+has one object a row, values as CloudWatch gives them (strings).
 
 examples:
   # errors per member over the last day
