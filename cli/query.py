@@ -229,12 +229,13 @@ def start_query(logs: Logs, request: dict[str, Any]) -> str:
         pause = min(QUERY_START_BACKOFF_MAX_S, pause * 2)
 
 
-def stop_query(logs: Logs, query_id: str) -> None:
-    """StopQuery, best effort: the query may have ended meanwhile."""
+def stop_query(logs: Logs, query_id: str) -> bool:
+    """StopQuery, best effort (the query may have ended meanwhile): whether it was asked."""
     try:
         logs.call("stop_query", queryId=query_id)
     except Exception:  # noqa: BLE001 - whatever went wrong, the caller's error is the one to show
-        pass
+        return False
+    return True
 
 
 def wait_for(logs: Logs, query_id: str, progress: Progress) -> dict[str, Any]:
@@ -313,8 +314,9 @@ def cmd_query(args: argparse.Namespace) -> None:
         answer = wait_for(logs, query_id, progress)
     except KeyboardInterrupt:
         progress.clear()
-        stop_query(logs, query_id)
-        print("memberlog: interrupted; the query is stopped", file=sys.stderr)
+        stopped = stop_query(logs, query_id)
+        outcome = "stopped" if stopped else "not stopped (CloudWatch ends it within 60 minutes)"
+        print(f"memberlog: interrupted; the query is {outcome}", file=sys.stderr)
         raise
     progress.clear()
     status = answer.get("status")
