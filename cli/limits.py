@@ -42,3 +42,20 @@ UNRESOLVED_FIRST_LINES = 3
 
 # Progress on a TTY: redraw at most this often.
 PROGRESS_EVERY_S = 0.5
+
+# `memberlog query` (CloudWatch Logs Insights). A query returns at most 10,000 rows (StartQuery's
+# limit) and its string at most 10,000 characters; CloudWatch ends a query after 60 minutes
+# (status Timeout), so the CLI waits that long plus a margin for the last answer, then stops it.
+QUERY_MAX_ROWS = 10_000
+QUERY_MAX_CHARS = 10_000
+QUERY_DEFAULT_SINCE = "1h"  # recent enough to be cheap (Logs Insights is billed per GB scanned)
+QUERY_TIMEOUT_S = 60 * 60 + 60
+# GetQueryResults polls: most queries end within seconds, long ones need no answer twice a second.
+QUERY_POLL_FIRST_S = 0.5
+QUERY_POLL_MAX_S = 5.0
+QUERY_POLL_GROWTH = 1.5
+# StartQuery answers LimitExceededException while the account runs its maximum of concurrent
+# queries (100): other queries end within minutes, so wait that long, backing off, then give up.
+QUERY_START_WAIT_S = 300.0
+QUERY_START_BACKOFF_FIRST_S = 1.0
+QUERY_START_BACKOFF_MAX_S = 20.0

@@ -35,6 +35,7 @@ from .limits import (
     MAX_READ_RATE_ARG,
 )
 from .output import FORMATS, OutputClosed, Printer, Style, grep_filter
+from .query import add_parser as add_query_parser
 from .streams import (
     CliError,
     Stream,
@@ -513,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     service(p)
     listing(p)
     p.set_defaults(func=cmd_unresolved)
+    add_query_parser(sub, service)
     return parser
 
 

@@ -18,7 +18,9 @@ Extra endpoints:
        collection walks every event moto holds). "create_log_group": every CreateLogGroup
        request body as sent (moto drops logGroupClass); "assume_role": the parameters of every
        STS AssumeRole call; "put_keys": PutLogEvents requests by signing access key ID, and
-       "put_tokens" how many carried a session token.
+       "put_tokens" how many carried a session token. "start_query": every StartQuery request
+       as sent; "stop_query": the queryId of every StopQuery call; "query_polls": how many
+       GetQueryResults calls.
   POST /_strict/faults <- {"throttle": 0.9} (answer that share of PutLogEvents with
        ThrottlingException), {"error": {"code": ..., "status": 503, "ratio": 1.0}}, and
        {"refuse": "text"} (InvalidParameterException for any batch holding an event with
@@ -29,6 +31,10 @@ Extra endpoints:
        Describe*) with ThrottlingException; counted in "read_faulted". {"read_quota": 10}
        enforces a quota as CloudWatch does: each read API answers at most that many calls
        starting in any one second, the rest with ThrottlingException (also "read_faulted").
+       Logs Insights: {"query_timeout": true} ends queries with status Timeout,
+       {"query_running_polls": n} answers Running n times (default 2) before the end,
+       {"query_page": n} pages results n rows a GetQueryResults (nextToken), and
+       {"query_busy": n} answers the next n StartQuery calls with LimitExceededException.
 
 Where moto differs from CloudWatch, requests and answers are adjusted so clients see AWS's
 behaviour: PutLogEvents' tooNewLogEventStartIndex is the first too-new event (moto's is the
@@ -37,7 +43,12 @@ interleaves streams in timestamp order (AWS ignores ``interleaved`` since 2019; 
 returns one stream after another). moto's GetLogEvents sorts the whole stream on every call, so
 a page of a 1,000,000-event stream costs as much as reading all of it; here it costs what one
 page costs (as on AWS), with moto's results and tokens unchanged, and each event is serialized
-once, not on every read.
+once, not on every read. Logs Insights is answered here, not by moto (which ignores filter and
+stats, sends no statistics and fails StopQuery): a small evaluator over moto's stored events
+runs fields, filter (=, !=, in [..], like /re/ or "text", not/and/or), stats count(*) [as n]
+[by f, ...], sort and limit, with @timestamp, @message, @logStream, @log and @ptr; a query
+is Running for the first GetQueryResults polls, then Complete with CloudWatch's statistics;
+StopQuery makes it Cancelled. What it cannot run is a MalformedQueryException.
 """
 
 from __future__ import annotations
@@ -56,12 +67,14 @@ import sys
 import threading
 import time
 import urllib.parse
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from moto.iam.models import get_account_id_from
 from moto.logs.exceptions import InvalidParameterException
-from moto.logs.models import LogEvent, LogStream
+from moto.logs.models import LogEvent, LogStream, logs_backends
 from moto.logs.responses import LogsResponse
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -176,6 +189,11 @@ class StrictLogsMiddleware:
         self.assume_role: list[dict[str, str]] = []  # STS AssumeRole requests' parameters
         self.put_keys: dict[str, int] = {}  # PutLogEvents requests by signing access key
         self.put_tokens = 0  # PutLogEvents requests that carried a session token
+        self.queries: dict[str, dict[str, Any]] = {}  # Logs Insights queries by queryId
+        self.start_query: list[dict[str, Any]] = []  # StartQuery requests as sent
+        self.stop_query: list[str] = []  # StopQuery calls' queryIds
+        self.query_polls = 0  # GetQueryResults calls
+        self.query_busy = 0  # StartQuery calls still to answer LimitExceededException
         self.gc_pause_s = 0.0
         self._gc_start = 0.0
         gc.callbacks.append(self._gc_timed)
@@ -205,12 +223,16 @@ class StrictLogsMiddleware:
                     "assume_role": list(self.assume_role),
                     "put_keys": dict(self.put_keys),
                     "put_tokens": self.put_tokens,
+                    "start_query": list(self.start_query),
+                    "stop_query": list(self.stop_query),
+                    "query_polls": self.query_polls,
                 }
             return self._json(start_response, "200 OK", stats, {})
         if environ.get("PATH_INFO") == FAULTS_PATH:
             faults = json.loads(self._read_body(environ) or b"{}")
             with self.lock:
                 self.faults = faults
+                self.query_busy = int(faults.get("query_busy", 0))
             return self._json(start_response, "200 OK", faults, {})
         target = environ.get("HTTP_X_AMZ_TARGET")
         key = access_key(environ)
@@ -230,6 +252,8 @@ class StrictLogsMiddleware:
                     self.assume_role.append({k: v[0] for k, v in form.items()})
         if target in READ_TARGETS:
             return self._read(target, environ, start_response)
+        if target in INSIGHTS_TARGETS:
+            return self._insights(target, environ, start_response)
         if target == CREATE_LOG_GROUP_TARGET:  # moto ignores logGroupClass: what was asked
             with contextlib.suppress(ValueError):
                 request = json.loads(self._read_body(environ) or b"{}")
@@ -315,6 +339,93 @@ class StrictLogsMiddleware:
             environ["CONTENT_LENGTH"] = str(len(body))
         return self.app(environ, start_response)
 
+    def _insights(self, target: str, environ: Environ, start_response: StartResponse) -> Any:
+        """StartQuery, GetQueryResults and StopQuery as CloudWatch answers them (see the top)."""
+        try:
+            request = json.loads(self._read_body(environ) or b"{}")
+        except ValueError:
+            request = {}
+        if target == START_QUERY_TARGET:
+            try:
+                query_id = self._start_query(environ, request)
+            except MalformedQuery as e:
+                return self._error(start_response, "MalformedQueryException", str(e))
+            except re.error as e:
+                return self._error(start_response, "MalformedQueryException", f"bad regex: {e}")
+            except LookupError as e:
+                return self._error(start_response, e.args[0], e.args[1])
+            return self._json(start_response, "200 OK", {"queryId": query_id}, {})
+        with self.lock:
+            query = self.queries.get(request.get("queryId", ""))
+            if query is not None and target == STOP_QUERY_TARGET:
+                self.stop_query.append(request["queryId"])
+                stopped = query["status"] == "Running"
+                query["status"] = "Cancelled" if stopped else query["status"]
+            elif query is not None:
+                self.query_polls += 1
+                query["polls"] += 1
+                if query["status"] == "Running" and query["polls"] > query["running"]:
+                    query["status"] = "Timeout" if query["timeout"] else "Complete"
+        if query is None:
+            return self._error(start_response, "ResourceNotFoundException", "Query not found")
+        if target == STOP_QUERY_TARGET:
+            return self._json(start_response, "200 OK", {"success": stopped}, {})
+        done = min(1.0, query["polls"] / (query["running"] + 1))  # statistics grow while running
+        answer: dict[str, Any] = {"status": query["status"], "results": [], "statistics": {
+            k: float(int(v * done)) for k, v in query["statistics"].items()}}  # fmt: skip
+        if query["status"] == "Complete":
+            page = min(int(request.get("maxItems") or MAX_QUERY_ROWS), query["page"])
+            at = int(request.get("nextToken") or 0)
+            answer["results"] = query["rows"][at : at + page]
+            if at + page < len(query["rows"]):
+                answer["nextToken"] = str(at + page)
+        return self._json(start_response, "200 OK", answer, {})
+
+    def _start_query(self, environ: Environ, request: dict[str, Any]) -> str:
+        """Run the query at once and keep its answer; raise LookupError((code, message)) for
+        what CloudWatch refuses, MalformedQuery for what this evaluator cannot run."""
+        with self.lock:
+            self.start_query.append(request)
+            faults, busy = self.faults, self.query_busy
+            self.query_busy = max(0, busy - 1)
+        if busy:
+            raise LookupError("LimitExceededException", "Account maximum query concurrency "
+                              "limit of [100] reached.")  # fmt: skip
+        region = environ.get("HTTP_AUTHORIZATION", "").split("/")[2:3] or ["us-east-1"]
+        backend = logs_backends[get_account_id_from(access_key(environ))][region[0]]
+        name = request.get("logGroupName") or (request.get("logGroupNames") or [""])[0]
+        group = backend.groups.get(name)
+        if group is None:
+            raise LookupError("ResourceNotFoundException", f"Log group '{name}' does not exist")
+        limit = int(request.get("limit") or MAX_QUERY_ROWS)
+        if not 1 <= limit <= MAX_QUERY_ROWS:
+            raise LookupError("InvalidParameterException", f"limit must be 1..{MAX_QUERY_ROWS}")
+        start, end = int(request.get("startTime", 0)), int(request.get("endTime", 0))
+        if end < start:
+            raise LookupError("InvalidParameterException", "End time should not be before the "
+                              "start time")  # fmt: skip
+        records = query_records(backend, group, start, end)
+        scanned = sum(len(r["@message"].encode()) for r in records)
+        rows, matched = run_query(request.get("queryString") or "", records)
+        rows = [[{"field": k, "value": insights_time(v) if k == "@timestamp" else str(v)}
+                 for k, v in row.items()] for row in rows[:limit]]  # fmt: skip
+        query_id = str(uuid.uuid4())
+        with self.lock:
+            self.queries[query_id] = {
+                "status": "Running", "polls": 0, "rows": rows,
+                "running": int(faults.get("query_running_polls", RUNNING_POLLS)),
+                "timeout": bool(faults.get("query_timeout")),
+                "page": int(faults.get("query_page", MAX_QUERY_ROWS)),
+                "statistics": {"recordsMatched": matched, "recordsScanned": len(records),
+                               "bytesScanned": scanned},
+            }  # fmt: skip
+        return query_id
+
+    def _error(self, start_response: StartResponse, code: str, message: str) -> list[bytes]:
+        """An AWS JSON-protocol error answer (HTTP 400)."""
+        error = {"__type": code, "message": message}
+        return self._json(start_response, "400 Bad Request", error, {"x-amzn-ErrorType": code})
+
     def _fault(self, request: dict[str, Any]) -> tuple[str, str, str] | None:
         """The injected failure for this (valid) PutLogEvents request, if any."""
         with self.lock:
@@ -396,6 +507,202 @@ def access_key(environ: Environ) -> str:
     """The access key ID a request is signed with (SigV4's ``Credential=<key>/...``)."""
     auth = environ.get("HTTP_AUTHORIZATION", "")
     return auth.split("Credential=", 1)[1].split("/", 1)[0] if "Credential=" in auth else ""
+
+
+# --- Logs Insights ------------------------------------------------------------------------------
+# moto 5.2.5 understands only fields, sort and limit (it ignores filter and stats), answers no
+# statistics and fails StopQuery with HTTP 500; the middleware answers the three calls itself,
+# with this evaluator over moto's stored events.
+START_QUERY_TARGET = "Logs_20140328.StartQuery"
+GET_QUERY_RESULTS_TARGET = "Logs_20140328.GetQueryResults"
+STOP_QUERY_TARGET = "Logs_20140328.StopQuery"
+INSIGHTS_TARGETS = frozenset({START_QUERY_TARGET, GET_QUERY_RESULTS_TARGET, STOP_QUERY_TARGET})
+MAX_QUERY_ROWS = 10_000  # StartQuery's limit, and what a query answers without one
+RUNNING_POLLS = 2  # GetQueryResults answers Running this often first, so clients show progress
+DEFAULT_FIELDS = ("@timestamp", "@message")  # what the console shows without a fields command
+_TOKEN = re.compile(
+    r"""\s*("(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|/(?:\\.|[^/\\])*/|`[^`]*`|!=|[=<>\[\](),|*]"""
+    r"""|[@\w.\-]+)"""
+)
+
+
+class MalformedQuery(Exception):
+    """A query this evaluator cannot run: CloudWatch's MalformedQueryException."""
+
+
+def _tokens(text: str) -> list[str]:
+    """Strings, /regexes/, `fields`, operators and words; anything else is malformed."""
+    tokens, at, text = [], 0, text.rstrip()
+    while at < len(text):
+        match = _TOKEN.match(text, at)
+        if match is None:
+            raise MalformedQuery(f"unexpected symbol found {text[at:].strip()[:20]!r}")
+        tokens.append(match.group(1))
+        at = match.end()
+    return tokens
+
+
+def _literal(token: str) -> str:
+    if token[:1] in "\"'":
+        return re.sub(r"\\(.)", r"\1", token[1:-1])
+    return token.strip("`")
+
+
+def _condition(tokens: list[str]) -> Callable[[dict[str, Any]], bool]:
+    """``filter``'s expression: or/and/not, ( ), and field = != like / not like / in [..]."""
+
+    def take(expected: str | None = None) -> str:
+        if not tokens or (expected is not None and tokens[0].lower() != expected):
+            raise MalformedQuery(f"expected {expected or 'more'} in filter")
+        return tokens.pop(0)
+
+    def either() -> Callable[[dict[str, Any]], bool]:
+        terms = [both()]
+        while tokens and tokens[0].lower() == "or":
+            take()
+            terms.append(both())
+        return lambda r: any(t(r) for t in terms)
+
+    def both() -> Callable[[dict[str, Any]], bool]:
+        terms = [single()]
+        while tokens and tokens[0].lower() == "and":
+            take()
+            terms.append(single())
+        return lambda r: all(t(r) for t in terms)
+
+    def single() -> Callable[[dict[str, Any]], bool]:
+        if tokens and tokens[0].lower() == "not":
+            take()
+            inner = single()
+            return lambda r: not inner(r)
+        if tokens and tokens[0] == "(":
+            take()
+            inner = either()
+            take(")")
+            return inner
+        field, op = _literal(take()), take().lower()
+        negate = op == "not" and take("like") is not None
+        if op in ("like", "not"):
+            pattern = take()
+            if pattern.startswith("/"):
+                search = re.compile(pattern[1:-1]).search
+                test = lambda v: search(v) is not None  # noqa: E731
+            else:
+                text = _literal(pattern)
+                test = lambda v: text in v  # noqa: E731
+            return lambda r: field in r and test(str(r[field])) != negate
+        if op == "in":
+            take("[")
+            values = set()
+            while tokens and tokens[0] != "]":
+                values.add(_literal(take()))
+                if tokens and tokens[0] == ",":
+                    take()
+            take("]")
+            return lambda r: field in r and str(r[field]) in values
+        if op in ("=", "!="):
+            value = _literal(take())
+            return lambda r: field in r and (str(r[field]) == value) == (op == "=")
+        raise MalformedQuery(f"unsupported operator {op!r} in filter")
+
+    condition = either()
+    if tokens:
+        raise MalformedQuery(f"unexpected {tokens[0]!r} in filter")
+    return condition
+
+
+def _names(tokens: list[str]) -> list[str]:
+    """``a, b, c`` as field names."""
+    names = [_literal(t) for t in tokens if t != ","]
+    if not names or len(names) != (len(tokens) + 1) // 2:
+        raise MalformedQuery("expected field names separated by commas")
+    return names
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    try:
+        return (0, float(value))
+    except (TypeError, ValueError):
+        return (1, str(value))
+
+
+def run_query(text: str, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The rows of the query over ``records`` (oldest first), and how many records matched
+    its filters. Commands: fields, filter, stats count(*)|count() [as n] [by f, ...], sort f
+    [asc|desc], limit n; anything else is MalformedQuery."""
+    tokens = _tokens(text)
+    commands: list[list[str]] = [[]]
+    for token in tokens:
+        if token == "|":
+            commands.append([])
+        else:
+            commands[-1].append(token)
+    shown, matched, aggregated = list(DEFAULT_FIELDS), len(records), False
+    for command in commands:
+        if not command:
+            raise MalformedQuery("empty command")
+        name, rest = command[0].lower(), command[1:]
+        if name == "fields":
+            shown = _names(rest)
+        elif name == "filter":
+            keep = _condition(list(rest))
+            records = [r for r in records if keep(r)]
+            matched = len(records)
+        elif name == "stats":
+            lowered = [t.lower() for t in rest]
+            if lowered[:3] not in (["count", "(", ")"], ["count", "(", "*"]):
+                raise MalformedQuery("this endpoint's stats knows only count(*)")
+            at = 3 if lowered[2] == ")" else 4
+            column = "count(*)" if at == 4 else "count()"
+            if lowered[at : at + 1] == ["as"]:
+                column, at = _literal(rest[at + 1]), at + 2
+            by = _names(rest[at + 1 :]) if lowered[at : at + 1] == ["by"] else []
+            if at < len(rest) and not by:
+                raise MalformedQuery(f"unexpected {rest[at]!r} in stats")
+            counts: dict[tuple[Any, ...], int] = {}
+            for r in records:
+                key = tuple(r.get(f) for f in by)
+                counts[key] = counts.get(key, 0) + 1
+            records = [{**dict(zip(by, k, strict=True)), column: n} for k, n in counts.items()]
+            shown, aggregated = [*by, column], True
+        elif name == "sort" and rest:
+            order = rest[1].lower() if len(rest) > 1 else "asc"
+            if len(rest) > 2 or order not in ("asc", "desc"):
+                raise MalformedQuery("expected sort <field> [asc|desc]")
+            field = _literal(rest[0])
+            records.sort(key=lambda r: _sort_key(r.get(field)), reverse=order == "desc")
+        elif name == "limit" and len(rest) == 1 and rest[0].isdigit():
+            if not 1 <= int(rest[0]) <= MAX_QUERY_ROWS:
+                raise MalformedQuery(f"limit must be 1..{MAX_QUERY_ROWS}")
+            records = records[: int(rest[0])]
+        else:
+            raise MalformedQuery(f"unsupported or malformed command {' '.join(command)[:40]!r}")
+    columns = shown if aggregated else [*shown, "@ptr"]
+    return [{c: r[c] for c in columns if r.get(c) is not None} for r in records], matched
+
+
+def query_records(backend: Any, group: Any, start_s: int, end_s: int) -> list[dict[str, Any]]:
+    """The group's events in [start_s, end_s] as Logs Insights records, oldest first. AWS's
+    StartQuery reference: "The range is inclusive, so the specified start time is included"
+    and likewise the end time; at millisecond precision that is taken as the whole end second."""
+    records: list[dict[str, Any]] = []
+    for stream in list(group.streams.values()):
+        events, stamps = _sorted_events(stream)
+        lo = bisect.bisect_left(stamps, start_s * 1000)
+        hi = bisect.bisect_right(stamps, end_s * 1000 + 999)
+        records.extend(
+            {"@timestamp": e.timestamp, "@message": e.message, "@logStream": stream.log_stream_name,
+             "@log": f"{backend.account_id}:{group.name}", "@ptr": f"{e.event_id:x}"}
+            for e in events[lo:hi]
+        )  # fmt: skip
+    records.sort(key=lambda r: r["@timestamp"])
+    return records
+
+
+def insights_time(ms: int) -> str:
+    """@timestamp as CloudWatch shows it: ``2026-12-04 16:29:45.123`` (UTC)."""
+    moment = time.gmtime(ms // 1000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", moment) + f".{ms % 1000:03d}"
 
 
 def _sorted_events(stream: Any) -> tuple[list[Any], list[int]]:
