@@ -43,10 +43,13 @@ UNRESOLVED_FIRST_LINES = 3
 # Progress on a TTY: redraw at most this often.
 PROGRESS_EVERY_S = 0.5
 
-# `memberlog query` (CloudWatch Logs Insights). A query returns at most 10,000 rows (StartQuery's
-# limit) and its string at most 10,000 characters; CloudWatch ends a query after 60 minutes
-# (status Timeout), so the CLI waits that long plus a margin for the last answer, then stops it.
-QUERY_MAX_ROWS = 10_000
+# `memberlog query` (CloudWatch Logs Insights). StartQuery's limit is at most 100,000 rows
+# (10,000 when not given), read 10,000 a GetQueryResults call by nextToken; the query string is
+# at most 10,000 characters. CloudWatch ends a query after 60 minutes (status Timeout), so the
+# CLI waits that long plus a margin for the last answer, then stops it.
+QUERY_MAX_ROWS = 100_000
+QUERY_DEFAULT_ROWS = 10_000
+QUERY_PAGE_ROWS = 10_000
 QUERY_MAX_CHARS = 10_000
 QUERY_DEFAULT_SINCE = "1h"  # recent enough to be cheap (Logs Insights is billed per GB scanned)
 QUERY_TIMEOUT_S = 60 * 60 + 60

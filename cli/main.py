@@ -9,19 +9,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import re
 import sys
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
-from memberlog.driver.names import InvalidName, check_group, check_stream, split_service
+from memberlog.driver.names import split_service
 
+from .args import (
+    Parser,
+    bounded,
+    checked,
+    count,
+    endpoint_url,
+    group_name,
+    member_name,
+    name_part,
+    regex_text,
+    region_name,
+    seconds,
+    time_arg,
+)
 from .aws import Logs
 from .fetch import Page, ahead, merged, probe, tail_events, windowed_pages
 from .follow import Follower, filter_events
@@ -30,7 +41,6 @@ from .limits import (
     FOLLOW_LOOKBACK_S,
     FOLLOW_POLL_S,
     MAX_FETCH_WORKERS,
-    MAX_LOOK_BACK_S,
     MAX_READ_RATE,
     MAX_READ_RATE_ARG,
 )
@@ -45,7 +55,7 @@ from .streams import (
     resolve_group,
     unresolved_streams,
 )
-from .timespec import iso, parse_time
+from .timespec import iso
 
 
 def _logs(args: argparse.Namespace) -> Logs:
@@ -245,104 +255,6 @@ def cmd_unresolved(args: argparse.Namespace) -> None:
             print(f"    {line}")
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, with a usage error on one line: ``memberlog logs: error: ...`` and status 2
-    (the usage text would bury it; ``--help`` shows it)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _checked(check: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type from a check that raises ValueError with the reason."""
-
-    def parse(text: str) -> Any:
-        try:
-            return check(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    return parse
-
-
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise ValueError(f"{text!r} is not a count (0, 1, 2, ...)")
-    return int(text)
-
-
-def _bounded(low: int, high: int) -> Callable[[str], int]:
-    def check(text: str) -> int:
-        if not text.isdigit() or not low <= int(text) <= high:
-            raise ValueError(f"{text!r} is not a whole number from {low} to {high}")
-        return int(text)
-
-    return check
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0 <= value <= MAX_LOOK_BACK_S):
-        raise ValueError(f"{text!r} is not a number of seconds from 0 to {MAX_LOOK_BACK_S:g}")
-    return value
-
-
-def _regex(text: str) -> str:
-    try:
-        re.compile(text)
-    except re.error as e:
-        raise ValueError(f"{text!r} is not a Python regular expression: {e}") from None
-    return text
-
-
-def _endpoint(text: str) -> str:
-    """An http(s) URL with a host: botocore takes ``localhost:4566`` for a scheme and fails."""
-    try:
-        url = urllib.parse.urlsplit(text)
-        good = url.scheme in ("http", "https") and bool(url.hostname)
-        url.port  # noqa: B018 (raises ValueError for a port out of range)
-    except ValueError:
-        good = False
-    if not good:
-        raise ValueError(f"{text!r} is not an endpoint URL: give the scheme and host, "
-                         "e.g. http://localhost:4566")  # fmt: skip
-    return text
-
-
-def _region(text: str) -> str:
-    if not _REGION.fullmatch(text):
-        raise ValueError(f"{text!r} is not an AWS region name (e.g. eu-west-1)")
-    return text
-
-
-def _member(text: str) -> str:
-    try:
-        return check_stream(text)
-    except InvalidName as e:
-        raise ValueError(f"{text!r} is not a member name: {e}") from None
-
-
-def _group_arg(text: str) -> str:
-    return check_group(text)
-
-
-def _name_part(text: str) -> str:
-    """A cluster or service name: it goes into the group name, so CloudWatch's rules apply."""
-    if not text or not _NAME_PART.fullmatch(text) or len(text) > MAX_NAME_PART:
-        raise ValueError(f"{text!r} may only hold letters, digits and . - _ / # "
-                         f"(at most {MAX_NAME_PART})")  # fmt: skip
-    return text
-
-
-_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")  # botocore's own rule
-_NAME_PART = re.compile(r"[.\-_/#A-Za-z0-9]+")
-MAX_NAME_PART = 400  # group <cluster>-<service>-<36-char uuid> must stay within 512
-_time_arg = _checked(parse_time)
-
-
 def range_error(args: argparse.Namespace) -> str | None:
     """What is wrong with arguments that are each right alone (checked before any call)."""
     since, until = getattr(args, "since", None), getattr(args, "until", None)
@@ -389,23 +301,23 @@ def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--endpoint-url", type=_checked(_endpoint), metavar="URL",
+        p.add_argument("--endpoint-url", type=checked(endpoint_url), metavar="URL",
                        help="CloudWatch Logs endpoint (default: boto3's)")  # fmt: skip
-        p.add_argument("--region", type=_checked(_region),
+        p.add_argument("--region", type=checked(region_name),
                        help="AWS region (default: boto3's, e.g. AWS_REGION)")  # fmt: skip
-        p.add_argument("--max-rate", type=_checked(_bounded(1, MAX_READ_RATE_ARG)),
+        p.add_argument("--max-rate", type=checked(bounded(1, MAX_READ_RATE_ARG)),
                        default=MAX_READ_RATE, metavar="N",
                        help=f"read requests started in any one second, at most (default "
                        f"{MAX_READ_RATE}, GetLogEvents' usual quota per account and Region; "
                        "throttling lowers it for a while)")  # fmt: skip
 
     def service(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--cluster", required=True, type=_checked(_name_part))
-        p.add_argument("--service", required=True, type=_checked(_name_part))
+        p.add_argument("--cluster", required=True, type=checked(name_part))
+        p.add_argument("--service", required=True, type=checked(name_part))
         which = p.add_mutually_exclusive_group()
         which.add_argument("--service-uuid", help="pick the group <cluster>-<service>-<uuid> "
                            "(with or without dashes)")  # fmt: skip
-        which.add_argument("--group", type=_checked(_group_arg), help="the whole log group name")
+        which.add_argument("--group", type=checked(group_name), help="the whole log group name")
         common(p)
 
     def listing(p: argparse.ArgumentParser) -> None:
@@ -422,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--member",
         action="append",
-        type=_checked(_member),
+        type=checked(member_name),
         metavar="MEMBER",
         help="service member, e.g. mypg-0; repeat for several (default: all)",
     )
@@ -436,15 +348,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no colours on a terminal (also: the NO_COLOR environment variable)",
     )
-    p.add_argument("--since", type=_time_arg, metavar="T", help="events at or after T")
-    p.add_argument("--until", type=_time_arg, metavar="T", help="events before T (exclusive)")
+    p.add_argument("--since", type=time_arg, metavar="T", help="events at or after T")
+    p.add_argument("--until", type=time_arg, metavar="T", help="events before T (exclusive)")
     p.add_argument(
         "--tail",
-        type=_checked(_count),
+        type=checked(count),
         metavar="N",
         help="only the last N events (read from the end, not the whole stream)",
     )
-    p.add_argument("--grep", type=_checked(_regex), metavar="REGEX",
+    p.add_argument("--grep", type=checked(regex_text), metavar="REGEX",
                    help="only messages matching this Python regex")  # fmt: skip
     p.add_argument(
         "--filter",
@@ -466,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--look-back",
-        type=_checked(_seconds),
+        type=checked(seconds),
         default=FOLLOW_LOOKBACK_S,
         metavar="SECONDS",
         help="with -f: how late an event may arrive and still be shown "
@@ -480,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers",
-        type=_checked(_bounded(1, MAX_FETCH_WORKERS)),
+        type=checked(bounded(1, MAX_FETCH_WORKERS)),
         default=FETCH_WORKERS,
         metavar="N",
         help=f"time windows read in parallel (default {FETCH_WORKERS}; 1 = sequential)",

@@ -14,7 +14,6 @@ import argparse
 import csv
 import json
 import random
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -22,11 +21,14 @@ from typing import Any, TextIO
 
 from botocore.exceptions import ClientError
 
+from .args import checked, member_name, time_arg
 from .aws import Logs
 from .limits import (
+    QUERY_DEFAULT_ROWS,
     QUERY_DEFAULT_SINCE,
     QUERY_MAX_CHARS,
     QUERY_MAX_ROWS,
+    QUERY_PAGE_ROWS,
     QUERY_POLL_FIRST_S,
     QUERY_POLL_GROWTH,
     QUERY_POLL_MAX_S,
@@ -35,8 +37,9 @@ from .limits import (
     QUERY_START_WAIT_S,
     QUERY_TIMEOUT_S,
 )
+from .output import VISIBLE_JSON, visible
 from .streams import CliError, resolve_group
-from .timespec import TimeSpecError, parse_time
+from .timespec import parse_time
 
 OUTPUTS = ("table", "json", "csv")
 RUNNING = ("Scheduled", "Running")
@@ -52,7 +55,8 @@ The query is CloudWatch Logs Insights' language; a member is its stream, @logStr
 --member the whole service group is queried. Times as for 'memberlog logs' (default --since
 {QUERY_DEFAULT_SINCE}, --until now), but CloudWatch queries whole seconds, both ends included.
 Logs Insights is billed per GB scanned: a narrow time range costs less. At most {QUERY_MAX_ROWS:,}
-rows a query. Output: table (control characters shown as \\xNN) and csv leave out @ptr; json
+rows a query (--limit; default {QUERY_DEFAULT_ROWS:,}), read {QUERY_PAGE_ROWS:,} a request.
+Output: table (control characters shown as \\xNN) and csv leave out @ptr; json
 has one object a row, values as CloudWatch gives them (strings).
 
 examples:
@@ -68,27 +72,11 @@ examples:
       'fields @timestamp, @message | filter @message like "checkpoint"'
 """
 
-_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-_JSON_CONTROLS = re.compile(r"[\x7f-\x9f]")  # json.dumps escapes the others already
-
-
-def _visible(text: str) -> str:
-    """``text`` with control characters but tab shown as ``\\xNN``: a value from a log line must
-    not move the cursor, recolour or retitle the user's terminal, nor break a table's rows."""
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def _time_arg(text: str) -> int:
-    try:
-        return parse_time(text)
-    except TimeSpecError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
 
 def _limit_arg(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= QUERY_MAX_ROWS:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not 1..{QUERY_MAX_ROWS} (CloudWatch's most rows a query)"
+            f"{text!r} is not 1..{QUERY_MAX_ROWS:,} (CloudWatch's most rows a query)"
         )
     return int(text)
 
@@ -115,18 +103,19 @@ def add_parser(sub: Any, service: Callable[[argparse.ArgumentParser], None]) -> 
     p.add_argument(
         "--member",
         action="append",
+        type=checked(member_name),
         metavar="M",
         help="only this member's stream (repeat for several; default: all)",
     )
     p.add_argument(
         "--since",
-        type=_time_arg,
+        type=time_arg,
         metavar="T",
         help=f"events at or after T (default {QUERY_DEFAULT_SINCE})",
     )
     p.add_argument(
         "--until",
-        type=_time_arg,
+        type=time_arg,
         metavar="T",
         help="events up to T's second, included (default now)",
     )
@@ -139,9 +128,10 @@ def add_parser(sub: Any, service: Callable[[argparse.ArgumentParser], None]) -> 
     p.add_argument(
         "--limit",
         type=_limit_arg,
-        default=QUERY_MAX_ROWS,
+        default=QUERY_DEFAULT_ROWS,
         metavar="N",
-        help=f"at most N rows (1..{QUERY_MAX_ROWS}, default {QUERY_MAX_ROWS})",
+        help=f"at most N rows (1..{QUERY_MAX_ROWS:,}, default {QUERY_DEFAULT_ROWS:,}; "
+        f"read {QUERY_PAGE_ROWS:,} a request)",
     )
     p.add_argument("query", type=_query_arg, help="the Logs Insights query")
     p.set_defaults(func=cmd_query, query_parser=p)  # fmt: skip
@@ -156,7 +146,7 @@ def scoped(query: str, members: list[str] | None) -> str:
 
 
 def _one_line(text: str) -> str:
-    return _visible(" ".join(text.split()))
+    return visible(" ".join(text.split()))
 
 
 def _size(count: float) -> str:
@@ -262,7 +252,8 @@ def all_rows(logs: Logs, query_id: str, answer: dict[str, Any]) -> list[dict[str
     results = list(answer.get("results") or [])
     token = answer.get("nextToken")
     while token:
-        page = logs.call("get_query_results", queryId=query_id, nextToken=token)
+        page = logs.call("get_query_results", queryId=query_id, nextToken=token,
+                         maxItems=QUERY_PAGE_ROWS)  # fmt: skip
         results.extend(page.get("results") or [])
         token = page.get("nextToken") if page.get("nextToken") != token else None
     return [{cell["field"]: cell.get("value", "") for cell in row} for row in results]
@@ -273,19 +264,19 @@ def write_rows(out: TextIO, fmt: str, rows: list[dict[str, str]]) -> None:
     if fmt == "json":
         for row in rows:
             text = json.dumps(row, ensure_ascii=False)
-            out.write(_JSON_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+            out.write(text.translate(VISIBLE_JSON) + "\n")
         return
     columns = [c for c in dict.fromkeys(f for row in rows for f in row) if c != "@ptr"]
     if fmt == "csv":
-        shown = _visible if out.isatty() else str
+        shown = visible if out.isatty() else str
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([shown(c) for c in columns])
         writer.writerows([shown(row.get(c, "")) for c in columns] for row in rows)
         return
     if not rows:
         return
-    cells = [[_visible(c) for c in columns]]
-    cells += [[_visible(row.get(c, "")) for c in columns] for row in rows]
+    cells = [[visible(c) for c in columns]]
+    cells += [[visible(row.get(c, "")) for c in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     for line in cells:
         out.write("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n")
@@ -333,6 +324,6 @@ def cmd_query(args: argparse.Namespace) -> None:
             advice = (f"CloudWatch returns at most {QUERY_MAX_ROWS:,} rows a query: narrow "
                       "--since/--until or --member, or count with stats")  # fmt: skip
         else:
-            advice = f"--limit {args.limit} reached (at most {QUERY_MAX_ROWS:,})"
+            advice = f"--limit {args.limit:,} reached (CloudWatch allows up to {QUERY_MAX_ROWS:,})"
         print(f"memberlog: {len(rows):,} of {matched:,} matching records shown; {advice}",
               file=sys.stderr)  # fmt: skip

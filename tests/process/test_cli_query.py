@@ -134,17 +134,28 @@ def test_table_shows_control_characters_escaped(cw, logs, cluster):
     assert [r["@message"] for r in json_rows(res.stdout)][1] == "red \x1b[31malert\x1b[0m\tdone"
 
 
-def test_limit_and_the_ten_thousand_row_warning(cw, logs, cluster):
+def test_rows_come_10000_a_page_up_to_the_limit_with_a_warning_when_cut(cw, logs, cluster):
     put(logs, f"{cluster}-pg-{new_uuid()}", "pg-0", [f"line {i}" for i in range(10_500)])
     base = ["query", "--cluster", cluster, "--service", "pg", "--output", "json"]
-    with faults(cw, query_page=3_000):  # results come in pages: the CLI follows nextToken
-        res = memberlog(cw, *base, "fields @message")
-    assert res.returncode == 0, res.stderr
-    assert [r["@message"] for r in json_rows(res.stdout)] == [f"line {i}" for i in range(10_000)]
+    every = [f"line {i}" for i in range(10_500)]
+    for page in (None, 3_000):  # CloudWatch's 10,000-row page, and smaller ones
+        with faults(cw, **({"query_page": page} if page else {})):
+            polls = cw.stats()["query_polls"]
+            res = memberlog(cw, *base, "--limit", "20000", "fields @message")
+            polls = cw.stats()["query_polls"] - polls
+        assert res.returncode == 0, res.stderr
+        assert [r["@message"] for r in json_rows(res.stdout)] == every
+        size = sum(len(m.encode()) for m in every) / 1e3  # bytes scanned: the messages'
+        assert res.stderr.splitlines() == [
+            f"10,500 rows; records matched 10,500, scanned 10,500, bytes scanned {size:,.1f} kB"
+        ]
+        assert polls >= 3 + (10_500 // (page or 10_000))  # 2 running, then a page a call
+
+    res = memberlog(cw, *base, "fields @message")  # CloudWatch's default limit: 10,000
+    assert [r["@message"] for r in json_rows(res.stdout)] == every[:10_000]
     summary, warning = res.stderr.splitlines()
     assert summary.startswith("10,000 rows; records matched 10,500, scanned 10,500")
-    assert "at most 10,000 rows a query" in warning and "--since/--until" in warning
-    assert "stats" in warning
+    assert "--limit 10,000 reached (CloudWatch allows up to 100,000)" in warning
 
     res = memberlog(cw, *base, "--limit", "50", "fields @message")
     assert len(res.stdout.splitlines()) == 50
@@ -163,7 +174,7 @@ def test_timeout_status_exits_1_with_one_line(cw, svc):
 
 
 @pytest.mark.parametrize(
-    "text", ["parse @message 'x'", "filter @message like /(/", "stats sum(x)", "limit 20000"]
+    "text", ["parse @message 'x'", "filter @message like /(/", "stats sum(x)", "limit 200000"]
 )
 def test_malformed_query_exits_1_with_one_line(cw, svc, text):
     res = query(cw, svc, text)
@@ -183,13 +194,13 @@ def test_busy_account_waits_with_one_notice(cw, svc):
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (["--limit", "0", "x"], "--limit: '0' is not 1..10000"),
-        (["--limit", "10001", "x"], "--limit: '10001' is not 1..10000"),
-        (["--limit", "ten", "x"], "--limit: 'ten' is not 1..10000"),
+        (["--limit", "0", "x"], "--limit: '0' is not 1..100,000"),
+        (["--limit", "100001", "x"], "--limit: '100001' is not 1..100,000"),
+        (["--limit", "ten", "x"], "--limit: 'ten' is not 1..100,000"),
         (["  "], "the query is empty"),
         (["x" * 10_001], "the query is 10,001 characters; CloudWatch takes at most 10,000"),
         (["--member", "pg-0", "x" * 9_990], "with its --member filter is 10,022 characters"),
-        (["--since", "1h", "--until", "2h", "x"], "--since is after --until"),
+        (["--since", "1h", "--until", "2h", "x"], "is not before --until"),
         (["--since", "yesterday", "x"], "'yesterday' is not a time"),
         (["--output", "xml", "x"], "invalid choice: 'xml'"),
     ],

@@ -374,7 +374,7 @@ class StrictLogsMiddleware:
         answer: dict[str, Any] = {"status": query["status"], "results": [], "statistics": {
             k: float(int(v * done)) for k, v in query["statistics"].items()}}  # fmt: skip
         if query["status"] == "Complete":
-            page = min(int(request.get("maxItems") or MAX_QUERY_ROWS), query["page"])
+            page = min(int(request.get("maxItems") or QUERY_PAGE_ROWS), query["page"])
             at = int(request.get("nextToken") or 0)
             answer["results"] = query["rows"][at : at + page]
             if at + page < len(query["rows"]):
@@ -397,7 +397,7 @@ class StrictLogsMiddleware:
         group = backend.groups.get(name)
         if group is None:
             raise LookupError("ResourceNotFoundException", f"Log group '{name}' does not exist")
-        limit = int(request.get("limit") or MAX_QUERY_ROWS)
+        limit = int(request.get("limit") or DEFAULT_QUERY_ROWS)
         if not 1 <= limit <= MAX_QUERY_ROWS:
             raise LookupError("InvalidParameterException", f"limit must be 1..{MAX_QUERY_ROWS}")
         start, end = int(request.get("startTime", 0)), int(request.get("endTime", 0))
@@ -415,7 +415,7 @@ class StrictLogsMiddleware:
                 "status": "Running", "polls": 0, "rows": rows,
                 "running": int(faults.get("query_running_polls", RUNNING_POLLS)),
                 "timeout": bool(faults.get("query_timeout")),
-                "page": int(faults.get("query_page", MAX_QUERY_ROWS)),
+                "page": int(faults.get("query_page", QUERY_PAGE_ROWS)),
                 "statistics": {"recordsMatched": matched, "recordsScanned": len(records),
                                "bytesScanned": scanned},
             }  # fmt: skip
@@ -517,7 +517,9 @@ START_QUERY_TARGET = "Logs_20140328.StartQuery"
 GET_QUERY_RESULTS_TARGET = "Logs_20140328.GetQueryResults"
 STOP_QUERY_TARGET = "Logs_20140328.StopQuery"
 INSIGHTS_TARGETS = frozenset({START_QUERY_TARGET, GET_QUERY_RESULTS_TARGET, STOP_QUERY_TARGET})
-MAX_QUERY_ROWS = 10_000  # StartQuery's limit, and what a query answers without one
+MAX_QUERY_ROWS = 100_000  # StartQuery's largest limit (read by nextToken)
+DEFAULT_QUERY_ROWS = 10_000  # the rows of a query without a limit
+QUERY_PAGE_ROWS = 10_000  # GetQueryResults' largest answer (maxItems)
 RUNNING_POLLS = 2  # GetQueryResults answers Running this often first, so clients show progress
 DEFAULT_FIELDS = ("@timestamp", "@message")  # what the console shows without a fields command
 _TOKEN = re.compile(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from memberlog.cli import query
+from memberlog.cli import output, query
 from memberlog.cli.streams import CliError
 
 
@@ -36,7 +36,7 @@ def test_a_busy_account_is_waited_for_a_bounded_time_with_one_notice(monkeypatch
 
 
 def test_controls_are_escaped_but_tab():
-    assert query._visible("a\tb\x1b[31mc\nd\x7f\x9b\r") == "a\tb\\x1b[31mc\\x0ad\\x7f\\x9b\\x0d"
+    assert output.visible("a\tb\x1b[31mc\nd\x7f\x9b\r") == "a\tb\\x1b[31mc\\x0ad\\x7f\\x9b\\x0d"
 
 
 def test_table_and_json_never_carry_raw_controls():
