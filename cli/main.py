@@ -23,6 +23,7 @@ from .aws import Logs
 from .fetch import Page, ahead, labelled, merged, probe, tail_events, windowed_pages
 from .follow import Follower, filter_events
 from .limits import FETCH_WORKERS, FOLLOW_LOOKBACK_S, FOLLOW_POLL_S, MAX_READ_RATE
+from .livetail import follow_live
 from .output import FORMATS, OutputClosed, Printer, grep_filter
 from .streams import (
     CliError,
@@ -150,6 +151,11 @@ def cmd_logs(args: argparse.Namespace) -> None:
         for page in reader.pages(since, floor):
             printer.write(page)
         printer.write(recent)
+    if args.live and follow_live(
+        logs, group, follower.discover, printer, out, floor=floor, until=until,
+        pattern=args.filter, lookback_ms=lookback_ms, seen=recent,
+    ):  # fmt: skip
+        return
     follower.run()
 
 
@@ -299,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow",
         action="store_true",
         help="keep printing new events, also late ones with older timestamps",
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="with -f: StartLiveTail (pushed within ~1 s; CloudWatch samples above 500 "
+        "events/s and bills per session-minute); falls back to polling where it is not "
+        "available",
     )
     p.add_argument(
         "--look-back",

@@ -18,7 +18,8 @@ Extra endpoints:
        collection walks every event moto holds). "create_log_group": every CreateLogGroup
        request body as sent (moto drops logGroupClass); "assume_role": the parameters of every
        STS AssumeRole call; "put_keys": PutLogEvents requests by signing access key ID, and
-       "put_tokens" how many carried a session token.
+       "put_tokens" how many carried a session token. "live_tail_sessions": StartLiveTail
+       calls answered (sessions started), "live_tail_refused" those refused by the fault below.
   POST /_strict/faults <- {"throttle": 0.9} (answer that share of PutLogEvents with
        ThrottlingException), {"error": {"code": ..., "status": 503, "ratio": 1.0}}, and
        {"refuse": "text"} (InvalidParameterException for any batch holding an event with
@@ -29,12 +30,18 @@ Extra endpoints:
        Describe*) with ThrottlingException; counted in "read_faulted". {"read_quota": 10}
        enforces a quota as CloudWatch does: each read API answers at most that many calls
        starting in any one second, the rest with ThrottlingException (also "read_faulted").
+       {"refuse_live_tail": "AccessDeniedException"} answers every StartLiveTail with that
+       error (HTTP 400, JSON __type), as an endpoint or a policy without live tail does.
 
 Where moto differs from CloudWatch, requests and answers are adjusted so clients see AWS's
 behaviour: PutLogEvents' tooNewLogEventStartIndex is the first too-new event (moto's is the
 last); GetLogEvents' endTime is exclusive (moto includes it), and FilterLogEvents always
 interleaves streams in timestamp order (AWS ignores ``interleaved`` since 2019; moto without it
-returns one stream after another). moto's GetLogEvents sorts the whole stream on every call, so
+returns one stream after another). StartLiveTail takes log groups by ARN only, as CloudWatch's
+(moto's answered any identifier with the Region's last group). moto answers it as a real event
+stream, but once: sessionStart, one sessionUpdate holding the first 500 events of the streams
+(sampled: there were more), and the end; CloudWatch pushes what was ingested since the start,
+every second, for up to 3 h. moto's GetLogEvents sorts the whole stream on every call, so
 a page of a 1,000,000-event stream costs as much as reading all of it; here it costs what one
 page costs (as on AWS), with moto's results and tokens unchanged, and each event is serialized
 once, not on every read.
@@ -60,8 +67,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from moto.logs.exceptions import InvalidParameterException
-from moto.logs.models import LogEvent, LogStream
+from moto.logs.exceptions import InvalidParameterException, ResourceNotFoundException
+from moto.logs.models import LogEvent, LogsBackend, LogStream
 from moto.logs.responses import LogsResponse
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -89,6 +96,7 @@ PUT_LOG_EVENTS_TARGET = "Logs_20140328.PutLogEvents"
 CREATE_LOG_GROUP_TARGET = "Logs_20140328.CreateLogGroup"
 GET_LOG_EVENTS_TARGET = "Logs_20140328.GetLogEvents"
 FILTER_LOG_EVENTS_TARGET = "Logs_20140328.FilterLogEvents"
+START_LIVE_TAIL_TARGET = "Logs_20140328.StartLiveTail"
 READ_TARGETS = frozenset(
     f"Logs_20140328.{name}"
     for name in ("GetLogEvents", "FilterLogEvents", "DescribeLogStreams", "DescribeLogGroups")
@@ -176,6 +184,8 @@ class StrictLogsMiddleware:
         self.assume_role: list[dict[str, str]] = []  # STS AssumeRole requests' parameters
         self.put_keys: dict[str, int] = {}  # PutLogEvents requests by signing access key
         self.put_tokens = 0  # PutLogEvents requests that carried a session token
+        self.live_tail_sessions = 0  # StartLiveTail calls answered by moto
+        self.live_tail_refused = 0  # StartLiveTail calls refused by "refuse_live_tail"
         self.gc_pause_s = 0.0
         self._gc_start = 0.0
         gc.callbacks.append(self._gc_timed)
@@ -205,6 +215,8 @@ class StrictLogsMiddleware:
                     "assume_role": list(self.assume_role),
                     "put_keys": dict(self.put_keys),
                     "put_tokens": self.put_tokens,
+                    "live_tail_sessions": self.live_tail_sessions,
+                    "live_tail_refused": self.live_tail_refused,
                 }
             return self._json(start_response, "200 OK", stats, {})
         if environ.get("PATH_INFO") == FAULTS_PATH:
@@ -230,6 +242,8 @@ class StrictLogsMiddleware:
                     self.assume_role.append({k: v[0] for k, v in form.items()})
         if target in READ_TARGETS:
             return self._read(target, environ, start_response)
+        if target == START_LIVE_TAIL_TARGET:
+            return self._live_tail(environ, start_response)
         if target == CREATE_LOG_GROUP_TARGET:  # moto ignores logGroupClass: what was asked
             with contextlib.suppress(ValueError):
                 request = json.loads(self._read_body(environ) or b"{}")
@@ -314,6 +328,30 @@ class StrictLogsMiddleware:
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
         return self.app(environ, start_response)
+
+    def _live_tail(self, environ: Environ, start_response: StartResponse) -> Any:
+        """StartLiveTail: refused as the fault says, else moto's session, counted."""
+        with self.lock:
+            refuse = self.faults.get("refuse_live_tail")
+            if refuse:
+                self.live_tail_refused += 1
+        if refuse:
+            error = {"__type": refuse, "message": f"StartLiveTail refused: {refuse}"}
+            headers = {"x-amzn-ErrorType": refuse}
+            return self._json(start_response, "400 Bad Request", error, headers)
+        answer: list[Any] = []
+
+        def hold(status_line: str, headers: Any, *exc_info: Any) -> Any:
+            answer[:] = [status_line, headers]
+            return lambda _: None
+
+        body = b"".join(self.app(environ, hold))
+        status_line, headers = answer
+        if status_line.startswith("200"):
+            with self.lock:
+                self.live_tail_sessions += 1
+        start_response(status_line, headers)
+        return [body]
 
     def _fault(self, request: dict[str, Any]) -> tuple[str, str, str] | None:
         """The injected failure for this (valid) PutLogEvents request, if any."""
@@ -466,6 +504,19 @@ def get_log_events(
     return page, f"b/{start_index:056d}", f"f/{end_index:056d}"
 
 
+def find_live_tail_group(self: Any, identifier: str) -> Any:
+    """The log group StartLiveTail names, by ARN as CloudWatch takes it. moto's own loop never
+    stops at the match, so every identifier named the Region's last group."""
+    if not identifier.startswith("arn:") or identifier.endswith("*"):
+        raise InvalidParameterException(
+            msg=f"logGroupIdentifiers: {identifier!r} is not a log group ARN (without :*)"
+        )
+    for group in self.groups.values():
+        if group.arn == identifier:
+            return group
+    raise ResourceNotFoundException()
+
+
 class JsonEvents(list):
     """A page's events, each already JSON (see get_log_events_response)."""
 
@@ -532,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     LogStream.get_log_events = get_log_events
     LogsResponse.get_log_events = get_log_events_response
     LogStream._update = update_span
+    LogsBackend._find_live_tail_log_group = find_live_tail_group
     LogEvent.instances_tracked = LogStream.instances_tracked = Untracked()
     gc.set_threshold(*GC_THRESHOLDS)
     app = StrictLogsMiddleware(DomainDispatcherApplication(create_backend_app), args.violations)
