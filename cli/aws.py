@@ -127,7 +127,7 @@ class Logs:
         self.limiter = RateLimiter(max_rate)
         self.retries = 0
 
-    def call(self, method: str, attempts: int = READ_ATTEMPTS, **kwargs: Any) -> dict[str, Any]:
+    def call(self, method: str, *, attempts: int = READ_ATTEMPTS, **kwargs: Any) -> dict[str, Any]:
         """``client.<method>(**kwargs)``, retried with capped exponential backoff and jitter;
         ``attempts`` in all at most (AWS's parameters are camelCase: no clash)."""
         for attempt in range(attempts):

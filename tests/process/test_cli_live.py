@@ -203,3 +203,23 @@ def test_sampled_live_tail_is_told_once(cw, logs, cluster):
         "is shown; drop --live to poll every event"
     ]
     assert "Traceback" not in err
+
+
+def test_live_into_head_exits_when_head_does(cw, logs, cluster):
+    """``memberlog logs -f --live | head -5`` on an idle stream exits once head has."""
+    u = new_uuid()
+    put(logs, f"{cluster}-pg-{u}", "mypg-0", [f"line {i}" for i in range(10)])
+    proc = follow_live(cw, cluster, u)
+    head = subprocess.Popen(["head", "-5"], stdin=proc.stdout, stdout=subprocess.PIPE)
+    proc.stdout.close()  # head is the only reader
+    try:
+        out, _ = head.communicate(timeout=30)
+        head_exited = time.monotonic()
+        proc.wait(timeout=10)
+        took = time.monotonic() - head_exited
+    finally:
+        err = stop(proc)
+    print(f"\nmemberlog -f --live exited {took:.2f} s after head")
+    assert out.decode().splitlines() == [f"line {i}" for i in range(5)]
+    assert proc.returncode == 0 and took < 2.0
+    assert "Traceback" not in err
