@@ -52,3 +52,6 @@ LIVE_RECONNECT_MIN_S = 1.0
 # stream-logs host (a VPC without its endpoint), and polling serves at once instead of after
 # READ_ATTEMPTS' minute of backoff. Later reconnects use READ_ATTEMPTS, as every read does.
 LIVE_START_ATTEMPTS = 2
+# The notice naming why live tail is not available quotes the endpoint's error on one line, cut
+# to this many characters: an endpoint without the operation may answer with a whole HTML page.
+LIVE_REASON_CHARS = 300

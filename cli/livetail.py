@@ -39,6 +39,7 @@ from .limits import (
     FOLLOW_POLL_S,
     FOLLOW_REDISCOVER_S,
     LIVE_MAX_STREAMS,
+    LIVE_REASON_CHARS,
     LIVE_RECONNECT_MIN_S,
     LIVE_START_ATTEMPTS,
     READ_ATTEMPTS,
@@ -52,7 +53,6 @@ Key = tuple[str, int, str]  # logStreamName, timestamp, message: live events hav
 # body that is not an event stream, and urllib3's or the socket's, which botocore does not wrap
 # while a streamed body is read.
 STREAM_ERRORS = (ClientError, BotoCoreError, ParserError, Urllib3Error, OSError)
-REASON_CHARS = 300  # of an error message in a notice: one line, whatever the endpoint sent
 
 SAMPLED_NOTICE = (
     "memberlog: CloudWatch is sampling this live tail (over 500 events/s): not every event is "
@@ -71,7 +71,7 @@ def _reason(err: BaseException) -> str:
     else:
         text = f"{type(err).__name__}: {err}"
     text = " ".join(text.split())
-    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3] + "..."
+    return text if len(text) <= LIVE_REASON_CHARS else text[: LIVE_REASON_CHARS - 3] + "..."
 
 
 def group_arn(logs: Logs, group: str) -> str:
