@@ -5,6 +5,7 @@ The client and the meaning of an error come from driver/aws.py, which the driver
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -47,6 +48,18 @@ def _parse_events_fast(
     if "events" in document:
         customized_response_dict["events"] = document.pop("events")
         response_dict["body"] = json.dumps(document).encode()
+
+
+def _custom_endpoint(endpoint_url: str | None) -> bool:
+    """Whether the client is pointed at an endpoint of the user's: ``--endpoint-url`` or
+    botocore's AWS_ENDPOINT_URL[_LOGS].
+
+    botocore puts StartLiveTail's host prefix ``stream-`` in front of any endpoint's host, so
+    ``http://127.0.0.1:4566`` becomes ``http://stream-127.0.0.1:4566`` (no such host) and a
+    VPC endpoint's name one nobody registered. A custom endpoint names its exact host: no
+    prefix there. AWS's own endpoints keep it (stream-logs.<Region>.amazonaws.com)."""
+    env = os.environ
+    return bool(endpoint_url or env.get("AWS_ENDPOINT_URL_LOGS") or env.get("AWS_ENDPOINT_URL"))
 
 
 class RateLimiter:
@@ -106,6 +119,7 @@ class Logs:
         config = Config(
             retries={"mode": "standard", "total_max_attempts": 1},
             max_pool_connections=workers + 2,
+            inject_host_prefix=not _custom_endpoint(endpoint_url),
         )
         self.client: Any = logs_client(region, endpoint_url, config)  # the driver's factory
         for event in FAST_PARSE_EVENTS:
@@ -113,9 +127,10 @@ class Logs:
         self.limiter = RateLimiter(max_rate)
         self.retries = 0
 
-    def call(self, method: str, **kwargs: Any) -> dict[str, Any]:
-        """``client.<method>(**kwargs)``, retried with capped exponential backoff and jitter."""
-        for attempt in range(READ_ATTEMPTS):
+    def call(self, method: str, *, attempts: int = READ_ATTEMPTS, **kwargs: Any) -> dict[str, Any]:
+        """``client.<method>(**kwargs)``, retried with capped exponential backoff and jitter;
+        ``attempts`` in all at most (AWS's parameters are camelCase: no clash)."""
+        for attempt in range(attempts):
             self.limiter.wait()
             try:
                 return getattr(self.client, method)(**kwargs)
@@ -123,7 +138,7 @@ class Logs:
                 error = classify(e)  # the driver's table: both sides read errors alike
                 if error.kind == "throttle":
                     self.limiter.throttled()
-                if not error.retryable or attempt == READ_ATTEMPTS - 1:
+                if not error.retryable or attempt == attempts - 1:
                     raise
             self.retries += 1
             time.sleep(random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt)))

@@ -62,3 +62,19 @@ QUERY_POLL_GROWTH = 1.5
 QUERY_START_WAIT_S = 300.0
 QUERY_START_BACKOFF_FIRST_S = 1.0
 QUERY_START_BACKOFF_MAX_S = 20.0
+
+# Follow --live: StartLiveTail pushes what was ingested about once a second. One session takes
+# at most 100 logStreamNames of one group; a member with more streams is polled instead (a
+# session per 100 would multiply the bill, billed per session-minute, and need a thread each).
+LIVE_MAX_STREAMS = 100
+# Sessions end after 3 h (SessionTimeoutException) or when the connection drops; the next one
+# starts no sooner than this after the last ended, so an endpoint whose sessions end at once
+# (moto's: one update, then the end) is asked at most once a second, like a poll.
+LIVE_RECONNECT_MIN_S = 1.0
+# Attempts of the first StartLiveTail: a network error there usually means no route to the
+# stream-logs host (a VPC without its endpoint), and polling serves at once instead of after
+# READ_ATTEMPTS' minute of backoff. Later reconnects use READ_ATTEMPTS, as every read does.
+LIVE_START_ATTEMPTS = 2
+# The notice naming why live tail is not available quotes the endpoint's error on one line, cut
+# to this many characters: an endpoint without the operation may answer with a whole HTML page.
+LIVE_REASON_CHARS = 300

@@ -44,6 +44,7 @@ from .limits import (
     MAX_READ_RATE,
     MAX_READ_RATE_ARG,
 )
+from .livetail import follow_live
 from .output import FORMATS, OutputClosed, Printer, Style, grep_filter
 from .query import add_parser as add_query_parser
 from .streams import (
@@ -200,6 +201,11 @@ def cmd_logs(args: argparse.Namespace) -> None:
         for page in reader.pages(since, floor):
             printer.write(page)
         printer.write(recent)
+    if args.live and follow_live(
+        logs, group, follower.discover, printer, out, floor=floor, until=until,
+        pattern=args.filter, lookback_ms=lookback_ms, seen=recent,
+    ):  # fmt: skip
+        return
     follower.run()
 
 
@@ -260,6 +266,8 @@ def range_error(args: argparse.Namespace) -> str | None:
     since, until = getattr(args, "since", None), getattr(args, "until", None)
     if since is not None and until is not None and since >= until:
         return f"--since {iso(since)} is not before --until {iso(until)}"
+    if getattr(args, "live", False) and not args.follow:
+        return "--live is a way to follow: give -f too"
     return None
 
 
@@ -375,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow",
         action="store_true",
         help="keep printing new events, also late ones with older timestamps",
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="with -f: StartLiveTail (pushed within ~1 s; CloudWatch samples above 500 "
+        "events/s and bills per session-minute); falls back to polling where it is not "
+        "available",
     )
     p.add_argument(
         "--look-back",

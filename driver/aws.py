@@ -82,7 +82,8 @@ CODES: dict[str, frozenset[str]] = {
     # LimitExceededException to CreateLogGroup when the Region holds as many groups as the
     # account may have: not a rate, so waiting seconds does not help (and must not hold back
     # streams whose groups exist). botocore counts it as throttling because other services
-    # (Kinesis, and Logs' StartLiveTail, which memberlog does not call) use it for rates.
+    # (Kinesis, and Logs' StartLiveTail for concurrent sessions: the CLI then polls) use it
+    # for rates.
     "quota": frozenset({"LimitExceededException", "ServiceQuotaExceededException"}),
     "missing": frozenset({"ResourceNotFoundException"}),  # the group or the stream
     # The request refused for what it holds: for PutLogEvents, some event of the batch.

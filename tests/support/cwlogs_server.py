@@ -21,6 +21,8 @@ Extra endpoints:
        "put_tokens" how many carried a session token. "start_query": every StartQuery request
        as sent; "stop_query": the queryId of every StopQuery call; "query_polls": how many
        GetQueryResults calls.
+       "put_tokens" how many carried a session token. "live_tail_sessions": StartLiveTail
+       calls answered (sessions started), "live_tail_refused" those refused by the fault below.
   POST /_strict/faults <- {"throttle": 0.9} (answer that share of PutLogEvents with
        ThrottlingException), {"error": {"code": ..., "status": 503, "ratio": 1.0}}, and
        {"refuse": "text"} (InvalidParameterException for any batch holding an event with
@@ -35,12 +37,18 @@ Extra endpoints:
        {"query_running_polls": n} answers Running n times (default 2) before the end,
        {"query_page": n} pages results n rows a GetQueryResults (nextToken), and
        {"query_busy": n} answers the next n StartQuery calls with LimitExceededException.
+       {"refuse_live_tail": "AccessDeniedException"} answers every StartLiveTail with that
+       error (HTTP 400, JSON __type), as an endpoint or a policy without live tail does.
 
 Where moto differs from CloudWatch, requests and answers are adjusted so clients see AWS's
 behaviour: PutLogEvents' tooNewLogEventStartIndex is the first too-new event (moto's is the
 last); GetLogEvents' endTime is exclusive (moto includes it), and FilterLogEvents always
 interleaves streams in timestamp order (AWS ignores ``interleaved`` since 2019; moto without it
-returns one stream after another). moto's GetLogEvents sorts the whole stream on every call, so
+returns one stream after another). StartLiveTail takes log groups by ARN only, as CloudWatch's
+(moto's answered any identifier with the Region's last group). moto answers it as a real event
+stream, but once: sessionStart, one sessionUpdate holding the first 500 events of the streams
+(sampled: there were more), and the end; CloudWatch pushes what was ingested since the start,
+every second, for up to 3 h. moto's GetLogEvents sorts the whole stream on every call, so
 a page of a 1,000,000-event stream costs as much as reading all of it; here it costs what one
 page costs (as on AWS), with moto's results and tokens unchanged, and each event is serialized
 once, not on every read. Logs Insights is answered here, not by moto (which ignores filter and
@@ -73,8 +81,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from moto.iam.models import get_account_id_from
-from moto.logs.exceptions import InvalidParameterException
-from moto.logs.models import LogEvent, LogStream, logs_backends
+from moto.logs.exceptions import InvalidParameterException, ResourceNotFoundException
+from moto.logs.models import LogEvent, LogsBackend, LogStream, logs_backends
 from moto.logs.responses import LogsResponse
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -102,6 +110,7 @@ PUT_LOG_EVENTS_TARGET = "Logs_20140328.PutLogEvents"
 CREATE_LOG_GROUP_TARGET = "Logs_20140328.CreateLogGroup"
 GET_LOG_EVENTS_TARGET = "Logs_20140328.GetLogEvents"
 FILTER_LOG_EVENTS_TARGET = "Logs_20140328.FilterLogEvents"
+START_LIVE_TAIL_TARGET = "Logs_20140328.StartLiveTail"
 READ_TARGETS = frozenset(
     f"Logs_20140328.{name}"
     for name in ("GetLogEvents", "FilterLogEvents", "DescribeLogStreams", "DescribeLogGroups")
@@ -194,6 +203,8 @@ class StrictLogsMiddleware:
         self.stop_query: list[str] = []  # StopQuery calls' queryIds
         self.query_polls = 0  # GetQueryResults calls
         self.query_busy = 0  # StartQuery calls still to answer LimitExceededException
+        self.live_tail_sessions = 0  # StartLiveTail calls answered by moto
+        self.live_tail_refused = 0  # StartLiveTail calls refused by "refuse_live_tail"
         self.gc_pause_s = 0.0
         self._gc_start = 0.0
         gc.callbacks.append(self._gc_timed)
@@ -226,6 +237,8 @@ class StrictLogsMiddleware:
                     "start_query": list(self.start_query),
                     "stop_query": list(self.stop_query),
                     "query_polls": self.query_polls,
+                    "live_tail_sessions": self.live_tail_sessions,
+                    "live_tail_refused": self.live_tail_refused,
                 }
             return self._json(start_response, "200 OK", stats, {})
         if environ.get("PATH_INFO") == FAULTS_PATH:
@@ -254,6 +267,8 @@ class StrictLogsMiddleware:
             return self._read(target, environ, start_response)
         if target in INSIGHTS_TARGETS:
             return self._insights(target, environ, start_response)
+        if target == START_LIVE_TAIL_TARGET:
+            return self._live_tail(environ, start_response)
         if target == CREATE_LOG_GROUP_TARGET:  # moto ignores logGroupClass: what was asked
             with contextlib.suppress(ValueError):
                 request = json.loads(self._read_body(environ) or b"{}")
@@ -425,6 +440,30 @@ class StrictLogsMiddleware:
         """An AWS JSON-protocol error answer (HTTP 400)."""
         error = {"__type": code, "message": message}
         return self._json(start_response, "400 Bad Request", error, {"x-amzn-ErrorType": code})
+
+    def _live_tail(self, environ: Environ, start_response: StartResponse) -> Any:
+        """StartLiveTail: refused as the fault says, else moto's session, counted."""
+        with self.lock:
+            refuse = self.faults.get("refuse_live_tail")
+            if refuse:
+                self.live_tail_refused += 1
+        if refuse:
+            error = {"__type": refuse, "message": f"StartLiveTail refused: {refuse}"}
+            headers = {"x-amzn-ErrorType": refuse}
+            return self._json(start_response, "400 Bad Request", error, headers)
+        answer: list[Any] = []
+
+        def hold(status_line: str, headers: Any, *exc_info: Any) -> Any:
+            answer[:] = [status_line, headers]
+            return lambda _: None
+
+        body = b"".join(self.app(environ, hold))
+        status_line, headers = answer
+        if status_line.startswith("200"):
+            with self.lock:
+                self.live_tail_sessions += 1
+        start_response(status_line, headers)
+        return [body]
 
     def _fault(self, request: dict[str, Any]) -> tuple[str, str, str] | None:
         """The injected failure for this (valid) PutLogEvents request, if any."""
@@ -775,6 +814,19 @@ def get_log_events(
     return page, f"b/{start_index:056d}", f"f/{end_index:056d}"
 
 
+def find_live_tail_group(self: Any, identifier: str) -> Any:
+    """The log group StartLiveTail names, by ARN as CloudWatch takes it. moto's own loop never
+    stops at the match, so every identifier named the Region's last group."""
+    if not identifier.startswith("arn:") or identifier.endswith("*"):
+        raise InvalidParameterException(
+            msg=f"logGroupIdentifiers: {identifier!r} is not a log group ARN (without :*)"
+        )
+    for group in self.groups.values():
+        if group.arn == identifier:
+            return group
+    raise ResourceNotFoundException()
+
+
 class JsonEvents(list):
     """A page's events, each already JSON (see get_log_events_response)."""
 
@@ -841,6 +893,7 @@ def main(argv: list[str] | None = None) -> int:
     LogStream.get_log_events = get_log_events
     LogsResponse.get_log_events = get_log_events_response
     LogStream._update = update_span
+    LogsBackend._find_live_tail_log_group = find_live_tail_group
     LogEvent.instances_tracked = LogStream.instances_tracked = Untracked()
     gc.set_threshold(*GC_THRESHOLDS)
     app = StrictLogsMiddleware(DomainDispatcherApplication(create_backend_app), args.violations)
