@@ -287,6 +287,7 @@ examples:
   memberlog logs --cluster t1 --service mypg --since 2026-11-26T03:10 --until 2026-11-26T03:15
   memberlog logs --cluster t1 --service mypg --member mypg-0 --member mypg-1 --tail 50 -f
   memberlog logs --cluster t1 --service mypg --output json --grep FATAL   # "member" in each
+  memberlog logs --cluster t1 --service mypg -f --live   # pushed by StartLiveTail, ~1 s
   memberlog logs --cluster t1 --service mypg --member mypg-0 --since 15m --grep 'ERROR|FATAL'
   memberlog logs --cluster t1 --service mypg --member mypg-0 --tail 100 -f --output short
   memberlog logs --cluster t1 --service mypg --member mypg-0 --since 2026-11-25T22:00 \\

@@ -157,3 +157,24 @@ def test_following_two_members_shows_late_events_exactly_once(cw, logs, cluster)
     print(f"\nfollow of 2 members: written {sum(written.values())}, printed {len(seen)}, "
           f"lost {lost}, duplicated {duplicated}")  # fmt: skip
     assert (lost, duplicated) == (0, 0)
+
+
+def test_whole_service_read_stays_within_max_rate(cw, service):
+    """The members are read at once, but by one rate limit: an endpoint answering at most 10
+    read calls a second (each API) throttles none of a reader told --max-rate 8 (the margin:
+    requests started 1.0 s apart may arrive a little closer)."""
+    cluster, u, events = service
+    before = cw.stats()
+    cw.set_faults(read_quota=10)
+    try:
+        res = read(cw, cluster, u, "--max-rate", "8", "--since", str(events[0][0]),
+                   "--until", str(events[150_000][0]))  # fmt: skip
+    finally:
+        cw.set_faults()
+    after = cw.stats()
+    calls, throttled = (after[k] - before[k] for k in ("read_calls", "read_faulted"))
+    print(f"\nwhole service at --max-rate 8: read calls {calls}, throttled {throttled}")
+    assert (res.returncode, res.stderr) == (0, "")
+    want = [f"{member} | {m}" for t, member, m in events if t < events[150_000][0]]
+    assert res.stdout.splitlines() == want
+    assert calls > 10 and throttled == 0
