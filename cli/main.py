@@ -98,10 +98,12 @@ class Reader:
             yield filter_events(logs, group, names, start or 0, end, a.filter)
             return
         workers = max(1, a.workers // len(self.streams))  # the streams are read at once
-        first = self.first if self._single() else None
+        # Every stream's first page is asked for now, at once: the merge takes them in turn.
+        firsts = [self.first] if self._single() else [
+            probe(logs, group, s.name, start, end) for s in self.streams]  # fmt: skip
         sources = [
             windowed_pages(logs, group, s.name, start, end, (s.first, s.last), workers, first)
-            for s in self.streams
+            for s, first in zip(self.streams, firsts, strict=True)
         ]
         if len(sources) == 1:
             yield from sources[0]
