@@ -91,7 +91,7 @@ class DriverConfig:
     region: str | None = None
     endpoint: str | None = None
     create_group: bool = True
-    policy: GroupPolicy = field(default_factory=lambda: GroupPolicy())
+    policy: GroupPolicy = field(default_factory=GroupPolicy)
     max_event_size: int = limits.MAX_MESSAGE_BYTES
     flush_interval: float = limits.DEFAULT_FLUSH_INTERVAL_S
     # Start-of-event regex over raw line bytes (multiline-pattern or datetime-format), or None.
