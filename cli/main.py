@@ -45,7 +45,7 @@ from .limits import (
     MAX_READ_RATE_ARG,
 )
 from .livetail import follow_live
-from .output import FORMATS, OutputClosed, Printer, Style, grep_filter
+from .output import FORMATS, OutputClosed, Printer, Style, grep_filter, visible
 from .query import add_parser as add_query_parser
 from .streams import (
     CliError,
@@ -161,7 +161,7 @@ def cmd_logs(args: argparse.Namespace) -> None:
     legacy = [s.name for s in streams if s.name not in owners.values()]
     if legacy:
         what = f"{len(streams)} streams of {single}" if single else f"{len(legacy)} legacy streams"
-        print(f"memberlog: reading {what}: {', '.join(s.name for s in streams)}", file=sys.stderr)
+        _error(f"memberlog: reading {what}: {', '.join(s.name for s in streams)}")
     out = sys.stdout
     tty = out.isatty()
     progress = sys.stderr.isatty() and not tty
@@ -224,7 +224,19 @@ def _show(args: argparse.Namespace, record: dict[str, Any], columns: list[str]) 
         return
     shown = [iso(v) if k in ("first", "last") and v is not None else v for k, v in record.items()]
     cells = dict(zip(record, shown, strict=True))
-    print("\t".join("-" if cells[c] is None else str(cells[c]) for c in columns))
+    print(_terminal("\t".join("-" if cells[c] is None else str(cells[c]) for c in columns)))
+
+
+def _terminal(text: str) -> str:
+    """``text`` as stdout should get it: control characters shown escaped on a terminal."""
+    return visible(text) if sys.stdout.isatty() else text
+
+
+def _error(text: object) -> None:
+    """One error on stderr, its control characters escaped (names and messages come from
+    CloudWatch and containers; a listing's own line breaks are kept)."""
+    lines = str(text).split("\n")
+    print("\n".join(visible(line) for line in lines), file=sys.stderr)
 
 
 def cmd_members(args: argparse.Namespace) -> None:
@@ -258,9 +270,9 @@ def cmd_unresolved(args: argparse.Namespace) -> None:
             print(json.dumps(record, ensure_ascii=False))
             continue
         span = " - ".join(iso(t) if t is not None else "-" for t in (s.first, s.last))
-        print(f"{s.name}\t{span}")
-        for line in lines:
-            print(f"    {line}")
+        print(_terminal(f"{s.name}\t{span}"))
+        for line in lines:  # a container's own first lines: what it wrote, escaped on a terminal
+            print(_terminal(f"    {line}"))
 
 
 def range_error(args: argparse.Namespace) -> str | None:
@@ -465,19 +477,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except CliError as e:
-        print(f"memberlog: {e}", file=sys.stderr)
+        _error(f"memberlog: {e}")
         return 1
     except NoRegionError:
         print("memberlog: no AWS region: set --region or AWS_REGION", file=sys.stderr)
         return 1
     except ClientError as e:
         if e.response["Error"]["Code"] == "ResourceNotFoundException":
-            print(f"memberlog: not found: {e}", file=sys.stderr)
+            _error(f"memberlog: not found: {e}")
         else:
-            print(f"memberlog: {e}", file=sys.stderr)
+            _error(f"memberlog: {e}")
         return 1
     except BotoCoreError as e:
-        print(f"memberlog: {e}", file=sys.stderr)
+        _error(f"memberlog: {e}")
         return 1
     except KeyboardInterrupt:
         return 130

@@ -124,3 +124,22 @@ def test_cluster_with_spaces_and_an_empty_service_are_refused(cw):
     for args in (["--cluster", "t 1", "--service", "pg"], ["--cluster", "t1", "--service", ""]):
         res = memberlog(cw, "members", *args)
         assert res.returncode == 2 and len(res.stderr.splitlines()) == 1, res.stderr
+
+
+def test_listings_escape_what_containers_and_stream_names_hold_on_a_terminal(cw, logs, cluster):
+    """`unresolved` shows a container's own first lines; a stream name may hold any character
+    but ':' and '*'; an error names streams. None of it acts on the terminal."""
+    u = new_uuid()
+    group = f"{cluster}-pg-{u}"
+    put(logs, group, "unresolved/host-0/abcdefabcdef", ["boot \x1b]0;owned\x07 title"])
+    put(logs, group, "evil\x1b[2J", ["x"])
+    which = ["--cluster", cluster, "--service", "pg", "--service-uuid", u]
+    out = under_tty(cw, "unresolved", *which)
+    assert "    boot \\x1b]0;owned\\x07 title" in out.splitlines() and "\x1b" not in out
+    out = under_tty(cw, "members", *which)
+    assert "evil\\x1b[2J" in out and "\x1b" not in out
+    res = subprocess.run(["script", "-qfec", shlex.join(command(cw, "logs", *which, "--member",
+                          "nobody")), "/dev/null"], env=cli_env(), capture_output=True,
+                         timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+    text = res.stdout.decode()
+    assert "has no log in group" in text and "evil\\x1b[2J" in text and "\x1b" not in text
