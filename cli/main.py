@@ -160,8 +160,11 @@ def cmd_logs(args: argparse.Namespace) -> None:
         raise CliError(f"{which} no log in group {group!r} (members: {known or 'none'})")
     legacy = [s.name for s in streams if s.name not in owners.values()]
     if legacy:
-        what = f"{len(streams)} streams of {single}" if single else f"{len(legacy)} legacy streams"
-        _error(f"memberlog: reading {what}: {', '.join(s.name for s in streams)}")
+        if single:
+            what, names = f"{len(streams)} streams of {single}", [s.name for s in streams]
+        else:
+            what, names = f"{len(legacy)} legacy streams too", legacy
+        _error(f"memberlog: reading {what}: {', '.join(names)}")
     out = sys.stdout
     tty = out.isatty()
     progress = sys.stderr.isatty() and not tty

@@ -123,12 +123,12 @@ def first_messages(logs: Logs, group: str, stream: str, count: int) -> list[str]
     return messages[:count]
 
 
-def named_member(messages: list[str], wanted: Collection[str]) -> str | None:
-    """The first member of ``wanted`` that one of ``messages`` names as
+def named_member(messages: list[str], wanted: Collection[str] | None) -> str | None:
+    """The first member of ``wanted`` (None: any) that one of ``messages`` names as
     ``SERVICE_MEMBER=<member>`` (exactly that name), if any."""
     for text in messages:
         for name in _MARKER.findall(text):
-            if name in wanted:
+            if wanted is None or name in wanted:
                 return name
     return None
 
@@ -144,22 +144,29 @@ def member_streams(
 ) -> list[tuple[Stream, str]]:
     """The streams holding the log of ``members`` (None: every member of the group), each with
     the member it belongs to: ``<member>`` itself, and with ``legacy`` (or for a member whose
-    own stream is absent) its firecamp-style and awslogs-style per-container streams."""
+    own stream is absent) its firecamp-style and awslogs-style per-container streams; with
+    ``legacy`` and no ``members``, every member such streams name."""
     streams = group_streams(logs, group)
     if members is None:
-        members = [s.name for s in streams if is_member_stream(s.name)]
-    own = [(s, s.name) for s in streams if s.name in members]
-    # A member's legacy streams are read with --all-streams, or when it has no stream of its own.
-    joining = set(members) if legacy else set(members) - {s.name for s, _ in own}
-    if not joining:
+        own = [(s, s.name) for s in streams if is_member_stream(s.name)]
+    else:
+        own = [(s, s.name) for s in streams if s.name in members]
+    # Whose legacy streams are read: with --all-streams everyone asked for (None: anyone's),
+    # else only members with no stream of their own.
+    joining: set[str] | None
+    if members is None:
+        joining = None if legacy else set()
+    else:
+        joining = set(members) if legacy else set(members) - {m for _, m in own}
+    if joining is not None and not joining:
         return own
-    joined = [
-        (s, s.name.split("/", 1)[0])
-        for s in streams
-        if "/" in s.name and s.name.split("/", 1)[0] in joining
-    ]
+    joined = []
     for s in streams:
-        if _CONTAINER_STREAM.fullmatch(s.name):
+        owner = s.name.split("/", 1)[0]
+        if "/" in s.name and not s.name.startswith(UNRESOLVED_PREFIX):
+            if joining is None or owner in joining:
+                joined.append((s, owner))
+        elif _CONTAINER_STREAM.fullmatch(s.name):
             first = first_messages(logs, group, s.name, MARKER_SCAN_EVENTS)
             if (member := named_member(first, joining)) is not None:
                 joined.append((s, member))

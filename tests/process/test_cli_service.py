@@ -178,3 +178,36 @@ def test_whole_service_read_stays_within_max_rate(cw, service):
     want = [f"{member} | {m}" for t, member, m in events if t < events[150_000][0]]
     assert res.stdout.splitlines() == want
     assert calls > 10 and throttled == 0
+
+
+def test_whole_service_with_all_streams_takes_members_only_legacy_streams_name(cw, logs, cluster):
+    """A member that only ever logged through awslogs (a per-container stream whose first line
+    names it) or the firecamp layout joins the whole service with --all-streams."""
+    u = new_uuid()
+    group = f"{cluster}-pg-{u}"
+    t0 = int(time.time() * 1000) - 60_000
+    put(logs, group, "mypg-0", ["own 0", "own 1"], start=t0)
+    put(logs, group, "mypg-1/host-a/0123456789ab", ["fc 0", "fc 1"], start=t0 + 10)
+    put(logs, group, "a" * 64, ["SERVICE_MEMBER=mypg-2", "aws 1"], start=t0 + 20)
+    put(logs, group, "unresolved/host-a/abcdefabcdef", ["stray"], start=t0 + 30)
+    res = read(cw, cluster, u)
+    assert res.stdout.splitlines() == ["mypg-0 | own 0", "mypg-0 | own 1"]
+    res = read(cw, cluster, u, "--all-streams")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "mypg-0 | own 0", "mypg-0 | own 1", "mypg-1 | fc 0", "mypg-1 | fc 1",
+        "mypg-2 | SERVICE_MEMBER=mypg-2", "mypg-2 | aws 1",
+    ]  # fmt: skip
+    legacy = f"{'a' * 64}, mypg-1/host-a/0123456789ab"
+    assert res.stderr == f"memberlog: reading 2 legacy streams too: {legacy}\n"
+    res = read(cw, cluster, u, "--member", "mypg-2", "--member", "mypg-0", "--output", "json")
+    got = [
+        (r["member"], r["stream"], r["message"])
+        for r in map(json.loads, res.stdout.split("\n")[:-1])
+    ]
+    assert got == [
+        ("mypg-0", "mypg-0", "own 0"),
+        ("mypg-0", "mypg-0", "own 1"),
+        ("mypg-2", "a" * 64, "SERVICE_MEMBER=mypg-2"),
+        ("mypg-2", "a" * 64, "aws 1"),
+    ]
