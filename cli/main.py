@@ -1,5 +1,6 @@
-"""``memberlog``: list services and members, and read a member's log: a time range, the last N
-events, grep, three output formats, and a follow that does not miss late events.
+"""``memberlog``: list services and members, and read a member's log, several members' or a whole
+service's merged by time: a time range, the last N events, grep, three output formats, and a
+follow that does not miss late events (or a live tail); ``query`` runs Logs Insights.
 
 Every line of a service member lives in one CloudWatch Logs stream, ``<member>``, of the
 service's group ``<cluster>-<service>-<service-uuid>``, wherever its containers ran.
@@ -315,11 +316,12 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: ``memberlog {logs,members,services,unresolved}``."""
+    """The command line: ``memberlog {logs,members,services,unresolved,query}``."""
     parser = Parser(
         prog="memberlog",
         description="Every log line of a service member is in one CloudWatch Logs stream, "
-        "<member>, of the group <cluster>-<service>-<service-uuid>. List them, and read one.",
+        "<member>, of the group <cluster>-<service>-<service-uuid>. List them, read one member, "
+        "several or the whole service merged by time, or query them with Logs Insights.",
         epilog="exit status: 0 ok, 1 not found or failed, 2 usage. "
         "See 'memberlog COMMAND --help' for examples.",
     )
