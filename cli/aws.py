@@ -127,9 +127,11 @@ class Logs:
         self.limiter = RateLimiter(max_rate)
         self.retries = 0
 
-    def call(self, method: str, *, attempts: int = READ_ATTEMPTS, **kwargs: Any) -> dict[str, Any]:
+    def call(self, method: str, *, attempts: int | None = None, **kwargs: Any) -> dict[str, Any]:
         """``client.<method>(**kwargs)``, retried with capped exponential backoff and jitter;
-        ``attempts`` in all at most (AWS's parameters are camelCase: no clash)."""
+        ``attempts`` in all at most (default READ_ATTEMPTS; AWS's parameters are camelCase: no
+        clash)."""
+        attempts = READ_ATTEMPTS if attempts is None else attempts
         for attempt in range(attempts):
             self.limiter.wait()
             try:
