@@ -225,8 +225,9 @@ class LiveFollower:
             wait_unless_closed(self.out, FOLLOW_POLL_S)
 
     def run(self) -> bool:
-        """Follow until the output closes, Ctrl-C, or past --until: True. False, after one
-        notice, when live tail cannot start here, for the caller to poll instead."""
+        """Follow until the output closes, Ctrl-C, or past --until: True. False, having printed
+        nothing but one notice on stderr, when live tail cannot start here: then the caller
+        polls (``seen``: the events of the look-back window the caller has handled)."""
         if self.past_until():
             self.printer.write(self.fill_gap())
             return True
@@ -260,26 +261,3 @@ class LiveFollower:
         finally:
             if stream is not None:
                 stream.close()
-
-
-def follow_live(
-    logs: Logs,
-    group: str,
-    streams: Callable[[], list[str]],
-    printer: Printer,
-    out: TextIO,
-    *,
-    floor: int,
-    until: int | None,
-    pattern: str | None,
-    lookback_ms: int,
-    seen: Iterable[Event] = (),
-) -> bool:
-    """Follow ``streams`` (asked again now and then) of ``group`` by live tail, printing what
-    was not printed yet; ``seen``: events of the look-back window the caller has handled (its
-    first poll). True once done (output closed, past --until); False, having printed nothing
-    but one notice on stderr, when live tail cannot start here: then the caller polls."""
-    return LiveFollower(
-        logs, group, streams, printer, out, floor=floor, until=until, pattern=pattern,
-        lookback_ms=lookback_ms, seen=seen,
-    ).run()  # fmt: skip

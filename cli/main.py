@@ -45,7 +45,7 @@ from .limits import (
     MAX_READ_RATE,
     MAX_READ_RATE_ARG,
 )
-from .livetail import follow_live
+from .livetail import LiveFollower
 from .output import FORMATS, OutputClosed, Printer, Style, grep_filter, visible
 from .query import add_parser as add_query_parser
 from .streams import (
@@ -207,10 +207,10 @@ def cmd_logs(args: argparse.Namespace) -> None:
         for page in reader.pages(since, floor):
             printer.write(page)
         printer.write(recent)
-    if args.live and follow_live(
+    if args.live and LiveFollower(
         logs, group, follower.discover, printer, out, floor=floor, until=until,
         pattern=args.filter, lookback_ms=lookback_ms, seen=recent,
-    ):  # fmt: skip
+    ).run():  # fmt: skip
         return
     follower.run()
 

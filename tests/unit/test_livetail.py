@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError, EventStreamError
 
 from memberlog.cli import livetail
-from memberlog.cli.livetail import SAMPLED_NOTICE, follow_live
+from memberlog.cli.livetail import SAMPLED_NOTICE, LiveFollower
 from memberlog.cli.output import Printer
 
 GROUP = "c-pg-u"
@@ -104,9 +104,10 @@ def run(logs: FakeLogs, names: list[str], now: int, **kwargs: Any) -> tuple[Page
     options = {"floor": now - LOOKBACK_MS, "until": None, "pattern": None}
     options.update(kwargs)
     try:
-        result: bool | None = follow_live(
+        follower = LiveFollower(
             logs, GROUP, lambda: names, printer, printer.out, lookback_ms=LOOKBACK_MS, **options
         )
+        result: bool | None = follower.run()
     except Stop:
         result = None
     return printer, result
